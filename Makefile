@@ -1,0 +1,75 @@
+# Veil: build, image, demo and tests. `make demo` and `make test` are the two entry points the
+# README documents; both install what they need (scripts/install-deps.sh) and skip what is done.
+
+SHELL := /bin/bash
+export PATH := $(CURDIR)/bin/tools:/usr/local/go/bin:$(PATH)
+
+GO       ?= go
+BIN      := $(CURDIR)/bin
+IMAGE    ?= $(CURDIR)/build/image
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/veil-runtime/veil/agent.Version=$(VERSION)
+
+# The agent is PID 1 in the guest: one static binary, cgo for runc's nsenter.
+AGENT_TAGS    := netgo,osusergo
+AGENT_LDFLAGS := $(LDFLAGS) -extldflags "-static"
+
+HOST_CMDS := veil-image veil-ctl
+
+# Unit tests: everything but the VM suites under tests/.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
+
+.PHONY: all deps build agent image proto proto-check unit e2e test demo bench lint clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps agent
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(HOST_CMDS))
+
+agent: deps
+	@mkdir -p $(BIN)
+	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/veil-agent ./cmd/veil-agent
+
+# The guest image (kernel, initrd, manifest), cached by the digest of its inputs.
+image: build
+	$(BIN)/veil-image build --agent $(BIN)/veil-agent --out $(IMAGE)
+
+proto: deps
+	protoc -I agent/api --go_out=paths=source_relative:agent/api \
+		--go-ttrpc_out=paths=source_relative:agent/api agent/api/agent.proto
+
+# Fails when the committed generated code differs from what `make proto` makes.
+proto-check: deps
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	protoc -I agent/api --go_out=paths=source_relative:$$tmp \
+		--go-ttrpc_out=paths=source_relative:$$tmp agent/api/agent.proto && \
+	for f in agent.pb.go agent_ttrpc.pb.go; do \
+		diff -q $$tmp/$$f agent/api/$$f >/dev/null || { echo "agent/api/$$f is stale: run make proto"; exit 1; }; \
+	done && echo "proto-check: generated code is up to date"
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit: deps lint
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# The suites that boot real QEMU VMs from the guest image.
+e2e: image
+	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/...
+
+test: proto-check unit e2e
+
+demo: image
+	@scripts/demo.sh
+
+bench: image
+	@scripts/bench.sh
+
+clean:
+	rm -rf $(BIN) build
