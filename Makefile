@@ -8,7 +8,7 @@ GO       ?= go
 BIN      := $(CURDIR)/bin
 IMAGE    ?= $(CURDIR)/build/image
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X github.com/veil-runtime/veil/agent.Version=$(VERSION)
+LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION)
 
 # The agent is PID 1 in the guest: one static binary, cgo for runc's nsenter.
 AGENT_TAGS    := netgo,osusergo

@@ -377,8 +377,11 @@ type GetGuestDetailsResponse struct {
 	AgentVersion     string   `protobuf:"bytes,5,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	LoadedModules    []string `protobuf:"bytes,6,rep,name=loaded_modules,json=loadedModules,proto3" json:"loaded_modules,omitempty"`
 	BootTimeUnixNano uint64   `protobuf:"varint,7,opt,name=boot_time_unix_nano,json=bootTimeUnixNano,proto3" json:"boot_time_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// agent_rss_bytes and init_rss_bytes: resident memory of the agent and of pid 1.
+	AgentRssBytes uint64 `protobuf:"varint,8,opt,name=agent_rss_bytes,json=agentRssBytes,proto3" json:"agent_rss_bytes,omitempty"`
+	InitRssBytes  uint64 `protobuf:"varint,9,opt,name=init_rss_bytes,json=initRssBytes,proto3" json:"init_rss_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetGuestDetailsResponse) Reset() {
@@ -456,6 +459,20 @@ func (x *GetGuestDetailsResponse) GetLoadedModules() []string {
 func (x *GetGuestDetailsResponse) GetBootTimeUnixNano() uint64 {
 	if x != nil {
 		return x.BootTimeUnixNano
+	}
+	return 0
+}
+
+func (x *GetGuestDetailsResponse) GetAgentRssBytes() uint64 {
+	if x != nil {
+		return x.AgentRssBytes
+	}
+	return 0
+}
+
+func (x *GetGuestDetailsResponse) GetInitRssBytes() uint64 {
+	if x != nil {
+		return x.InitRssBytes
 	}
 	return 0
 }
@@ -2927,7 +2944,7 @@ const file_agent_proto_rawDesc = "" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12\x1f\n" +
 	"\vapi_version\x18\x02 \x01(\rR\n" +
 	"apiVersion\"\x18\n" +
-	"\x16GetGuestDetailsRequest\"\x96\x02\n" +
+	"\x16GetGuestDetailsRequest\"\xe4\x02\n" +
 	"\x17GetGuestDetailsResponse\x12%\n" +
 	"\x0ekernel_release\x18\x01 \x01(\tR\rkernelRelease\x12&\n" +
 	"\x0fmem_total_bytes\x18\x02 \x01(\x04R\rmemTotalBytes\x12\x1f\n" +
@@ -2936,7 +2953,9 @@ const file_agent_proto_rawDesc = "" +
 	"\x03tee\x18\x04 \x01(\tR\x03tee\x12#\n" +
 	"\ragent_version\x18\x05 \x01(\tR\fagentVersion\x12%\n" +
 	"\x0eloaded_modules\x18\x06 \x03(\tR\rloadedModules\x12-\n" +
-	"\x13boot_time_unix_nano\x18\a \x01(\x04R\x10bootTimeUnixNano\"\x8c\x01\n" +
+	"\x13boot_time_unix_nano\x18\a \x01(\x04R\x10bootTimeUnixNano\x12&\n" +
+	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\x12$\n" +
+	"\x0einit_rss_bytes\x18\t \x01(\x04R\finitRssBytes\"\x8c\x01\n" +
 	"\aStorage\x12\x16\n" +
 	"\x06driver\x18\x01 \x01(\tR\x06driver\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +

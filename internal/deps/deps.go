@@ -3,13 +3,13 @@
 package deps
 
 import (
-	_ "github.com/hashicorp/yamux"
-	_ "github.com/mdlayher/vsock"
-	_ "github.com/opencontainers/runc/libcontainer"
-	_ "github.com/opencontainers/runc/libcontainer/specconv"
-	_ "github.com/opencontainers/runtime-spec/specs-go"
-	_ "github.com/vishvananda/netlink"
-	_ "golang.org/x/sys/unix"
-	_ "github.com/containerd/log"
-	_ "github.com/creack/pty"
+	_ "github.com/BurntSushi/toml"
+	_ "github.com/go-jose/go-jose/v4"
+	_ "github.com/google/go-containerregistry/pkg/registry"
+	_ "github.com/google/go-containerregistry/pkg/v1/remote"
+	_ "github.com/google/go-sev-guest/verify"
+	_ "github.com/google/go-tdx-guest/verify"
+	_ "github.com/open-policy-agent/opa/v1/rego"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "sigs.k8s.io/yaml"
 )

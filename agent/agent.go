@@ -1,0 +1,142 @@
+// Package agent runs the agent proper (the child of init in the guest): the ttrpc service of
+// agent/server, with its interceptor, on every transport the guest offers, until the
+// sandbox is destroyed or the process is told to stop.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+
+	"github.com/veil-runtime/veil/agent/network"
+	"github.com/veil-runtime/veil/agent/server"
+	"github.com/veil-runtime/veil/agent/storage"
+	"github.com/veil-runtime/veil/agent/transport"
+)
+
+// DefaultStateDir is where libcontainer keeps the containers' state: outside storage.Root,
+// so that no CopyFile or storage of the host can reach it.
+const DefaultStateDir = "/run/veil-agent/containers"
+
+// shutdownTimeout bounds how long calls in flight may still take once the agent stops
+// (a GetEvent long poll never ends by itself, so this is also the most it delays power-off).
+const shutdownTimeout = 2 * time.Second
+
+// Options configures Run.
+type Options struct {
+	// Listen holds transport addresses (see transport.Listen: unix:PATH, vsock:PORT,
+	// virtio-serial:NAME). Empty means every guest transport that exists
+	// (transport.ListenAll).
+	Listen []string
+	// StateDir is libcontainer's state directory; empty means DefaultStateDir.
+	StateDir string
+	// Guest prepares the guest before serving: lo up and /run/veil created. Init starts the
+	// agent with it; leave it off when running the agent on a host for tests.
+	Guest bool
+}
+
+// Run serves the agent API until ctx is cancelled, DestroySandbox has run, or every listener
+// has failed. It returns nil in the first two cases.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Guest {
+		if err := prepareGuest(ctx); err != nil {
+			return err
+		}
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	srv, err := server.New(opts.StateDir)
+	if err != nil {
+		return fmt.Errorf("create agent service: %w", err)
+	}
+	ts, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(server.Interceptor))
+	if err != nil {
+		return fmt.Errorf("create ttrpc server: %w", err)
+	}
+	srv.Register(ts)
+	ls, err := listen(ctx, opts.Listen)
+	if err != nil {
+		return err
+	}
+	// Calls in flight must not see the stop signal: they get shutdownTimeout to finish.
+	serveCtx := context.WithoutCancel(ctx)
+	failed := make(chan error, len(ls))
+	for _, l := range ls {
+		go func() { failed <- ts.Serve(serveCtx, l) }()
+	}
+	log.G(ctx).WithField("version", server.AgentVersion).Infof("agent serving on %d transports", len(ls))
+
+	runErr := wait(ctx, srv, failed, len(ls))
+	sctx, cancel := context.WithTimeout(serveCtx, shutdownTimeout)
+	defer cancel()
+	if err := ts.Shutdown(sctx); err != nil {
+		log.G(ctx).WithError(err).Debug("calls still in flight at shutdown: closing them")
+		_ = ts.Close()
+	}
+	return runErr
+}
+
+// wait returns when the agent must stop: nil for a signal or a destroyed sandbox, an error
+// when all n listeners have failed.
+func wait(ctx context.Context, srv *server.Server, failed <-chan error, n int) error {
+	var errs []error
+	for {
+		select {
+		case <-ctx.Done():
+			log.G(ctx).Info("agent stopping: told to stop")
+			return nil
+		case <-srv.Destroyed():
+			log.G(ctx).Info("agent stopping: sandbox destroyed")
+			return nil
+		case err := <-failed:
+			log.G(ctx).WithError(err).Error("a transport stopped serving")
+			if errs = append(errs, err); len(errs) == n {
+				return fmt.Errorf("every transport failed: %w", errors.Join(errs...))
+			}
+		}
+	}
+}
+
+// listen opens the listeners that addrs name, or every guest transport when there is none.
+func listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
+	if len(addrs) == 0 {
+		ls, err := transport.ListenAll(ctx)
+		if len(ls) == 0 {
+			return nil, fmt.Errorf("no transport to serve on: %w", err)
+		}
+		if err != nil {
+			log.G(ctx).WithError(err).Warn("some transports are not served")
+		}
+		return ls, nil
+	}
+	var ls []net.Listener
+	for _, a := range addrs {
+		l, err := transport.Listen(ctx, a)
+		if err != nil {
+			for _, l := range ls {
+				_ = l.Close()
+			}
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// prepareGuest brings lo up and creates /run/veil (the only place the host may write).
+func prepareGuest(ctx context.Context) error {
+	if err := network.SetupLoopback(); err != nil {
+		log.G(ctx).WithError(err).Warn("loopback not up")
+	}
+	if err := os.MkdirAll(storage.Root, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", storage.Root, err)
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/veil-runtime/veil/agent/api"
+)
+
+// teePaths are where the guest kernel shows a TEE.
+type teePaths struct {
+	sevGuest  string // the SEV-SNP guest device
+	tdxGuest  string // the TDX guest device
+	tsmReport string // configfs-tsm's report directory
+}
+
+var defaultTEEPaths = teePaths{
+	sevGuest:  "/dev/sev-guest",
+	tdxGuest:  "/dev/tdx_guest",
+	tsmReport: "/sys/kernel/config/tsm/report",
+}
+
+// GetGuestDetails describes the guest: kernel release, memory, online CPUs, the TEE it runs
+// in, the agent's version, the loaded kernel modules and the boot time.
+func (s *Server) GetGuestDetails(ctx context.Context, req *api.GetGuestDetailsRequest) (*api.GetGuestDetailsResponse, error) {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return nil, fmt.Errorf("uname: %w", err)
+	}
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return nil, fmt.Errorf("sysinfo: %w", err)
+	}
+	cpus, err := onlineCPUs("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, err
+	}
+	modules, err := loadedModules("/proc/modules")
+	if err != nil {
+		return nil, err
+	}
+	boot, err := bootTime()
+	if err != nil {
+		return nil, err
+	}
+	return &api.GetGuestDetailsResponse{
+		KernelRelease:    unix.ByteSliceToString(uts.Release[:]),
+		MemTotalBytes:    uint64(si.Totalram) * uint64(si.Unit),
+		OnlineCpus:       cpus,
+		Tee:              detectTEE(ctx, defaultTEEPaths),
+		AgentVersion:     AgentVersion,
+		LoadedModules:    modules,
+		BootTimeUnixNano: uint64(boot.UnixNano()),
+	}, nil
+}
+
+// detectTEE returns "snp" or "tdx" when the guest device of one exists, or configfs-tsm
+// names one as its provider, else "none".
+func detectTEE(ctx context.Context, p teePaths) string {
+	if _, err := os.Stat(p.sevGuest); err == nil {
+		return "snp"
+	}
+	if _, err := os.Stat(p.tdxGuest); err == nil {
+		return "tdx"
+	}
+	if _, err := os.Stat(p.tsmReport); err != nil {
+		return "none"
+	}
+	provider, err := tsmProvider(p.tsmReport)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("configfs-tsm is there but names no provider")
+		return "none"
+	}
+	switch provider {
+	case "sev_guest":
+		return "snp"
+	case "tdx_guest":
+		return "tdx"
+	}
+	log.G(ctx).Warnf("configfs-tsm provider %q is not a TEE that Veil knows", provider)
+	return "none"
+}
+
+// tsmProvider makes a report entry in configfs-tsm, reads which driver provides it and
+// removes the entry again.
+func tsmProvider(reportDir string) (string, error) {
+	entry := filepath.Join(reportDir, fmt.Sprintf("veil-probe-%d", os.Getpid()))
+	if err := os.Mkdir(entry, 0o700); err != nil {
+		return "", fmt.Errorf("create configfs-tsm report entry: %w", err)
+	}
+	defer os.Remove(entry)
+	b, err := os.ReadFile(filepath.Join(entry, "provider"))
+	if err != nil {
+		return "", fmt.Errorf("read configfs-tsm provider: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// onlineCPUs counts the CPUs in a sysfs CPU list such as "0-3,6".
+func onlineCPUs(path string) (uint32, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read online CPUs: %w", err)
+	}
+	n, err := countCPUList(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
+}
+
+func countCPUList(list string) (uint32, error) {
+	var n uint32
+	for _, part := range strings.Split(list, ",") {
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.ParseUint(lo, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("CPU list %q: %w", list, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 32); err != nil || b < a {
+				return 0, fmt.Errorf("CPU list %q: bad range %q", list, part)
+			}
+		}
+		n += uint32(b - a + 1)
+	}
+	return n, nil
+}
+
+// loadedModules lists the module names of /proc/modules (none when the kernel has no module
+// support and so no such file).
+func loadedModules(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read loaded modules: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if name, _, _ := strings.Cut(sc.Text(), " "); name != "" {
+			out = append(out, name)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read loaded modules: %w", err)
+	}
+	return out, nil
+}
+
+// bootTime is the wall-clock time at which the kernel booted.
+func bootTime() (time.Time, error) {
+	var up unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &up); err != nil {
+		return time.Time{}, fmt.Errorf("read boot clock: %w", err)
+	}
+	return time.Now().Add(-time.Duration(up.Nano())), nil
+}

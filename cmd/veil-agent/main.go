@@ -1,0 +1,68 @@
+// Command veil-agent is the guest side of Veil. Run as PID 1 (the initrd's /init) it is the
+// guest's init (package initsys), which starts this same binary again, with --guest, as the
+// agent proper (package agent). Started by libcontainer as "veil-agent init" it is a
+// container's init. Otherwise it is the agent, and its flags let it run outside a VM, for
+// tests: veil-agent --listen unix:/tmp/agent.sock.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/veil-runtime/veil/agent"
+	"github.com/veil-runtime/veil/agent/container"
+	"github.com/veil-runtime/veil/agent/initsys"
+	"github.com/veil-runtime/veil/agent/server"
+)
+
+func main() {
+	container.InitIfRequested() // first: libcontainer's re-exec as "init" never returns
+	if os.Getpid() == 1 {
+		// The kernel may pass stray words of its command line as arguments: ignore them.
+		initsys.Run(context.Background(), initsys.DefaultConfig())
+	}
+	os.Exit(run())
+}
+
+// listenFlags collects repeated --listen flags.
+type listenFlags []string
+
+func (l *listenFlags) String() string     { return strings.Join(*l, ",") }
+func (l *listenFlags) Set(v string) error { *l = append(*l, v); return nil }
+
+func run() int {
+	var listen listenFlags
+	flag.Var(&listen, "listen", "serve on this transport (repeatable): unix:PATH, vsock:PORT or virtio-serial:NAME;\n"+
+		"none means every guest transport that exists")
+	stateDir := flag.String("state-dir", agent.DefaultStateDir, "libcontainer state directory")
+	guest := flag.Bool(strings.TrimPrefix(initsys.GuestFlag, "--"), false,
+		"prepare the guest (lo up, /run/veil) before serving; init sets it")
+	level := flag.String("log-level", "", "log level (trace, debug, info, warn, error);\n"+
+		"empty means veil.log_level of the kernel command line, or info")
+	version := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println("veil-agent", server.AgentVersion)
+		return 0
+	}
+	ctx, err := initsys.SetupLogging(context.Background(), "agent", *level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "veil-agent:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
+	defer stop()
+	err = agent.Run(ctx, agent.Options{Listen: listen, StateDir: *stateDir, Guest: *guest})
+	if err != nil {
+		log.G(ctx).WithError(err).Error("agent failed")
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,81 @@
+// Command veil-image builds the guest kernel and initrd of a Veil VM.
+//
+//	veil-image build --out DIR [--agent PATH] [--init PATH] [--cache DIR]
+//	                 [--kernel-package NAME[=VERSION]] [--modules a,b,c] [--force]
+//
+// It writes DIR/vmlinuz, DIR/initrd.img and DIR/manifest.json and prints
+// each step as it goes. See docs/guest-image.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	guestimage "github.com/veil-runtime/veil/guest-image"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "veil-image:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 || args[0] != "build" {
+		return errors.New("usage: veil-image build --out DIR [--agent PATH] [flags]; see veil-image build -h")
+	}
+	fs := flag.NewFlagSet("veil-image build", flag.ContinueOnError)
+	o := guestimage.Options{Progress: os.Stdout}
+	fs.StringVar(&o.OutDir, "out", "", "output directory for vmlinuz, initrd.img and manifest.json (required)")
+	fs.StringVar(&o.Agent, "agent", "", "static guest agent binary (default: veil-agent next to this program)")
+	fs.StringVar(&o.Init, "init", "", "static binary to install as /init instead of the agent")
+	fs.StringVar(&o.CacheDir, "cache", guestimage.DefaultCacheDir, "cache for apt state, kernel packages and unpacked kernels")
+	fs.StringVar(&o.KernelPackage, "kernel-package", "", "kernel package NAME[=VERSION] (default: newest 6.12 cloud kernel in "+guestimage.KernelSuite+")")
+	modules := fs.String("modules", strings.Join(guestimage.DefaultModules, ","), "comma-separated kernel modules to load at boot (dependencies are added)")
+	fs.StringVar(&o.Cmdline, "cmdline", guestimage.DefaultCmdline, "kernel command line recorded in the manifest")
+	fs.StringVar(&o.ImageVersion, "image-version", "dev", "label written to /etc/veil/image.json")
+	fs.StringVar(&o.Mirror, "mirror", "", "Debian mirror URI (default: the one the host's apt sources use)")
+	fs.BoolVar(&o.Force, "force", false, "rebuild even if --out already holds this build")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	o.Modules = splitList(*modules)
+	if o.Agent == "" && o.Init == "" {
+		o.Agent = besideExecutable("veil-agent")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err := guestimage.Build(ctx, o)
+	return err
+}
+
+// splitList splits "a, b,c" into its non-empty elements.
+func splitList(s string) []string {
+	out := []string{}
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// besideExecutable returns the path of name in this program's directory.
+func besideExecutable(name string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		return name
+	}
+	return filepath.Join(filepath.Dir(exe), name)
+}

@@ -1,0 +1,42 @@
+package sandbox
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	guestimage "github.com/veil-runtime/veil/guest-image"
+	"github.com/veil-runtime/veil/hypervisor"
+	"github.com/veil-runtime/veil/hypervisor/qemu"
+)
+
+// Image is a guest image on disk, as veil-image wrote it.
+type Image struct {
+	Kernel, Initrd string
+	Cmdline        []string
+	Manifest       *guestimage.Manifest
+}
+
+// LoadImage reads dir's manifest. It does not re-hash the artefacts: `veil-image verify` and
+// the attestation flow check digests; booting a VM must stay cheap.
+func LoadImage(dir string) (*Image, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("no guest image directory given (build one with: veil-image build --out DIR)")
+	}
+	m, err := guestimage.ReadManifest(dir)
+	if err != nil {
+		return nil, fmt.Errorf("guest image %s: %w", dir, err)
+	}
+	return &Image{
+		Kernel:   filepath.Join(dir, guestimage.KernelFile),
+		Initrd:   filepath.Join(dir, guestimage.InitrdFile),
+		Cmdline:  strings.Fields(m.Cmdline),
+		Manifest: m,
+	}, nil
+}
+
+// newVM picks the driver. QEMU is the only one so far; Cloud Hypervisor will be chosen by the
+// runtime handler's config.
+func newVM(cfg hypervisor.Config) (hypervisor.VM, error) {
+	return qemu.New(cfg)
+}
