@@ -56,8 +56,9 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-unit: deps lint
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+# The hypervisor's boot tests use the guest image's kernel, so unit builds the (cached) image.
+unit: lint image
+	VEIL_TEST_KERNEL=$(IMAGE)/vmlinuz $(GO) test -race -count=1 $(UNIT_PKGS)
 
 # The suites that boot real QEMU VMs from the guest image.
 e2e: image

@@ -44,8 +44,8 @@ for _ in $(seq 1 120); do [ -S /run/veil/ctl/demo/agent.sock ] && break; sleep 0
 "$bin/veil-ctl" call --name demo GetGuestDetails
 echo "  copy-file with '..' is refused:"
 "$bin/veil-ctl" call --name demo CopyFile '{"path":"/run/veil/../etc/passwd","data":"eA=="}' 2>&1 | sed 's/^/  /' || true
-"$bin/veil-ctl" kill --name demo TERM
-wait $run_pid || echo "  container ended with status $? (128+15: SIGTERM)"
+"$bin/veil-ctl" kill --name demo KILL
+wait $run_pid || echo "  container ended with status $? (128+9: SIGKILL; the container's pid 1 ignores SIGTERM without a handler)"
 trap - EXIT
 
 step "done: every VM stopped, nothing left running"

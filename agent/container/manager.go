@@ -118,10 +118,7 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 	if err := ValidateID("container_id", id); err != nil {
 		return err
 	}
-	spec, err := parseSpec(specJSON)
-	if err != nil {
-		return err
-	}
+	// A duplicate id is reported as such whatever else is wrong with the request.
 	if err := m.reserve(id); err != nil {
 		return err
 	}
@@ -132,6 +129,10 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 			m.release(id)
 		}
 	}()
+	spec, err := parseSpec(specJSON)
+	if err != nil {
+		return err
+	}
 	mounts, err := mountStorages(storages, &undo)
 	if err != nil {
 		return err

@@ -61,7 +61,26 @@ func (s *Server) GetGuestDetails(ctx context.Context, req *api.GetGuestDetailsRe
 		AgentVersion:     AgentVersion,
 		LoadedModules:    modules,
 		BootTimeUnixNano: uint64(boot.UnixNano()),
+		AgentRssBytes:    residentBytes("/proc/self/status"),
+		InitRssBytes:     residentBytes("/proc/1/status"),
 	}, nil
+}
+
+// residentBytes reads VmRSS from a /proc/<pid>/status file; 0 when it cannot.
+func residentBytes(statusFile string) uint64 {
+	data, err := os.ReadFile(statusFile)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kib uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib); err == nil {
+				return kib << 10
+			}
+		}
+	}
+	return 0
 }
 
 // detectTEE returns "snp" or "tdx" when the guest device of one exists, or configfs-tsm

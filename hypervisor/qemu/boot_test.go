@@ -20,7 +20,7 @@ func testKernel(t *testing.T) string {
 	if ks, _ := filepath.Glob("/boot/vmlinuz-*"); len(ks) > 0 {
 		return ks[len(ks)-1]
 	}
-	t.Skip("needs a guest kernel: set VEIL_TEST_KERNEL=/path/to/vmlinuz")
+	t.Fatal("needs a guest kernel: set VEIL_TEST_KERNEL=/path/to/vmlinuz (make unit sets it to the guest image's kernel)")
 	return ""
 }
 
@@ -31,16 +31,13 @@ func TestIntegrationBootPanics(t *testing.T) {
 	kernel := testKernel(t)
 	for _, machine := range []string{"q35", "microvm"} {
 		t.Run(machine, func(t *testing.T) {
-			if machine == "microvm" && os.Getenv("VEIL_TEST_MICROVM") == "" {
-				// microvm has no HPET: under TCG on a busy host the kernel's PIT calibration
-				// sometimes fails and boot hangs (see docs/hypervisor.md).
-				t.Skip("microvm boots are flaky under TCG; set VEIL_TEST_MICROVM=1 to run")
-			}
+			// microvm has no HPET: under TCG on a busy host the kernel's PIT calibration can
+			// take many seconds (4 to 20 s seen here), hence the generous bound below.
 			root := stateRoot(t)
 			cfg := firmwareOnly(t, root)
 			cfg.Kernel, cfg.Machine, cfg.Accel = kernel, machine, hypervisor.AccelAuto
 			v := startVM(t, cfg, WithProbeCache(filepath.Join(root, "probe")))
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			werr := v.Wait(ctx)
 			out, err := os.ReadFile(v.ConsoleLog())

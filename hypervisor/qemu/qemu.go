@@ -125,6 +125,9 @@ func (v *VM) launch(ctx context.Context) error {
 		return err
 	}
 	host := Host{Accel: accel, CPU: v.opts.cpu}
+	if host.CPU == "" && accel == hypervisor.AccelTCG {
+		host.CPU = tcgCPU(ver)
+	}
 	if v.dir, err = statedir.Create(v.cfg.StateDir); err != nil {
 		return fmt.Errorf("qemu: %w", err)
 	}

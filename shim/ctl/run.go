@@ -62,13 +62,6 @@ func Run(ctx context.Context, o RunOptions) (int, error) {
 	}
 	defer sb.Close(context.Background())
 	logf(o.Log, "agent ready (VM pid %d)", sb.VM.PID())
-	if o.Name != "" {
-		stop, err := serveControl(ctx, sb, o.Name)
-		if err != nil {
-			return 0, err
-		}
-		defer stop()
-	}
 	return runContainer(ctx, sb, id, o)
 }
 
@@ -92,8 +85,19 @@ func runContainer(ctx context.Context, sb *sandbox.Sandbox, id string, o RunOpti
 	}
 	logf(o.Log, "container %s created; starting %q", id, o.Spec.Args)
 	p := stdio.Process{Agent: agent, ContainerID: id}
+	stopControl := func() {}
+	defer func() { stopControl() }()
 	return relayAndWait(ctx, p, o.Interactive, o.Spec.Terminal, o.Stdin, o.Stdout, o.Stderr, func() error {
-		_, err := agent.StartContainer(ctx, &api.StartContainerRequest{ContainerId: id})
+		if _, err := agent.StartContainer(ctx, &api.StartContainerRequest{ContainerId: id}); err != nil {
+			return err
+		}
+		if o.Name == "" {
+			return nil
+		}
+		// The control socket appears once the container runs, so that a caller that waits
+		// for it can exec at once.
+		stop, err := serveControl(ctx, sb, o.Name)
+		stopControl = stop
 		return err
 	})
 }
@@ -101,14 +105,16 @@ func runContainer(ctx context.Context, sb *sandbox.Sandbox, id string, o RunOpti
 // relayAndWait starts the output relays, calls start, feeds stdin, forwards SIGINT/SIGTERM,
 // and returns the exit status once the process exited and its output is drained.
 func relayAndWait(ctx context.Context, p stdio.Process, interactive, tty bool, in io.Reader, out, errw io.Writer, start func() error) (int, error) {
+	// The agent buffers output until it is read, so the relays can begin after start (an exec'd
+	// process does not exist before it).
+	if err := start(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", p, err)
+	}
 	var wg sync.WaitGroup
 	relayErr := make(chan error, 2)
 	wg.Add(2)
 	go func() { defer wg.Done(); relayErr <- p.CopyStdout(ctx, out) }()
 	go func() { defer wg.Done(); relayErr <- p.CopyStderr(ctx, errw) }()
-	if err := start(); err != nil {
-		return 0, fmt.Errorf("start %s: %w", p, err)
-	}
 	if tty {
 		restore := rawTerminal(ctx, p)
 		defer restore()

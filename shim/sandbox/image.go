@@ -23,6 +23,10 @@ func LoadImage(dir string) (*Image, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("no guest image directory given (build one with: veil-image build --out DIR)")
 	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	m, err := guestimage.ReadManifest(dir)
 	if err != nil {
 		return nil, fmt.Errorf("guest image %s: %w", dir, err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/hypervisor"
+	"github.com/veil-runtime/veil/hypervisor/statedir"
 )
 
 // DefaultStateRoot holds one state directory per running sandbox.
@@ -56,6 +57,11 @@ func Boot(ctx context.Context, opts Options) (*Sandbox, error) {
 	cfg, err := vmConfig(opts)
 	if err != nil {
 		return nil, err
+	}
+	// A VM whose owner was killed leaves its state directory behind (QEMU and virtiofsd die
+	// with the owner); clear those first, so that a name can be used again.
+	if _, err := statedir.Sweep(filepath.Dir(cfg.StateDir)); err != nil {
+		return nil, fmt.Errorf("sandbox %s: clear stale state: %w", opts.ID, err)
 	}
 	vm, err := newVM(cfg)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/api/jsoncall"
+	"github.com/veil-runtime/veil/shim/ctl"
 	"github.com/veil-runtime/veil/shim/sandbox"
 	"github.com/veil-runtime/veil/shim/stdio"
 )
@@ -61,7 +62,7 @@ func testExecSignalWait(t *testing.T, sb *sandbox.Sandbox) {
 		t.Fatalf("exec: status %d output %q, want 3 and \"exec-out\\n\"", w.GetStatus(), out.String())
 	}
 	// A second exec, signalled: status 128+15.
-	p = &api.Process{Args: []string{"sleep", "1000"}, Cwd: "/"}
+	p = &api.Process{Args: []string{"sleep", "1000"}, Cwd: "/", Env: []string{"PATH=/bin"}}
 	if _, err := sb.Agent.ExecProcess(c, &api.ExecProcessRequest{ContainerId: "sleeper", ExecId: "e2", Process: p}); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +102,14 @@ func waitProcess(t *testing.T, sb *sandbox.Sandbox, id, execID string) *api.Wait
 func testBadRequests(t *testing.T, sb *sandbox.Sandbox) {
 	c := ctx(t, 2*time.Minute)
 	newContainer(t, sb, "dup", []string{"true"}, containerOpts{})
+	newContainer(t, sb, "sleeper2", []string{"sleep", "1000"}, containerOpts{})
+	if _, err := sb.Agent.StartContainer(c, &api.StartContainerRequest{ContainerId: "sleeper2"}); err != nil {
+		t.Fatal(err)
+	}
+	goodSpec, err := ctl.Spec(ctl.SpecOptions{Args: []string{"true"}, RootPath: "/run/veil/shared/dup/rootfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name    string
 		call    func() error
@@ -132,10 +141,29 @@ func testBadRequests(t *testing.T, sb *sandbox.Sandbox) {
 			return err
 		}, errdefs.ErrInvalidArgument, "/run/veil"},
 		{"missing binary", func() error {
-			newContainer(t, sb, "nobin", []string{"/bin/no-such-binary"}, containerOpts{})
-			_, err := sb.Agent.StartContainer(c, &api.StartContainerRequest{ContainerId: "nobin"})
+			spec, err := ctl.Spec(ctl.SpecOptions{Args: []string{"/bin/no-such-binary"}, RootPath: "/run/veil/shared/nobin/rootfs"})
+			if err != nil {
+				return nil
+			}
+			_, err = sb.Agent.CreateContainer(c, &api.CreateContainerRequest{ContainerId: "nobin", OciSpec: spec,
+				Storages: []*api.Storage{{Driver: "virtiofs", Source: "rootfs", MountPoint: "/run/veil/shared/nobin/rootfs"}}})
 			return err
-		}, nil, "no-such-binary"},
+		}, errdefs.ErrInvalidArgument, "no-such-binary"},
+		{"exec of a missing binary", func() error {
+			_, err := sb.Agent.ExecProcess(c, &api.ExecProcessRequest{ContainerId: "sleeper2", ExecId: "x",
+				Process: &api.Process{Args: []string{"nope-cmd"}, Cwd: "/", Env: []string{"PATH=/bin"}}})
+			return err
+		}, nil, "nope-cmd"},
+		{"unknown storage driver", func() error {
+			_, err := sb.Agent.CreateContainer(c, &api.CreateContainerRequest{ContainerId: "nfs", OciSpec: goodSpec,
+				Storages: []*api.Storage{{Driver: "nfs", Source: "x", MountPoint: "/run/veil/x"}}})
+			return err
+		}, errdefs.ErrInvalidArgument, "nfs"},
+		{"storage outside /run/veil", func() error {
+			_, err := sb.Agent.CreateContainer(c, &api.CreateContainerRequest{ContainerId: "outside", OciSpec: goodSpec,
+				Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: "/etc"}}})
+			return err
+		}, errdefs.ErrInvalidArgument, "/run/veil"},
 		{"unknown exec id", func() error {
 			_, err := sb.Agent.WaitProcess(c, &api.WaitProcessRequest{ContainerId: "dup", ExecId: "ghost"})
 			return err

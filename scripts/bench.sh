@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench: every benchmark figure of the project, printed. VM figures come from real QEMU
+# boots of the guest image (tests/bench); the others are Go benchmarks of the packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export VEIL_IMAGE=${IMAGE:-$PWD/build/image}
+
+echo "== VM: boot to agent-ready vs a bare boot (same kernel, trivial init), health check, footprint"
+go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/bench/ | grep -E '^(Benchmark|ok|FAIL)'
+
+# Package benchmarks (attestation, KBS, policy) join here as they land.
+pkgs=$(go list ./... | grep -v /tests/ | while read -r p; do
+	d=$(go list -f '{{.Dir}}' "$p"); grep -lq '^func Benchmark' "$d"/*_test.go 2>/dev/null && echo "$p"; done || true)
+if [ -n "$pkgs" ]; then
+	echo "== package benchmarks"
+	go test -run '^$' -bench . -benchtime 2s -count 1 $pkgs | grep -E '^(Benchmark|ok|FAIL)'
+fi
