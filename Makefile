@@ -11,8 +11,8 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION)
 
 # The agent is PID 1 in the guest: one static binary, cgo for runc's nsenter.
-AGENT_TAGS    := netgo,osusergo
-AGENT_LDFLAGS := $(LDFLAGS) -extldflags "-static"
+AGENT_TAGS    := netgo,osusergo,seccomp
+AGENT_LDFLAGS := $(LDFLAGS) -s -w -extldflags "-static"
 
 HOST_CMDS := veil-image veil-ctl
 

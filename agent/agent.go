@@ -28,6 +28,9 @@ const DefaultStateDir = "/run/veil-agent/containers"
 // (a GetEvent long poll never ends by itself, so this is also the most it delays power-off).
 const shutdownTimeout = 2 * time.Second
 
+// replyGrace is how long the agent lets DestroySandbox's reply go out before it stops.
+const replyGrace = 200 * time.Millisecond
+
 // Options configures Run.
 type Options struct {
 	// Listen holds transport addresses (see transport.Listen: unix:PATH, vsock:PORT,
@@ -94,6 +97,10 @@ func wait(ctx context.Context, srv *server.Server, failed <-chan error, n int) e
 			return nil
 		case <-srv.Destroyed():
 			log.G(ctx).Info("agent stopping: sandbox destroyed")
+			// The channel closes inside the DestroySandbox handler, before ttrpc has written
+			// the reply, and ttrpc's Shutdown may close that idle-looking connection first:
+			// give the reply a moment to leave.
+			time.Sleep(replyGrace)
 			return nil
 		case err := <-failed:
 			log.G(ctx).WithError(err).Error("a transport stopped serving")

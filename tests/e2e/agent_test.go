@@ -28,6 +28,7 @@ func TestAgent(t *testing.T) {
 	t.Run("RawCall", func(t *testing.T) { testRawCall(t, sb) })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, sb) })
 	t.Run("Terminal", func(t *testing.T) { testTerminal(t, sb) })
+	t.Run("Seccomp", func(t *testing.T) { testSeccomp(t, sb) })
 }
 
 func testGuestDetails(t *testing.T, sb *sandbox.Sandbox) {
