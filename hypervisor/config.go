@@ -95,6 +95,7 @@ func (c Config) Validate() error {
 		add("transport %q: want virtio-serial, vsock or hybrid-vsock", c.Transport)
 	}
 	errs = append(errs, validateShares(c.SharedDirs)...)
+	errs = append(errs, validateDisks(c.Disks)...)
 	errs = append(errs, validateNetwork(c.Network)...)
 	errs = append(errs, c.validateTEE()...)
 	return errors.Join(errs...)
@@ -117,6 +118,24 @@ func validateShares(shares []SharedDir) []error {
 	}
 	return errs
 }
+
+// MaxSerialLen is the longest virtio-blk serial.
+const MaxSerialLen = 20
+
+func validateDisks(disks []Disk) []error {
+	var errs []error
+	for i, d := range disks {
+		if !filepath.IsAbs(d.Path) {
+			errs = append(errs, fmt.Errorf("disk %d: path %q: want an absolute path", i, d.Path))
+		}
+		if d.Serial == "" || len(d.Serial) > MaxSerialLen || !serialPattern.MatchString(d.Serial) {
+			errs = append(errs, fmt.Errorf("disk %d: serial %q: want 1-%d letters, digits, '-', '_' or '.'", i, d.Serial, MaxSerialLen))
+		}
+	}
+	return errs
+}
+
+var serialPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 func validateNetwork(n *Network) []error {
 	if n == nil {

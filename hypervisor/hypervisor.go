@@ -50,6 +50,14 @@ type SharedDir struct {
 	ReadOnly bool
 }
 
+// Disk is a raw host file attached as a virtio-blk device. The guest finds it by Serial in
+// /sys/block/vd*/serial (there is no udev in the guest). Veil uses one to deliver initdata.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+	Serial   string // at most 20 bytes (virtio-blk's limit)
+}
+
 // Network attaches the VM to an existing tap device.
 type Network struct {
 	TapName string
@@ -83,6 +91,7 @@ type Config struct {
 	Accel        Accel
 	Transport    Transport // "" picks vsock when the host has /dev/vhost-vsock, else virtio-serial
 	SharedDirs   []SharedDir
+	Disks        []Disk
 	Network      *Network
 	TEE          TEEConfig
 }

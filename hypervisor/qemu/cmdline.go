@@ -48,6 +48,7 @@ func CommandLine(cfg hypervisor.Config, host Host) ([]string, error) {
 	b.boot()
 	b.agent()
 	b.shares()
+	b.disks()
 	b.network()
 	return b.args, nil
 }
@@ -163,6 +164,18 @@ func (b *builder) shares() {
 		id := "fs" + strconv.Itoa(i)
 		b.add("-chardev", "socket,id="+id+",path="+escape(b.file(fsSocket(i))))
 		b.add("-device", "vhost-user-fs-pci,chardev="+id+",tag="+escape(s.Tag)+b.virtioOpts())
+	}
+}
+
+func (b *builder) disks() {
+	for i, d := range b.cfg.Disks {
+		id := "disk" + strconv.Itoa(i)
+		drive := "file=" + escape(d.Path) + ",if=none,id=" + id + ",format=raw"
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		b.add("-drive", drive)
+		b.add("-device", "virtio-blk-pci,drive="+id+",serial="+d.Serial+b.virtioOpts())
 	}
 }
 

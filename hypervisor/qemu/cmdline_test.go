@@ -47,6 +47,17 @@ func TestCommandLine(t *testing.T) {
 			absent: []string{"memory-backend", "vhost-vsock", "-bios", "iommu_platform", "-netdev"},
 		},
 		{
+			name: "read-only disk for initdata",
+			cfg: func(c *hypervisor.Config) {
+				c.Disks = []hypervisor.Disk{{Path: "/run/veil/vm/pod1/initdata.img", ReadOnly: true, Serial: "veil-initdata"}}
+			},
+			host: tcg,
+			want: []string{
+				"-drive file=/run/veil/vm/pod1/initdata.img,if=none,id=disk0,format=raw,readonly=on",
+				"-device virtio-blk-pci,drive=disk0,serial=veil-initdata",
+			},
+		},
+		{
 			name: "kvm, params, sizes",
 			cfg: func(c *hypervisor.Config) {
 				c.KernelParams = []string{"agent.log=debug", "quiet"}
@@ -178,6 +189,12 @@ func TestCommandLineRejects(t *testing.T) {
 		{"auto accel unresolved", nil, Host{Accel: hypervisor.AccelAuto}, "host accel"},
 		{"vsock without cid", func(c *hypervisor.Config) { c.Transport = hypervisor.TransportVsock }, tcg, "guest cid 0"},
 		{"invalid config", func(c *hypervisor.Config) { c.Machine = "pc" }, tcg, `machine "pc"`},
+		{"relative disk", func(c *hypervisor.Config) {
+			c.Disks = []hypervisor.Disk{{Path: "initdata.img", Serial: "x"}}
+		}, tcg, `disk 0: path "initdata.img"`},
+		{"bad disk serial", func(c *hypervisor.Config) {
+			c.Disks = []hypervisor.Disk{{Path: "/x.img", Serial: "a,b"}}
+		}, tcg, `serial "a,b"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
