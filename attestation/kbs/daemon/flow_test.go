@@ -1,0 +1,93 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/sim"
+	kbsclient "github.com/veil-runtime/veil/kbs-client"
+)
+
+// veil-kbs as configured from files: sim roots, reference values, a resource stored on disk.
+// A sim guest gets the resource; without the sim roots the same guest is refused.
+func TestSimFlowFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	auth, err := sim.NewAuthority(rand.Reader, sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	refs := filepath.Join(dir, "refs.json")
+	meas := [48]byte{7}
+	if err := os.WriteFile(refs, []byte(fmt.Sprintf(`{"snp":{"allow_simulated":true,"measurements":["%x"]}}`, meas)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"
+	guest, err := sim.NewSNPAttester(auth, sim.SNPLaunch{Measurement: meas, HostData: sha256.Sum256([]byte(body))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, trust := range []bool{true, false} {
+		t.Run(fmt.Sprintf("trust sim %v", trust), func(t *testing.T) {
+			cfg := &Config{Data: filepath.Join(t.TempDir(), "data"), Attestation: AttestationConfig{ReferenceValues: refs}}
+			if trust {
+				cfg.Attestation.SimSNPRoots = filepath.Join(dir, sim.SNPRootsFile)
+			}
+			url := serve(t, cfg)
+			p, _ := protocol.ParseResourcePath("default/key/1")
+			if err := os.MkdirAll(filepath.Join(cfg.Data, "resources", "default", "key"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(cfg.Data, "resources", p.Repository, p.Type, p.Tag), []byte("from disk"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cl, err := kbsclient.New(url, guest, kbsclient.Options{InitData: &protocol.InitData{Format: "toml", Body: body}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cl.GetResource(t.Context(), p.URI())
+			if trust && (err != nil || string(got) != "from disk") {
+				t.Fatalf("GetResource = %q, %v", got, err)
+			}
+			if !trust && (err == nil || !strings.Contains(err.Error(), "no sim root is configured")) {
+				t.Fatalf("GetResource without sim roots = %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// serve runs the daemon on a loopback port until the test ends.
+func serve(t *testing.T, cfg *Config) string {
+	t.Helper()
+	d, err := Prepare(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("the daemon did not stop")
+		}
+	})
+	return "http://" + ln.Addr().String()
+}

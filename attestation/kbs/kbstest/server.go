@@ -1,0 +1,73 @@
+package kbstest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/veil-runtime/veil/attestation/kbs"
+	"github.com/veil-runtime/veil/attestation/kbs/admin"
+	"github.com/veil-runtime/veil/attestation/kbs/resourcepolicy"
+	"github.com/veil-runtime/veil/attestation/kbs/store"
+)
+
+// Env is a KBS on loopback with a fake attestation service.
+type Env struct {
+	HTTP        *httptest.Server
+	KBS         *kbs.Server
+	Attestation *Attestation
+	Store       *store.Dir
+	Policy      *resourcepolicy.Engine
+	AdminKey    ed25519.PrivateKey
+}
+
+// URL returns the KBS's base URL.
+func (e *Env) URL() string { return e.HTTP.URL }
+
+// AdminToken returns a valid administrator token.
+func (e *Env) AdminToken(tb testing.TB) string {
+	tb.Helper()
+	tok, err := admin.Token(e.AdminKey, time.Minute)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// NewServer starts a KBS with the default resource policy, an empty store under a temporary
+// directory and a new administrator key. edit, when given, may change the options (the
+// attestation service, store and policy are already set). The server stops at the end of the
+// test.
+func NewServer(tb testing.TB, edit func(*kbs.Options)) *Env {
+	tb.Helper()
+	dir := tb.TempDir()
+	st, err := store.OpenDir(filepath.Join(dir, "resources"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	pol, err := resourcepolicy.Open(context.Background(), filepath.Join(dir, "resource-policy.rego"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	att := NewAttestation()
+	opts := kbs.Options{Attestation: att, Tokens: att, Resources: st, Policy: pol, Admin: admin.NewVerifier(pub)}
+	if edit != nil {
+		edit(&opts)
+	}
+	srv, err := kbs.New(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	tb.Cleanup(hs.Close)
+	return &Env{HTTP: hs, KBS: srv, Attestation: att, Store: st, Policy: pol, AdminKey: priv}
+}

@@ -1,0 +1,164 @@
+package kbs
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/veil-runtime/veil/attestation/binding"
+	"github.com/veil-runtime/veil/attestation/kbs/jwe"
+	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+)
+
+// handleAuth answers POST /kbs/v0/auth with a challenge and a new session cookie.
+func (s *Server) handleAuth(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r, s.opts.MaxBodyBytes)
+	if err != nil {
+		return refuse(protocol.AttestationError, reasonTooLarge, err, "auth request")
+	}
+	var req protocol.Request
+	if err := json.Unmarshal(body, &req); err != nil {
+		return refuse(protocol.AttestationError, reasonBadRequest, err, "auth request is not a KBS Request")
+	}
+	if req.Version != protocol.Version {
+		return refuse(protocol.AttestationError, reasonVersion, nil,
+			"KBS protocol version mismatch: this KBS speaks %s, the request is %q", protocol.Version, req.Version)
+	}
+	if !s.opts.Attestation.Supports(req.TEE) {
+		return refuse(protocol.AttestationError, reasonUnknownTEE, nil, "TEE %q is not supported by this KBS", req.TEE)
+	}
+	var raw [protocol.NonceSize]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return refuse(protocol.AttestationError, reasonInternal, err, "make nonce")
+	}
+	id, err := newSessionID()
+	if err != nil {
+		return refuse(protocol.AttestationError, reasonInternal, err, "make session id")
+	}
+	sess := &session{
+		id: id, tee: req.TEE, nonce: base64.StdEncoding.EncodeToString(raw[:]),
+		expires: s.opts.Now().Add(s.opts.SessionTTL),
+	}
+	if err := s.sessions.add(sess, s.opts.SessionTTL); err != nil {
+		return refuse(protocol.AttestationError, reasonBusy, err,
+			"the KBS holds %d sessions, its limit: retry later", s.opts.MaxSessions)
+	}
+	log.G(ctx).WithField("tee", req.TEE).Debug("kbs: challenge sent")
+	setSessionCookie(w, id, sess.expires)
+	return writeJSON(w, protocol.Challenge{Nonce: sess.nonce, ExtraParams: json.RawMessage(`""`)})
+}
+
+func setSessionCookie(w http.ResponseWriter, id string, expires time.Time) {
+	http.SetCookie(w, &http.Cookie{Name: protocol.SessionCookie, Value: id, Expires: expires})
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode reply: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+	return nil
+}
+
+// handleAttest verifies the evidence of an authed session and answers with the token.
+func (s *Server) handleAttest(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	cookie, err := r.Cookie(protocol.SessionCookie)
+	if err != nil {
+		return refuse(protocol.AttestationError, reasonNoSession, nil, "no %s cookie: call auth first", protocol.SessionCookie)
+	}
+	body, err := readBody(w, r, s.opts.MaxBodyBytes)
+	if err != nil {
+		return refuse(protocol.AttestationError, reasonTooLarge, err, "attest request")
+	}
+	var att protocol.Attestation
+	if err := json.Unmarshal(body, &att); err != nil {
+		return refuse(protocol.AttestationError, reasonBadRequest, err, "attest request is not a KBS Attestation")
+	}
+	tee, nonce, err := s.sessions.claim(cookie.Value)
+	if err != nil {
+		return refuse(protocol.AttestationError, sessionReason(err), err, "attest")
+	}
+	grant, err := s.verify(ctx, tee, nonce, &att)
+	expires, ferr := s.sessions.finish(cookie.Value, grant)
+	if err != nil {
+		s.metrics.attestations.WithLabelValues(tee, "failure").Inc()
+		return err
+	}
+	if ferr != nil {
+		return refuse(protocol.AttestationError, reasonNoSession, ferr, "attest")
+	}
+	s.metrics.attestations.WithLabelValues(tee, "success").Inc()
+	log.G(ctx).WithField("tee", tee).Info("kbs: attestation succeeded")
+	setSessionCookie(w, cookie.Value, expires)
+	return writeJSON(w, protocol.AttestationResponse{Token: grant.token})
+}
+
+func sessionReason(err error) string {
+	switch {
+	case errors.Is(err, errSessionExpired):
+		return reasonExpired
+	case errors.Is(err, errSessionSpent):
+		return reasonSpent
+	default:
+		return reasonNoSession
+	}
+}
+
+// verify checks the request against the session and hands the evidence, with the
+// report_data recomputed here, to the attestation service.
+func (s *Server) verify(ctx context.Context, tee, nonce string, att *protocol.Attestation) (*sessionGrant, error) {
+	if subtle.ConstantTimeCompare([]byte(att.RuntimeData.Nonce), []byte(nonce)) != 1 {
+		return nil, refuse(protocol.AttestationError, reasonNonce, nil,
+			"the nonce in runtime-data differs from the session's challenge")
+	}
+	if att.TEEEvidence.Additional != "" {
+		return nil, refuse(protocol.AttestationError, reasonEvidence, nil, "additional_evidence is not supported by this KBS")
+	}
+	if len(att.TEEEvidence.Primary) == 0 || string(att.TEEEvidence.Primary) == "null" {
+		return nil, refuse(protocol.AttestationError, reasonEvidence, nil, "no primary_evidence")
+	}
+	pub, err := jwe.ParsePublicJWK(att.RuntimeData.TEEPubKey)
+	if err != nil {
+		return nil, refuse(protocol.AttestationError, reasonTEEPubKey, err, "runtime-data")
+	}
+	rd, err := binding.ReportData(nonce, att.RuntimeData.TEEPubKey, att.TEEEvidence.Additional)
+	if err != nil {
+		return nil, refuse(protocol.AttestationError, reasonTEEPubKey, err, "compute report_data")
+	}
+	res, err := s.opts.Attestation.Attest(ctx, &Evidence{
+		TEE: tee, Evidence: att.TEEEvidence.Primary, ReportData: rd, InitData: att.InitData,
+		Nonce: nonce, TEEPubKey: att.RuntimeData.TEEPubKey,
+	})
+	if err != nil {
+		return nil, refuse(protocol.AttestationError, reasonEvidence, err, "verify %s evidence", tee)
+	}
+	return &sessionGrant{
+		token: res.Token, claims: res.Claims, pubKey: pub, rawPubKey: att.RuntimeData.TEEPubKey,
+		expires: claimsExpiry(res.Claims),
+	}, nil
+}
+
+// claimsExpiry returns the "exp" claim as a time, or the zero time.
+func claimsExpiry(claims map[string]any) time.Time {
+	switch exp := claims["exp"].(type) {
+	case float64:
+		return time.Unix(int64(exp), 0)
+	case int64:
+		return time.Unix(exp, 0)
+	case json.Number:
+		if n, err := exp.Int64(); err == nil {
+			return time.Unix(n, 0)
+		}
+	}
+	return time.Time{}
+}
