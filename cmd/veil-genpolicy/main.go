@@ -1,0 +1,126 @@
+// Command veil-genpolicy makes the agent policy of a pod: from a pod (or workload) YAML it
+// resolves every image to its digest, writes a policy that pins what the pod declared, wraps
+// it in initdata, and writes the YAML back with the initdata annotation. See docs/policy.md.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/veil-runtime/veil/policy/genpolicy"
+)
+
+const usage = `usage: veil-genpolicy -f POD.yaml [-o OUT.yaml] [--out-dir DIR] [--settings FILE.json]
+       [--algorithm sha256|sha384|sha512] [--platform linux/amd64] [--plain-http-loopback]
+       [--initdata KEY=FILE]... [--withhold-output]
+`
+
+type initdataFlag map[string]string
+
+func (f initdataFlag) String() string { return fmt.Sprint(map[string]string(f)) }
+
+func (f initdataFlag) Set(v string) error {
+	key, path, ok := strings.Cut(v, "=")
+	if !ok || key == "" {
+		return fmt.Errorf("want KEY=FILE, got %q", v)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	f[key] = string(b)
+	return nil
+}
+
+func main() {
+	if err := run(context.Background(), os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "veil-genpolicy:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("veil-genpolicy", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	in := fs.String("f", "", "pod or workload YAML (- for stdin)")
+	out := fs.String("o", "-", "where to write the YAML with the initdata annotation (- for stdout)")
+	outDir := fs.String("out-dir", "", "also write <kind>-<name>.rego and <kind>-<name>.initdata.toml here")
+	settingsFile := fs.String("settings", "", "JSON settings over the defaults (see docs/policy.md)")
+	algorithm := fs.String("algorithm", "sha256", "initdata digest algorithm")
+	platform := fs.String("platform", "linux/amd64", "platform of multi-platform images")
+	plainHTTP := fs.Bool("plain-http-loopback", false, "allow plain HTTP to registries on loopback addresses")
+	withhold := fs.Bool("withhold-output", false, "withhold the containers' stdout and stderr from the host")
+	extra := initdataFlag{}
+	fs.Var(extra, "initdata", "more initdata entries, KEY=FILE (aa.toml=aa.toml); repeatable")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *in == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("-f is required and no arguments are taken")
+	}
+	y, err := readInput(*in)
+	if err != nil {
+		return err
+	}
+	plat, err := v1.ParsePlatform(*platform)
+	if err != nil {
+		return fmt.Errorf("--platform: %w", err)
+	}
+	opts := genpolicy.Options{
+		Resolver:  &genpolicy.RegistryResolver{Platform: *plat, PlainHTTPLoopback: *plainHTTP},
+		Algorithm: *algorithm, ExtraData: extra, WithholdOutput: *withhold,
+	}
+	if *settingsFile != "" {
+		b, err := os.ReadFile(*settingsFile)
+		if err != nil {
+			return err
+		}
+		if opts.Settings, err = genpolicy.ParseSettings(b); err != nil {
+			return fmt.Errorf("%s: %w", *settingsFile, err)
+		}
+	}
+	res, err := genpolicy.Generate(ctx, y, opts)
+	if err != nil {
+		return err
+	}
+	return write(res, *out, *outDir, *algorithm)
+}
+
+// write reports each workload's digest and writes the YAML and, with outDir, the policies and
+// initdata documents.
+func write(res *genpolicy.Result, out, outDir, algorithm string) error {
+	for _, w := range res.Workloads {
+		fmt.Fprintf(os.Stderr, "%s/%s: initdata %s %s\n", w.Kind, w.Name, algorithm, hex.EncodeToString(w.Digest))
+		if outDir == "" {
+			continue
+		}
+		base := filepath.Join(outDir, strings.ToLower(w.Kind)+"-"+w.Name)
+		if err := os.WriteFile(base+".rego", []byte(w.Policy), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(base+".initdata.toml", w.InitData, 0o644); err != nil {
+			return err
+		}
+	}
+	if out == "-" {
+		_, err := os.Stdout.Write(res.YAML)
+		return err
+	}
+	return os.WriteFile(out, res.YAML, 0o644)
+}
+
+func readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(path)
+}

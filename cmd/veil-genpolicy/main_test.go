@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/veil-runtime/veil/policy/initdata"
+)
+
+func TestRun(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.Config(img, v1.Config{Cmd: []string{"/app"}}); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(host + "/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pod := filepath.Join(dir, "pod.yaml")
+	aa := filepath.Join(dir, "aa.toml")
+	os.WriteFile(pod, []byte("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: "+host+"/app:1}]\n"), 0o644)
+	os.WriteFile(aa, []byte("[token_configs]\n"), 0o644)
+	out := filepath.Join(dir, "out.yaml")
+	args := []string{"-f", pod, "-o", out, "--out-dir", dir, "--plain-http-loopback", "--algorithm", "sha384", "--initdata", "aa.toml=" + aa}
+	if err := run(context.Background(), args); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "pod-p.initdata.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := initdata.Parse(raw)
+	if err != nil || doc.Algorithm != "sha384" || doc.Data["aa.toml"] != "[token_configs]\n" {
+		t.Fatalf("initdata %+v, %v", doc, err)
+	}
+	if y, _ := os.ReadFile(out); !strings.Contains(string(y), initdata.Annotation) {
+		t.Fatalf("output YAML without the annotation:\n%s", y)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pod-p.rego")); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"-f", pod}); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+		t.Fatalf("without --plain-http-loopback: %v", err)
+	}
+	if err := run(context.Background(), nil); err == nil {
+		t.Fatal("no -f accepted")
+	}
+}

@@ -1,0 +1,103 @@
+package genpolicy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/veil-runtime/veil/policy/policies"
+)
+
+// Settings describe what the runtime adds to every container beyond what the pod declares:
+// the mounts, capabilities, masked paths and variables that containerd's CRI and Veil's shim
+// put in the OCI spec. They are data, not code: veil-genpolicy reads them from a JSON file
+// (--settings) on top of DefaultSettings.
+type Settings struct {
+	// Capabilities are the capabilities a container gets when its securityContext changes
+	// nothing (containerd's default set).
+	Capabilities []string `json:"capabilities"`
+	// Mounts are the mounts every container gets (proc, dev, sysfs, /etc/hosts, ...), by
+	// destination.
+	Mounts map[string]policies.Mount `json:"mounts"`
+	// VolumeSource is the regular expression the source of a volume mount (and of the
+	// service account token and termination log) must match: a path the agent prepared. It
+	// must not match paths with ".." components.
+	VolumeSource string `json:"volume_source"`
+	// ServiceAccountPath is where the service account token is mounted unless the pod sets
+	// automountServiceAccountToken: false.
+	ServiceAccountPath string `json:"service_account_path"`
+	// EnvPatterns are regular expressions for the variables the runtime adds to every
+	// container (HOSTNAME, the kubernetes service).
+	EnvPatterns []string `json:"env_patterns"`
+	// ServiceLinkEnvPatterns are those of the service links, added unless the pod sets
+	// enableServiceLinks: false.
+	ServiceLinkEnvPatterns []string `json:"service_link_env_patterns"`
+	// MaskedPaths and ReadonlyPaths must be present in every container's spec.
+	MaskedPaths   []string `json:"masked_paths"`
+	ReadonlyPaths []string `json:"readonly_paths"`
+	// Sandbox, Network and CopyFile are copied to the policy's data as they are.
+	Sandbox  policies.Sandbox  `json:"sandbox"`
+	Network  policies.Network  `json:"network"`
+	CopyFile policies.CopyFile `json:"copy_file"`
+}
+
+// volumeSource matches the paths below /run/veil where the agent places what it mounts for a
+// container: components are anything but "." and "..", so a source cannot climb out.
+const volumeSource = `^/run/veil(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))+$`
+
+// DefaultSettings returns the settings for containerd's CRI and Veil's shim.
+func DefaultSettings() *Settings {
+	ro := func(typ, src string) policies.Mount {
+		return policies.Mount{Type: typ, Source: src, Options: []string{"ro"}}
+	}
+	rw := func(typ, src string) policies.Mount { return policies.Mount{Type: typ, Source: src} }
+	return &Settings{
+		Capabilities: []string{
+			"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID",
+			"CAP_KILL", "CAP_MKNOD", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP",
+			"CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+		},
+		Mounts: map[string]policies.Mount{
+			"/proc":            rw("proc", "^proc$"),
+			"/dev":             rw("tmpfs", "^tmpfs$"),
+			"/dev/pts":         rw("devpts", "^devpts$"),
+			"/dev/mqueue":      rw("mqueue", "^mqueue$"),
+			"/dev/shm":         rw("bind", volumeSource),
+			"/sys":             ro("sysfs", "^sysfs$"),
+			"/sys/fs/cgroup":   ro("cgroup", "^cgroup$"),
+			"/etc/hosts":       rw("bind", volumeSource),
+			"/etc/hostname":    rw("bind", volumeSource),
+			"/etc/resolv.conf": rw("bind", volumeSource),
+		},
+		VolumeSource:       volumeSource,
+		ServiceAccountPath: "/var/run/secrets/kubernetes.io/serviceaccount",
+		EnvPatterns: []string{
+			`^HOSTNAME=[A-Za-z0-9.-]*$`,
+			`^KUBERNETES_(SERVICE_HOST|SERVICE_PORT|SERVICE_PORT_HTTPS|PORT|PORT_443_TCP|PORT_443_TCP_PROTO|PORT_443_TCP_PORT|PORT_443_TCP_ADDR)=[A-Za-z0-9:/._-]*$`,
+		},
+		ServiceLinkEnvPatterns: []string{
+			`^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT|SERVICE_PORT_[A-Z0-9_]+|PORT|PORT_[0-9]+_(TCP|UDP|SCTP)|PORT_[0-9]+_(TCP|UDP|SCTP)_(PROTO|PORT|ADDR))=[A-Za-z0-9:/._-]*$`,
+		},
+		MaskedPaths: []string{
+			"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+			"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+			"/proc/scsi", "/sys/devices/virtual/powercap",
+		},
+		ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		Sandbox:       policies.Sandbox{StorageDrivers: []string{"virtiofs", "tmpfs", "bind"}},
+		Network:       policies.Network{InterfaceNames: []string{`^eth[0-9]+$`}},
+		CopyFile:      policies.CopyFile{PathPrefixes: []string{"/run/veil/shared/"}},
+	}
+}
+
+// ParseSettings reads settings as JSON over DefaultSettings: a field the JSON sets replaces
+// the default, and an unknown field is an error.
+func ParseSettings(b []byte) (*Settings, error) {
+	s := DefaultSettings()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(s); err != nil {
+		return nil, fmt.Errorf("genpolicy settings: %w", err)
+	}
+	return s, nil
+}

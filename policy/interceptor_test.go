@@ -1,0 +1,261 @@
+package policy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/policy"
+	"github.com/veil-runtime/veil/policy/policies"
+)
+
+// sampleRequest returns a request of the method's type with its id fields set.
+func sampleRequest(t *testing.T, method string) proto.Message {
+	t.Helper()
+	req, ok := policy.NewRequest(method)
+	if !ok {
+		t.Fatalf("no request type for %s", method)
+	}
+	m := req.ProtoReflect()
+	for _, f := range []protoreflect.Name{"container_id", "exec_id", "sandbox_id", "path"} {
+		if fd := m.Descriptor().Fields().ByName(f); fd != nil {
+			m.Set(fd, protoreflect.ValueOfString("/run/veil/shared/"+string(f)))
+		}
+	}
+	return req
+}
+
+func callInterceptor(t *testing.T, e *policy.Engine, m policy.Method, req proto.Message) (resp any, handled proto.Message, err error) {
+	t.Helper()
+	payload, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmarshal := func(v any) error { return proto.Unmarshal(payload, v.(proto.Message)) }
+	handler := func(ctx context.Context, um func(any) error) (any, error) {
+		got, _ := policy.NewRequest(m.Name)
+		if err := um(got); err != nil {
+			return nil, err
+		}
+		handled = got
+		if m.Withhold {
+			return &api.ReadStreamResponse{Data: []byte("container output"), Eof: true}, nil
+		}
+		return &api.Empty{}, nil
+	}
+	resp, err = policy.Interceptor(e)(context.Background(), unmarshal, &ttrpc.UnaryServerInfo{FullMethod: m.FullMethod}, handler)
+	return resp, handled, err
+}
+
+// TestInterceptorEveryMethod walks the service descriptor: every method reaches the handler
+// under allow-all, and none does under a policy without rules (except the output reads,
+// which run with their data withheld).
+func TestInterceptorEveryMethod(t *testing.T) {
+	allowAll := mustEngine(t, policies.AllowAll)
+	denyAll := mustEngine(t, "package agent_policy\n")
+	methods := policy.Methods()
+	if len(methods) != api.File_agent_proto.Services().ByName("Agent").Methods().Len() || len(methods) < 30 {
+		t.Fatalf("Methods() has %d methods", len(methods))
+	}
+	for _, m := range methods {
+		t.Run(m.Name, func(t *testing.T) {
+			req := sampleRequest(t, m.Name)
+			resp, handled, err := callInterceptor(t, allowAll, m, req)
+			if err != nil || resp == nil {
+				t.Fatalf("allow-all: %v", err)
+			}
+			if !proto.Equal(handled, req) {
+				t.Fatalf("handler got %v, want %v", handled, req)
+			}
+			resp, handled, err = callInterceptor(t, denyAll, m, req)
+			if m.Withhold {
+				r, ok := resp.(*api.ReadStreamResponse)
+				if err != nil || handled == nil || !ok || len(r.Data) != 0 || !r.Eof {
+					t.Fatalf("withheld read: resp %v, err %v, handled %v", resp, err, handled)
+				}
+				return
+			}
+			if handled != nil {
+				t.Fatal("the handler ran for a denied request")
+			}
+			want := m.Rule + " denied by policy: the policy has no rule " + m.Rule
+			if status.Code(err) != codes.PermissionDenied || status.Convert(err).Message() != want {
+				t.Fatalf("err = %v, want PermissionDenied %q", err, want)
+			}
+		})
+	}
+}
+
+func TestInterceptorRefusals(t *testing.T) {
+	e := mustEngine(t, policies.AllowAll)
+	icpt := policy.Interceptor(e)
+	called := false
+	handler := func(context.Context, func(any) error) (any, error) { called = true; return &api.Empty{}, nil }
+	ok := func(any) error { return nil }
+	for _, tc := range []struct {
+		name      string
+		method    string
+		unmarshal ttrpc.Unmarshaler
+		want      codes.Code
+	}{
+		{"unknown method", "/veil.agent.v1.Agent/Backdoor", ok, codes.PermissionDenied},
+		{"other service", "/other.Service/Check", ok, codes.PermissionDenied},
+		{"undecodable", "/veil.agent.v1.Agent/Check", func(any) error { return errors.New("garbage") }, codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			called = false
+			_, err := icpt(context.Background(), tc.unmarshal, &ttrpc.UnaryServerInfo{FullMethod: tc.method}, handler)
+			if status.Code(err) != tc.want || called {
+				t.Fatalf("err = %v (handler called %v), want %v", err, called, tc.want)
+			}
+		})
+	}
+}
+
+// fakeAgent implements the two methods the round trip uses.
+type fakeAgent struct {
+	api.AgentService
+	mu     sync.Mutex
+	copied []string
+}
+
+func (f *fakeAgent) Check(context.Context, *api.CheckRequest) (*api.CheckResponse, error) {
+	return &api.CheckResponse{Status: api.CheckResponse_SERVING}, nil
+}
+
+func (f *fakeAgent) CopyFile(_ context.Context, r *api.CopyFileRequest) (*api.Empty, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.copied = append(f.copied, r.GetPath())
+	return &api.Empty{}, nil
+}
+
+// TestInterceptorOverTTRPC runs a real ttrpc server with the interceptor chained the way the
+// agent chains it.
+func TestInterceptorOverTTRPC(t *testing.T) {
+	e := mustEngine(t, `package agent_policy
+
+default CheckRequest := true
+
+CopyFileRequest := {"allow": false, "reason": "path contains \"..\""} if contains(input.request.path, "..")
+else := true
+`)
+	outer := func(ctx context.Context, um ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+		return m(ctx, um)
+	}
+	srv, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(outer, policy.Interceptor(e)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeAgent{}
+	api.RegisterAgentService(srv, fake)
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "agent.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(context.Background(), l) }()
+	defer srv.Close()
+	conn, err := net.Dial("unix", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ttrpc.NewClient(conn)
+	defer client.Close()
+	agent := api.NewAgentClient(client)
+	ctx := context.Background()
+	if _, err := agent.Check(ctx, &api.CheckRequest{}); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if _, err := agent.CopyFile(ctx, &api.CopyFileRequest{Path: "/run/veil/shared/hosts"}); err != nil {
+		t.Fatalf("allowed CopyFile: %v", err)
+	}
+	_, err = agent.CopyFile(ctx, &api.CopyFileRequest{Path: "/run/veil/shared/../../etc/shadow", Data: []byte("x")})
+	want := `CopyFileRequest denied by policy: path contains ".."`
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), want) {
+		t.Fatalf("CopyFile with ..: %v, want PermissionDenied %q", err, want)
+	}
+	if _, err := agent.Version(ctx, &api.VersionRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("Version without a rule: %v", err)
+	}
+	if len(fake.copied) != 1 {
+		t.Fatalf("handler ran %d times, want 1", len(fake.copied))
+	}
+}
+
+func TestDecisionLog(t *testing.T) {
+	l := policy.NewDecisionLog(2048)
+	e := mustEngine(t, "package agent_policy\n\nCopyFileRequest := {\"allow\": false, \"reason\": \"no\"}\nWriteStreamRequest := true\n",
+		policy.WithDecisionLog(l))
+	ctx := context.Background()
+	secret := []byte("TOP-SECRET-PAYLOAD")
+	for i := 0; i < 50; i++ {
+		e.Decide(ctx, "CopyFile", &api.CopyFileRequest{Path: "/run/veil/shared/x", Data: secret})
+		e.Decide(ctx, "WriteStdin", &api.WriteStreamRequest{ContainerId: "c1", ExecId: "e1", Data: secret})
+	}
+	var buf bytes.Buffer
+	if _, err := l.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if buf.Len() > 2048 {
+		t.Fatalf("log holds %d bytes, over its 2048 budget", buf.Len())
+	}
+	held, dropped := l.Len()
+	if held == 0 || dropped == 0 || held+int(dropped) != 100 {
+		t.Fatalf("held %d dropped %d, want 100 in all and some dropped", held, dropped)
+	}
+	for _, bad := range []string{"TOP-SECRET", "VE9QLVNFQ1JFVC"} { // the payload, and its base64
+		if strings.Contains(out, bad) {
+			t.Fatalf("log contains payload %q:\n%s", bad, out)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	for _, want := range []string{`"method":"WriteStdin"`, `"rule":"WriteStreamRequest"`, `"allow":true`, `"container_id":"c1"`, `"exec_id":"e1"`} {
+		if !strings.Contains(last, want) {
+			t.Fatalf("last line %s lacks %s", last, want)
+		}
+	}
+	if !strings.Contains(out, `"method":"CopyFile","rule":"CopyFileRequest","allow":false,"reason":"no"`) {
+		t.Fatalf("no CopyFile denial in\n%s", out)
+	}
+}
+
+func TestDecideConcurrent(t *testing.T) {
+	e := mustEngine(t, statePolicy, policy.WithDecisionLog(policy.NewDecisionLog(0)))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := string(rune('a' + g))
+			for i := 0; i < 50; i++ {
+				if d, _ := e.Decide(ctx, "CreateContainer", &api.CreateContainerRequest{ContainerId: id, OciSpec: specJSON("/web")}); !d.Allow {
+					t.Errorf("create %s: %s", id, d.Reason)
+					return
+				}
+				if d, _ := e.Decide(ctx, "ExecProcess", &api.ExecProcessRequest{ContainerId: id}); !d.Allow {
+					t.Errorf("exec %s: %s", id, d.Reason)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if c, _ := e.State()["containers"].(map[string]any); len(c) != 8 {
+		t.Fatalf("state has %d containers, want 8", len(c))
+	}
+}

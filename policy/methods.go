@@ -1,0 +1,115 @@
+package policy
+
+import (
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/veil-runtime/veil/agent/api"
+)
+
+// Service is the fully qualified name of the agent service whose requests the policy judges.
+const Service = "veil.agent.v1.Agent"
+
+// Method describes one method of the agent API as the policy sees it.
+type Method struct {
+	// Name is the method's short name: "CreateContainer".
+	Name string
+	// FullMethod is the name ttrpc gives an interceptor: "/veil.agent.v1.Agent/CreateContainer".
+	FullMethod string
+	// Rule is the name of the rule that judges the method: its request message type,
+	// "CreateContainerRequest". Several methods may share a rule (ReadStdout and ReadStderr
+	// both take a ReadStreamRequest); input.method tells them apart.
+	Rule string
+	// Withhold is true for the methods whose reply carries container output (ReadStdout,
+	// ReadStderr): when the policy denies them the call still runs, so that the pipes drain,
+	// and the data is withheld instead of returning an error.
+	Withhold bool
+}
+
+// withholdMethods are the methods whose denial means "drain and withhold", not "refuse".
+var withholdMethods = map[string]bool{"ReadStdout": true, "ReadStderr": true}
+
+// methodTable is built once from the service descriptor.
+var methodTable = buildMethods()
+
+type methodEntry struct {
+	Method
+	input protoreflect.MessageType
+}
+
+func buildMethods() map[string]methodEntry {
+	sd := api.File_agent_proto.Services().ByName("Agent")
+	ms := sd.Methods()
+	table := make(map[string]methodEntry, ms.Len())
+	for i := 0; i < ms.Len(); i++ {
+		md := ms.Get(i)
+		mt, err := protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
+		if err != nil {
+			// The generated package registers every message of agent.proto: a miss is a
+			// build defect, not a runtime condition.
+			panic("policy: request type of " + string(md.Name()) + " is not registered: " + err.Error())
+		}
+		name := string(md.Name())
+		table[name] = methodEntry{
+			Method: Method{
+				Name:       name,
+				FullMethod: "/" + string(sd.FullName()) + "/" + name,
+				Rule:       string(md.Input().Name()),
+				Withhold:   withholdMethods[name],
+			},
+			input: mt,
+		}
+	}
+	return table
+}
+
+// Methods lists every method of the agent API, in the order of the service descriptor
+// (api.File_agent_proto). A test can walk it to prove that no method escapes the interceptor.
+func Methods() []Method {
+	ms := api.File_agent_proto.Services().ByName("Agent").Methods()
+	out := make([]Method, 0, ms.Len())
+	for i := 0; i < ms.Len(); i++ {
+		out = append(out, methodTable[string(ms.Get(i).Name())].Method)
+	}
+	return out
+}
+
+// MethodNames lists the short names of every method of the agent API, in descriptor order.
+func MethodNames() []string {
+	ms := Methods()
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// LookupMethod finds a method by its short name ("ExecProcess") or by its full ttrpc name
+// ("/veil.agent.v1.Agent/ExecProcess").
+func LookupMethod(name string) (Method, bool) {
+	e, ok := lookup(name)
+	return e.Method, ok
+}
+
+// NewRequest returns an empty request message of the type that method takes.
+func NewRequest(method string) (protoreflect.ProtoMessage, bool) {
+	e, ok := lookup(method)
+	if !ok {
+		return nil, false
+	}
+	return e.input.New().Interface(), true
+}
+
+func lookup(name string) (methodEntry, bool) {
+	if strings.HasPrefix(name, "/") {
+		rest, ok := strings.CutPrefix(name, "/"+Service+"/")
+		if !ok {
+			return methodEntry{}, false
+		}
+		name = rest
+	}
+	e, ok := methodTable[name]
+	return e, ok
+}

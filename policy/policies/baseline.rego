@@ -1,0 +1,461 @@
+# Veil's confidential baseline agent policy.
+#
+# The host is the adversary: it may ask for anything, and the agent does only what the pod
+# declared. The pod's declaration is policy_data, which veil-genpolicy appends to this file
+# (policies.Render): these rules do not compile without it. Every field of policy_data is
+# always present (null for "not set"), since OPA type-checks the rules against it.
+#
+# Each rule is named after a request message type and returns either true, or
+# {"allow": bool, "reason": string, "state": object}. A denial's reason lists every violation
+# found, sorted, joined with "; ".
+#
+# Container checks come in two forms that agree: a fast path (*_ok) that short-circuits and
+# formats nothing, taken by every request that matches its entry, and the violations (*_v),
+# computed only to explain a denial or to judge a request the fast path does not settle
+# (capability sets that differ from the entry's, extra namespaces).
+#
+# policy_data.containers is keyed by container name (names are unique in a pod). The state
+# document (input.state) remembers which entry each container was created from:
+# {"containers": {"<container id>": {"entry": "<name>"}}}. Exec, stdin and start requests are
+# judged against that entry.
+package agent_policy
+
+# The OCI spec annotation that names the image manifest digest the agent must run. The agent
+# pulls (or checks) the image by this digest, so pinning it here pins the image.
+digest_annotation := "io.veil.image.digest"
+
+# The container name that containerd's CRI puts in the spec; when present it picks the entry.
+name_annotation := "io.kubernetes.cri.container-name"
+
+# Namespaces a container must get for itself: without them it would share the agent's.
+required_namespaces := {"pid", "ipc", "uts", "mount"}
+
+required_namespace_objects := {{"type": t} | some t in required_namespaces}
+
+cap_sets := ["bounding", "effective", "permitted", "inheritable", "ambient"]
+
+# --- Requests that carry no risk of their own --------------------------------------------
+
+default CheckRequest := true
+
+default VersionRequest := true
+
+default GetGuestDetailsRequest := true
+
+default DestroySandboxRequest := true
+
+default SetGuestTimeRequest := true
+
+default StatsContainerRequest := true
+
+default PauseContainerRequest := true
+
+default ResumeContainerRequest := true
+
+default UpdateContainerRequest := true
+
+default SignalProcessRequest := true
+
+default WaitProcessRequest := true
+
+default ListProcessesRequest := true
+
+default CloseStdinRequest := true
+
+default TtyWinResizeRequest := true
+
+default GetEventRequest := true
+
+default ListInterfacesRequest := true
+
+default ListRoutesRequest := true
+
+# --- Helpers -----------------------------------------------------------------------------
+
+decision(violations) := {"allow": true} if count(violations) == 0
+
+decision(violations) := {"allow": false, "reason": concat("; ", violations)} if count(violations) > 0
+
+entry_of(id) := input.state.containers[id].entry
+
+# known_container_v(id) is empty when container id was created under this policy.
+known_container_v(id) := {sprintf("container %q was not created under this policy", [id]) |
+	not entry_of(id)
+}
+
+# env_ok(c, env): every variable is listed exactly, or matches one of the entry's patterns.
+env_ok(c, env) if {
+	every e in [e | some e in env; not e in c.env] {
+		env_pattern_ok(c, e)
+	}
+}
+
+env_pattern_ok(c, e) if {
+	some p in c.env_patterns
+	regex.match(p, e)
+}
+
+# The reason names the variable, never its value.
+env_v(c, env) := {sprintf("environment variable %s is not allowed with this value", [split(e, "=")[0]]) |
+	some e in env
+	not e in c.env
+	not env_pattern_ok(c, e)
+}
+
+# --- Sandbox -----------------------------------------------------------------------------
+
+SetPolicyRequest := {"allow": false, "reason": "the confidential baseline does not allow replacing the policy"}
+
+CreateSandboxRequest := decision(storage_v | dns_v)
+
+storage_v := {sprintf("storage driver %q is not allowed", [s.driver]) |
+	some s in input.request.storages
+	not s.driver in policy_data.sandbox.storage_drivers
+}
+
+dns_v := {sprintf("dns line %q is not allowed", [line]) |
+	some line in input.request.dns
+	not regex.match(`^(nameserver [0-9A-Fa-f:.]+|search( [A-Za-z0-9.-]+)+|options( [A-Za-z0-9:_.-]+)+)$`, line)
+}
+
+CopyFileRequest := decision(copy_file_v)
+
+copy_file_v contains sprintf("path %q contains \"..\"", [input.request.path]) if {
+	".." in split(input.request.path, "/")
+}
+
+copy_file_v contains sprintf("path %q is outside the allowed paths", [input.request.path]) if {
+	not copy_path_allowed(input.request.path)
+}
+
+copy_path_allowed(path) if {
+	some prefix in policy_data.copy_file.path_prefixes
+	startswith(path, prefix)
+}
+
+# --- Containers --------------------------------------------------------------------------
+
+spec := input.request.oci_spec
+
+# spec_obj, process, linux and user are never undefined, so that a missing part of the spec
+# is a violation rather than a rule that silently does not apply.
+spec_obj := spec if is_object(spec) else := {}
+
+process := p if {
+	p := spec_obj.process
+	is_object(p)
+} else := {}
+
+linux := l if {
+	l := spec_obj.linux
+	is_object(l)
+} else := {}
+
+user := u if {
+	u := process.user
+	is_object(u)
+} else := {}
+
+annotations := a if {
+	a := spec_obj.annotations
+	is_object(a)
+} else := {}
+
+env := object.get(process, "env", [])
+
+caps := object.get(process, "capabilities", {})
+
+requested_name := annotations[name_annotation]
+
+created(name) := {
+	"allow": true,
+	"state": {"containers": {input.request.container_id: {"entry": name}}},
+}
+
+# The fast path judges the entry the CRI annotation names; failing that, the request may
+# match the named entry on the violations' terms, or any entry when it names none (the first
+# by name when several match).
+CreateContainerRequest := created(requested_name) if {
+	container_ok(policy_data.containers[requested_name])
+} else := created(requested_name) if {
+	count(container_v(requested_name)) == 0
+} else := created(min(unnamed_matches)) if {
+	count(unnamed_matches) > 0
+} else := {"allow": false, "reason": create_reason}
+
+unnamed_matches := {name |
+	not requested_name
+	some name, _ in policy_data.containers
+	count(container_v(name)) == 0
+}
+
+create_reason := "the policy declares no containers" if {
+	count(policy_data.containers) == 0
+} else := sprintf("no container named %q in the policy", [requested_name]) if {
+	not policy_data.containers[requested_name]
+} else := concat("; ", container_v(requested_name)) if {
+	requested_name
+} else := concat("; ", container_v(name)) if {
+	count(policy_data.containers) == 1
+	some name, _ in policy_data.containers
+} else := sprintf("no container of the policy matches: %s", [concat(" | ", [sprintf("%s: %s", [name, concat("; ", container_v(name))]) |
+	some name, _ in policy_data.containers
+])])
+
+# The fast path: true only when container_v would find nothing.
+container_ok(c) if {
+	annotations[digest_annotation] == c.image_digest
+	process.args == c.args
+	cwd_ok(c)
+	is_object(spec_obj.linux)
+	not spec_obj.hooks
+	env_ok(c, env)
+	every m in object.get(spec_obj, "mounts", []) {
+		a := c.mounts[m.destination]
+		a.type == m.type
+		regex.match(a.source, m.source)
+		object.subset(object.get(m, "options", []), a.options)
+	}
+	caps_ok(c)
+	namespaces_ok
+	user_ok(c)
+	linux_ok(c)
+	every s in input.request.storages {
+		s.driver in policy_data.sandbox.storage_drivers
+	}
+}
+
+cwd_ok(c) if c.cwd == ""
+
+cwd_ok(c) if process.cwd == c.cwd
+
+# The common case only: bounding, effective and permitted are the entry's capabilities, the
+# others empty. Anything else (fewer capabilities, say) is judged by capability_v.
+caps_ok(c) if {
+	allowed := c.security.capabilities
+	sort(object.get(caps, "bounding", [])) == allowed
+	sort(object.get(caps, "effective", [])) == allowed
+	sort(object.get(caps, "permitted", [])) == allowed
+	count(object.get(caps, "inheritable", [])) == 0
+	count(object.get(caps, "ambient", [])) == 0
+}
+
+# The common case only: exactly the required namespaces, none joined (a namespace with a path
+# is a different object). Anything else is judged by namespace_v.
+namespaces_ok if {
+	namespaces := object.get(linux, "namespaces", [])
+	count(namespaces) == count(required_namespace_objects)
+	object.subset(namespaces, required_namespace_objects)
+}
+
+user_ok(c) if {
+	uid := object.get(user, "uid", 0)
+	id_ok(uid, c.security.uid)
+	id_ok(object.get(user, "gid", 0), c.security.gid)
+	not root_refused(c, uid)
+	not nnp_missing(c)
+	not root_rw(c)
+}
+
+id_ok(_, want) if want == null
+
+id_ok(got, want) if got == want
+
+root_refused(c, uid) if {
+	c.security.non_root
+	uid == 0
+}
+
+nnp_missing(c) if {
+	c.security.no_new_privileges
+	not process.noNewPrivileges
+}
+
+root_rw(c) if {
+	c.security.readonly_root
+	not spec_obj.root.readonly
+}
+
+linux_ok(c) if {
+	object.subset(object.get(linux, "maskedPaths", []), c.security.masked_paths)
+	object.subset(object.get(linux, "readonlyPaths", []), c.security.readonly_paths)
+	count(object.get(linux, "devices", [])) == 0
+	object.subset(c.security.sysctls, object.keys(object.get(linux, "sysctl", {})))
+}
+
+# A mount is allowed when the entry for its destination has its type, a source pattern it
+# matches (the patterns genpolicy writes exclude ".." components) and options it includes.
+mount_allowed(c, m) if {
+	a := c.mounts[m.destination]
+	a.type == m.type
+	regex.match(a.source, m.source)
+	object.subset(object.get(m, "options", []), a.options)
+}
+
+# The violations of entry name: empty exactly when the request may create the container.
+container_v(name) := v if {
+	c := policy_data.containers[name]
+	v := ((((spec_v | image_v(c)) | args_v(c)) | env_v(c, env)) | mount_v(c)) | ((((capability_v(c) | namespace_v) | user_v(c)) | linux_v(c)) | (root_v(c) | storage_v))
+}
+
+spec_v contains "oci_spec is missing" if not is_object(spec)
+
+spec_v contains "oci_spec has no process" if not is_object(spec_obj.process)
+
+spec_v contains "oci_spec has no linux section" if not is_object(spec_obj.linux)
+
+spec_v contains "hooks are not allowed" if spec_obj.hooks
+
+image_v(c) := {sprintf("image digest %q is not the policy's %q", [object.get(annotations, digest_annotation, ""), c.image_digest]) |
+	not annotations[digest_annotation] == c.image_digest
+}
+
+args_v(c) := {sprintf("process args %v are not the policy's %v", [object.get(process, "args", []), c.args]) |
+	not process.args == c.args
+} | {sprintf("working directory %q is not the policy's %q", [object.get(process, "cwd", ""), c.cwd]) |
+	not cwd_ok(c)
+}
+
+mount_v(c) := {sprintf("mount at %q is not allowed", [m.destination]) |
+	some m in object.get(spec_obj, "mounts", [])
+	not mount_allowed(c, m)
+}
+
+capability_v(c) := {sprintf("capability %s is not allowed", [cap]) |
+	some kind in cap_sets
+	some cap in object.get(caps, kind, [])
+	not cap in c.security.capabilities
+}
+
+namespace_v := {sprintf("namespace %s is missing: the container would share the guest's", [t]) |
+	some t in required_namespaces
+	not has_own_namespace(t)
+} | {sprintf("namespace %s joins an existing one (%s)", [ns.type, ns.path]) |
+	some ns in object.get(linux, "namespaces", [])
+	object.get(ns, "path", "") != ""
+}
+
+has_own_namespace(t) if {
+	some ns in linux.namespaces
+	ns.type == t
+}
+
+user_v(c) := {sprintf("uid %v is not the policy's %v", [object.get(user, "uid", 0), c.security.uid]) |
+	not id_ok(object.get(user, "uid", 0), c.security.uid)
+} | {sprintf("gid %v is not the policy's %v", [object.get(user, "gid", 0), c.security.gid]) |
+	not id_ok(object.get(user, "gid", 0), c.security.gid)
+} | {"the container runs as root and the pod requires a non-root user" |
+	root_refused(c, object.get(user, "uid", 0))
+} | {"no_new_privileges must be set" |
+	nnp_missing(c)
+}
+
+linux_v(c) := {sprintf("masked path %s is missing", [p]) |
+	some p in c.security.masked_paths
+	not p in object.get(linux, "maskedPaths", [])
+} | {sprintf("read-only path %s is missing", [p]) |
+	some p in c.security.readonly_paths
+	not p in object.get(linux, "readonlyPaths", [])
+} | {sprintf("device %s is not allowed", [d.path]) |
+	some d in object.get(linux, "devices", [])
+} | {sprintf("sysctl %s is not allowed", [k]) |
+	some k, _ in object.get(linux, "sysctl", {})
+	not k in c.security.sysctls
+}
+
+root_v(c) := {"the root file system must be read-only" | root_rw(c)}
+
+StartContainerRequest := decision(known_container_v(input.request.container_id))
+
+RemoveContainerRequest := {"allow": true, "state": {"containers": {input.request.container_id: null}}}
+
+# --- Processes and stdio -----------------------------------------------------------------
+
+exec_process := p if {
+	p := input.request.process
+	is_object(p)
+} else := {}
+
+ExecProcessRequest := {"allow": true} if {
+	c := policy_data.containers[entry_of(input.request.container_id)]
+	exec_process.args in c.exec
+	env_ok(c, object.get(exec_process, "env", []))
+	count(exec_security_v(c)) == 0
+} else := decision(exec_v)
+
+exec_v := known_container_v(input.request.container_id) if {
+	not entry_of(input.request.container_id)
+} else := v if {
+	c := policy_data.containers[entry_of(input.request.container_id)]
+	v := (exec_command_v(c) | env_v(c, object.get(exec_process, "env", []))) | exec_security_v(c)
+}
+
+exec_command_v(c) := {sprintf("exec of %v is not allowed in container %s", [object.get(exec_process, "args", []), entry_of(input.request.container_id)]) |
+	not exec_process.args in c.exec
+}
+
+exec_security_v(c) := {sprintf("capability %s is not allowed", [cap]) |
+	some cap in object.get(exec_process, "capabilities", [])
+	not cap in c.security.capabilities
+} | {sprintf("uid %v is not the policy's %v", [object.get(exec_process, "uid", 0), c.security.uid]) |
+	c.security.uid != null
+	not exec_process.uid == c.security.uid
+} | {"the process runs as root and the pod requires a non-root user" |
+	c.security.non_root
+	object.get(exec_process, "uid", 0) == 0
+}
+
+WriteStreamRequest := decision(stdin_v)
+
+stdin_v := known_container_v(input.request.container_id) if {
+	not entry_of(input.request.container_id)
+} else := v if {
+	c := policy_data.containers[entry_of(input.request.container_id)]
+	v := {sprintf("container %s does not declare stdin", [entry_of(input.request.container_id)]) | not c.stdin}
+}
+
+# Reading output denied means drained and withheld (see Decision.Withhold).
+ReadStreamRequest := {"allow": false, "reason": "the policy withholds container output"} if {
+	policy_data.sandbox.withhold_output
+} else := true
+
+# --- Network -----------------------------------------------------------------------------
+
+UpdateInterfaceRequest := decision(interface_v)
+
+interface_v contains "no interface" if not is_object(input.request.interface)
+
+interface_v contains sprintf("interface %q is not one the policy allows", [input.request.interface.name]) if {
+	not device_allowed(input.request.interface.name)
+}
+
+interface_v contains sprintf("address %s is a loopback address", [a.cidr]) if {
+	some a in input.request.interface.addresses
+	loopback(a.cidr)
+}
+
+UpdateRoutesRequest := decision(route_v)
+
+route_v := {sprintf("route to %q via device %q is not allowed", [r.dest, r.device]) |
+	some r in object.get(object.get(input.request, "routes", {}), "routes", [])
+	not route_allowed(r)
+}
+
+route_allowed(r) if {
+	device_allowed(r.device)
+	not loopback(r.dest)
+}
+
+AddARPNeighborsRequest := decision({sprintf("ARP neighbour on device %q is not allowed", [n.device]) |
+	some n in input.request.neighbors
+	not device_allowed(n.device)
+})
+
+device_allowed(name) if {
+	some p in policy_data.network.interface_names
+	regex.match(p, name)
+}
+
+loopback(cidr) if net.cidr_contains("127.0.0.0/8", cidr)
+
+loopback(cidr) if net.cidr_contains("::1/128", cidr)

@@ -1,0 +1,92 @@
+package policies_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/veil-runtime/veil/policy"
+	"github.com/veil-runtime/veil/policy/policies"
+	"github.com/veil-runtime/veil/policy/policytest"
+)
+
+// TestFastPathAgrees checks the baseline's two forms of the container checks against each
+// other: whenever the fast path (container_ok) admits a spec, the violations (container_v)
+// find nothing; and specs the fast path leaves to the violations are judged by them.
+func TestFastPathAgrees(t *testing.T) {
+	text, err := policies.Render(testData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := `fast := data.agent_policy.container_ok(data.agent_policy.policy_data.containers.web); violations := data.agent_policy.container_v("web")`
+	pq, err := rego.New(rego.Query(query), rego.Module("policy.rego", text)).PrepareForEval(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	few := []string{"CAP_CHOWN", "CAP_KILL"}
+	for _, tc := range []struct {
+		name      string
+		mutate    func(*specs.Spec)
+		wantFast  bool
+		wantAllow bool
+	}{
+		{"as declared", func(*specs.Spec) {}, true, true},
+		{"fewer capabilities", func(s *specs.Spec) {
+			s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: few, Effective: few, Permitted: few}
+		}, false, true},
+		{"own network namespace", func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		}, false, true},
+		{"more masked paths", func(s *specs.Spec) { s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/proc/x") }, true, true},
+		{"extra capability", func(s *specs.Spec) { s.Process.Capabilities.Ambient = []string{"CAP_SYS_ADMIN"} }, false, false},
+		{"joined namespace", func(s *specs.Spec) { s.Linux.Namespaces[1].Path = "/proc/1/ns/ipc" }, false, false},
+		{"root", func(s *specs.Spec) { s.Process.User.UID = 0 }, false, false},
+		{"changed env", func(s *specs.Spec) { s.Process.Env[0] = "PATH=/tmp" }, false, false},
+		{"/sys writable", func(s *specs.Spec) { s.Mounts[4].Options = []string{"nosuid"} }, false, false},
+		{"mount source climbing out", func(s *specs.Spec) { s.Mounts[6].Source = policytest.SandboxDir + "/../../../etc/hosts" }, false, false},
+		{"mount source dot", func(s *specs.Spec) { s.Mounts[6].Source = policytest.SandboxDir + "/./hosts" }, false, false},
+		{"device", func(s *specs.Spec) { s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/mem"}} }, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := policytest.Spec(webContainer())
+			tc.mutate(s)
+			req := policytest.CreateContainer("c9", s)
+			doc, err := policy.RequestDocument(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, err := pq.Eval(context.Background(), rego.EvalInput(map[string]any{"request": doc, "state": map[string]any{}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fast := len(rs) == 1 && rs[0].Bindings["fast"] == true
+			var violations []any
+			if len(rs) == 1 {
+				violations, _ = rs[0].Bindings["violations"].([]any)
+			} else {
+				// container_ok undefined: evaluate the violations alone.
+				rs, err = rego.New(rego.Query(`v := data.agent_policy.container_v("web")`), rego.Module("policy.rego", text),
+					rego.Input(map[string]any{"request": doc, "state": map[string]any{}})).Eval(context.Background())
+				if err != nil || len(rs) != 1 {
+					t.Fatalf("violations: %v", err)
+				}
+				violations, _ = rs[0].Bindings["v"].([]any)
+			}
+			if fast != tc.wantFast {
+				t.Fatalf("fast path %v, want %v (violations %v)", fast, tc.wantFast, violations)
+			}
+			if fast && len(violations) > 0 {
+				t.Fatalf("the fast path admits what the violations refuse: %v", violations)
+			}
+			if (len(violations) == 0) != tc.wantAllow {
+				t.Fatalf("violations %v, want allowed %v", violations, tc.wantAllow)
+			}
+			e := baselineEngine(t, testData())
+			if d, _ := e.Decide(context.Background(), "CreateContainer", req); d.Allow != tc.wantAllow {
+				t.Fatalf("engine: allow %v (%s), want %v", d.Allow, d.Reason, tc.wantAllow)
+			}
+		})
+	}
+}

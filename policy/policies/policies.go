@@ -1,0 +1,268 @@
+// Package policies holds the agent policies that Veil ships, embedded in the binary:
+// AllowAll, the default when tee = "none", and the confidential baseline (BaselineRules), which
+// allows only what a pod declared. The declaration is the baseline's data section, policy_data, whose
+// shape is Data; Render appends it to the baseline rules (veil-genpolicy does this).
+package policies
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// AllowAll allows every request of the agent API.
+//
+//go:embed allow-all.rego
+var AllowAll string
+
+// BaselineRules is the confidential baseline's rules without their data section; they compile
+// only with one (Render). Render(Data{}) is the baseline for a pod that declares nothing.
+//
+//go:embed baseline.rego
+var BaselineRules string
+
+// ImageDigestAnnotation is the OCI spec annotation that carries the digest of the image
+// manifest a container runs ("sha256:<hex>"). The baseline requires it to equal the digest the
+// policy pins; the agent pulls or checks the image by it.
+const ImageDigestAnnotation = "io.veil.image.digest"
+
+// ContainerNameAnnotation is the annotation containerd's CRI sets to the container's name in
+// the pod; when present the baseline judges a CreateContainer against that entry only.
+const ContainerNameAnnotation = "io.kubernetes.cri.container-name"
+
+// Data is the baseline's data section (policy_data): what the pod declared. Render writes
+// Containers as an object keyed by name.
+type Data struct {
+	Containers []Container `json:"containers"`
+	Sandbox    Sandbox     `json:"sandbox"`
+	Network    Network     `json:"network"`
+	CopyFile   CopyFile    `json:"copy_file"`
+}
+
+// Container is one container the pod may run.
+type Container struct {
+	// Name is the container's name in the pod (matched against ContainerNameAnnotation);
+	// unique within the pod. Render makes it the entry's key.
+	Name string `json:"-"`
+	// Image is the reference as the pod wrote it (for people; not checked).
+	Image string `json:"image"`
+	// ImageDigest is the digest the image must have: "sha256:<hex>".
+	ImageDigest string `json:"image_digest"`
+	// Args is the exact process.args.
+	Args []string `json:"args"`
+	// Cwd is the exact process.cwd; "" means not checked.
+	Cwd string `json:"cwd"`
+	// Env lists the "NAME=value" entries allowed exactly; EnvPatterns are regular expressions
+	// over "NAME=value" for values the pod cannot know in advance. Every variable of a
+	// request must be allowed by one or the other.
+	Env         []string `json:"env"`
+	EnvPatterns []string `json:"env_patterns"`
+	// Mounts are the mounts allowed, by destination; every mount of the spec must match the
+	// entry for its destination.
+	Mounts map[string]Mount `json:"mounts"`
+	// Security is the container's security context.
+	Security Security `json:"security"`
+	// Exec lists the commands (argv) that ExecProcess may run in the container.
+	Exec [][]string `json:"exec"`
+	// Stdin allows WriteStdin to the container's processes.
+	Stdin bool `json:"stdin"`
+}
+
+// Mount is what is allowed at one destination.
+type Mount struct {
+	// Type is the mount type required ("bind", "proc", ...).
+	Type string `json:"type"`
+	// Source is a regular expression the source must match. It must exclude ".."
+	// components (VolumeSource in genpolicy shows how).
+	Source string `json:"source"`
+	// Options are options the mount must have ("ro"); it may have others.
+	Options []string `json:"options"`
+}
+
+// Security is what a container may hold.
+type Security struct {
+	// Capabilities lists every capability allowed in any of the process's sets. Render
+	// sorts it.
+	Capabilities []string `json:"capabilities"`
+	// NoNewPrivileges requires process.noNewPrivileges.
+	NoNewPrivileges bool `json:"no_new_privileges"`
+	// UID and GID, when not nil, are required of the process.
+	UID *int64 `json:"uid"`
+	GID *int64 `json:"gid"`
+	// NonRoot forbids uid 0.
+	NonRoot bool `json:"non_root"`
+	// ReadOnlyRoot requires root.readonly.
+	ReadOnlyRoot bool `json:"readonly_root"`
+	// MaskedPaths and ReadonlyPaths must all be present in the spec.
+	MaskedPaths   []string `json:"masked_paths"`
+	ReadonlyPaths []string `json:"readonly_paths"`
+	// Sysctls lists the sysctl keys allowed.
+	Sysctls []string `json:"sysctls"`
+}
+
+// Sandbox is what the sandbox-wide requests may do.
+type Sandbox struct {
+	// StorageDrivers lists the storage drivers CreateSandbox and CreateContainer may use.
+	StorageDrivers []string `json:"storage_drivers"`
+	// WithholdOutput denies reading stdout and stderr: the agent drains and discards them.
+	WithholdOutput bool `json:"withhold_output"`
+}
+
+// Network is what the network requests may change.
+type Network struct {
+	// InterfaceNames are regular expressions for the devices UpdateInterface, UpdateRoutes
+	// and AddARPNeighbors may touch.
+	InterfaceNames []string `json:"interface_names"`
+}
+
+// CopyFile is where CopyFile may write.
+type CopyFile struct {
+	// PathPrefixes are the prefixes an allowed path starts with ("/run/veil/shared/").
+	PathPrefixes []string `json:"path_prefixes"`
+}
+
+// Render returns the baseline with data appended as its policy_data: one self-contained
+// module, ready to be the policy.rego of an initdata document. The data is written in Rego:
+// JSON, except that the containers are an object keyed by name, and the lists whose use is
+// membership (env, masked_paths, readonly_paths,
+// sysctls, exec, storage_drivers, a mount's options) are Rego sets, so the rules test them
+// in one step. Object keys are sorted, so the same data always gives the same text (and
+// digest).
+func Render(data Data) (string, error) {
+	data = data.normalized()
+	containers := make(map[string]Container, len(data.Containers))
+	for i, c := range data.Containers {
+		if c.Name == "" {
+			return "", fmt.Errorf("policy_data: containers[%d]: no name", i)
+		}
+		if _, dup := containers[c.Name]; dup {
+			return "", fmt.Errorf("policy_data: containers[%d]: name %q used twice", i, c.Name)
+		}
+		containers[c.Name] = c
+	}
+	b, err := json.Marshal(struct {
+		Data
+		Containers map[string]Container `json:"containers"`
+	}{data, containers})
+	if err != nil {
+		return "", fmt.Errorf("encode policy_data: %w", err)
+	}
+	var tree any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&tree); err != nil {
+		return "", fmt.Errorf("encode policy_data: %w", err)
+	}
+	var out strings.Builder
+	out.WriteString(BaselineRules)
+	out.WriteString("\n# --- Filled by veil-genpolicy: what the pod declared. ---\n\npolicy_data := ")
+	writeRego(&out, tree, "", "")
+	out.WriteString("\n")
+	return out.String(), nil
+}
+
+// setFields are the lists that Render writes as Rego sets.
+var setFields = map[string]bool{
+	"env": true, "masked_paths": true, "readonly_paths": true,
+	"sysctls": true, "exec": true, "storage_drivers": true, "options": true,
+}
+
+// writeRego writes v (decoded JSON) as a Rego term; key is the object key v is the value of.
+func writeRego(b *strings.Builder, v any, key, indent string) {
+	inner := indent + "  "
+	switch v := v.(type) {
+	case map[string]any:
+		if len(v) == 0 {
+			b.WriteString("{}")
+			return
+		}
+		b.WriteString("{\n")
+		for i, k := range slices.Sorted(maps.Keys(v)) {
+			if i > 0 {
+				b.WriteString(",\n")
+			}
+			b.WriteString(inner + quote(k) + ": ")
+			writeRego(b, v[k], k, inner)
+		}
+		b.WriteString("\n" + indent + "}")
+	case []any:
+		open, close := "[", "]"
+		if setFields[key] {
+			open, close = "{", "}"
+			if len(v) == 0 {
+				b.WriteString("set()")
+				return
+			}
+		}
+		if len(v) == 0 {
+			b.WriteString("[]")
+			return
+		}
+		b.WriteString(open + "\n")
+		for i, e := range v {
+			if i > 0 {
+				b.WriteString(",\n")
+			}
+			b.WriteString(inner)
+			writeRego(b, e, "", inner)
+		}
+		b.WriteString("\n" + indent + close)
+	case string:
+		b.WriteString(quote(v))
+	case json.Number:
+		b.WriteString(v.String())
+	case bool:
+		b.WriteString(strconv.FormatBool(v))
+	default:
+		b.WriteString("null")
+	}
+}
+
+// quote writes s as a JSON string, which Rego reads the same way.
+func quote(s string) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(buf.String(), "\n")
+}
+
+// normalized returns a copy of d with every nil list made empty.
+func (d Data) normalized() Data {
+	d.Containers = append([]Container{}, d.Containers...)
+	for i := range d.Containers {
+		c := d.Containers[i]
+		c.Args, c.Env, c.EnvPatterns = orEmpty(c.Args), orEmpty(c.Env), orEmpty(c.EnvPatterns)
+		mounts := make(map[string]Mount, len(c.Mounts))
+		for k, m := range c.Mounts {
+			m.Options = orEmpty(m.Options)
+			mounts[k] = m
+		}
+		c.Mounts = mounts
+		c.Exec = append([][]string{}, c.Exec...)
+		for j := range c.Exec {
+			c.Exec[j] = orEmpty(c.Exec[j])
+		}
+		s := &c.Security
+		s.Capabilities, s.MaskedPaths = slices.Sorted(slices.Values(s.Capabilities)), orEmpty(s.MaskedPaths)
+		s.Capabilities = orEmpty(s.Capabilities)
+		s.ReadonlyPaths, s.Sysctls = orEmpty(s.ReadonlyPaths), orEmpty(s.Sysctls)
+		d.Containers[i] = c
+	}
+	d.Sandbox.StorageDrivers = orEmpty(d.Sandbox.StorageDrivers)
+	d.Network.InterfaceNames = orEmpty(d.Network.InterfaceNames)
+	d.CopyFile.PathPrefixes = orEmpty(d.CopyFile.PathPrefixes)
+	return d
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

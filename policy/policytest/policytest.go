@@ -1,0 +1,158 @@
+// Package policytest builds realistic agent requests for policy tests: OCI specs shaped like
+// those that containerd's CRI and Veil's shim produce for a pod's container (default mounts,
+// capabilities, masked paths, namespaces, annotations).
+package policytest
+
+import (
+	"encoding/json"
+	"slices"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/veil-runtime/veil/agent/api"
+)
+
+// SandboxDir is where the test requests place the sandbox's files in the guest.
+const SandboxDir = "/run/veil/shared/sb1"
+
+// DefaultCaps is containerd's default capability set.
+var DefaultCaps = []string{
+	"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID",
+	"CAP_KILL", "CAP_MKNOD", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP",
+	"CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+}
+
+// Container describes the container a spec is made for.
+type Container struct {
+	Name        string
+	ImageDigest string // the io.veil.image.digest annotation; "" for none
+	Args        []string
+	Env         []string
+	Cwd         string // "" means "/"
+	UID, GID    uint32
+	Caps        []string // nil means DefaultCaps
+	// Volumes are mounted at these destinations from the sandbox directory.
+	Volumes         []string
+	TTY             bool
+	NoNewPrivileges bool
+	ReadOnlyRoot    bool
+	// NoServiceAccount leaves out the service account token mount.
+	NoServiceAccount bool
+}
+
+// Spec returns the OCI spec the runtime would send for c.
+func Spec(c Container) *specs.Spec {
+	caps := c.Caps
+	if caps == nil {
+		caps = DefaultCaps
+	}
+	cwd := c.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	ann := map[string]string{
+		"io.kubernetes.cri.container-type": "container",
+		"io.kubernetes.cri.container-name": c.Name,
+		"io.kubernetes.cri.sandbox-id":     "sb1",
+	}
+	if c.ImageDigest != "" {
+		ann["io.veil.image.digest"] = c.ImageDigest
+	}
+	return &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Terminal: c.TTY,
+			User:     specs.User{UID: c.UID, GID: c.GID},
+			Args:     slices.Clone(c.Args),
+			Env:      slices.Clone(c.Env),
+			Cwd:      cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			NoNewPrivileges: c.NoNewPrivileges,
+			OOMScoreAdj:     intPtr(1000),
+		},
+		Root:        &specs.Root{Path: SandboxDir + "/" + c.Name + "/rootfs", Readonly: c.ReadOnlyRoot},
+		Hostname:    "pod1",
+		Mounts:      mounts(c),
+		Annotations: ann,
+		Linux: &specs.Linux{
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+				CPU:     &specs.LinuxCPU{Shares: uint64Ptr(2)},
+			},
+			CgroupsPath: "/kubepods/besteffort/pod1/" + c.Name,
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+			},
+			MaskedPaths: []string{
+				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+				"/sys/firmware", "/sys/devices/virtual/powercap", "/proc/interrupts",
+			},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+}
+
+func mounts(c Container) []specs.Mount {
+	bind := func(dst, src string, ro bool) specs.Mount {
+		opts := []string{"rbind", "rprivate", "rw"}
+		if ro {
+			opts = []string{"rbind", "rprivate", "ro"}
+		}
+		return specs.Mount{Destination: dst, Type: "bind", Source: SandboxDir + "/" + src, Options: opts}
+	}
+	ms := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		bind("/etc/hosts", "hosts", false),
+		bind("/dev/termination-log", c.Name+"/termination-log", false),
+		bind("/etc/hostname", "hostname", false),
+		bind("/etc/resolv.conf", "resolv.conf", false),
+		bind("/dev/shm", "shm", false),
+	}
+	if !c.NoServiceAccount {
+		ms = append(ms, bind("/var/run/secrets/kubernetes.io/serviceaccount", "volumes/token", true))
+	}
+	for _, v := range c.Volumes {
+		ms = append(ms, bind(v, "volumes"+v, false))
+	}
+	return ms
+}
+
+// JSON encodes a spec.
+func JSON(s *specs.Spec) []byte {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // a specs.Spec always encodes
+	}
+	return b
+}
+
+// CreateContainer returns the request that creates container id with spec s.
+func CreateContainer(id string, s *specs.Spec) *api.CreateContainerRequest {
+	return &api.CreateContainerRequest{
+		ContainerId: id,
+		OciSpec:     JSON(s),
+		Storages: []*api.Storage{{
+			Driver: "virtiofs", Source: "veil-rootfs", MountPoint: SandboxDir + "/" + id + "/rootfs",
+		}},
+	}
+}
+
+func intPtr(i int) *int { return &i }
+
+func uint64Ptr(i uint64) *uint64 { return &i }
+
+// Exec returns the request that runs args in container id, as the runtime sends it for a
+// probe or `kubectl exec`.
+func Exec(id string, args, env []string, uid uint32) *api.ExecProcessRequest {
+	return &api.ExecProcessRequest{ContainerId: id, ExecId: "exec-1",
+		Process: &api.Process{Args: args, Env: env, Cwd: "/", Uid: uid}}
+}
