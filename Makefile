@@ -8,18 +8,19 @@ GO       ?= go
 BIN      := $(CURDIR)/bin
 IMAGE    ?= $(CURDIR)/build/image
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION)
+LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION) \
+            -X github.com/veil-runtime/veil/shim/manager.Version=$(VERSION)
 
 # The agent is PID 1 in the guest: one static binary, cgo for runc's nsenter.
 AGENT_TAGS    := netgo,osusergo,seccomp
 AGENT_LDFLAGS := $(LDFLAGS) -s -w -extldflags "-static"
 
-HOST_CMDS := veil-image veil-ctl
+HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy
 
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd install proto proto-check unit e2e test demo bench lint clean
 
 all: build
 
@@ -37,6 +38,15 @@ agent: deps
 # The guest image (kernel, initrd, manifest), cached by the digest of its inputs.
 image: build
 	$(BIN)/veil-image build --agent $(BIN)/veil-agent --out $(IMAGE)
+
+# containerd 2.4.2, ctr and the runc shim, built from the Go module proxy into bin/tools: the
+# shim's tests and the demo start their own containerd in a temporary root.
+containerd: deps
+	@scripts/containerd.sh
+
+# The shim, the guest image and the default configuration in the standard places.
+install: build image
+	@scripts/install.sh
 
 proto: deps
 	protoc -I agent/api --go_out=paths=source_relative:agent/api \
@@ -60,16 +70,17 @@ lint:
 unit: lint image
 	VEIL_TEST_KERNEL=$(IMAGE)/vmlinuz $(GO) test -race -count=1 $(UNIT_PKGS)
 
-# The suites that boot real QEMU VMs from the guest image.
-e2e: image
-	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/...
+# The suites that boot real QEMU VMs from the guest image: the agent directly (tests/e2e) and
+# through containerd and the shim (tests/shim).
+e2e: image containerd
+	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/ ./tests/shim/
 
 test: proto-check unit e2e
 
 demo: image
 	@scripts/demo.sh
 
-bench: image
+bench: image containerd
 	@scripts/bench.sh
 
 clean:

@@ -8,7 +8,10 @@ export VEIL_IMAGE=${IMAGE:-$PWD/build/image}
 echo "== VM: boot to agent-ready vs a bare boot (same kernel, trivial init), health check, footprint"
 go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/bench/ | grep -E '^(Benchmark|ok|FAIL)'
 
-# Package benchmarks (attestation, KBS, policy) join here as they land.
+echo "== containerd: ctr run to first output (Veil vs runc), shim RSS, QEMU PSS"
+VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/shim/ | grep -E '^(Benchmark|ok|FAIL)'
+
+# Package benchmarks: attestation (verify vs bare signature checks), KBS handshakes, policy.
 pkgs=$(go list ./... | grep -v /tests/ | while read -r p; do
 	d=$(go list -f '{{.Dir}}' "$p"); grep -lq '^func Benchmark' "$d"/*_test.go 2>/dev/null && echo "$p"; done || true)
 if [ -n "$pkgs" ]; then

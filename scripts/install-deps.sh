@@ -4,9 +4,10 @@
 set -euo pipefail
 
 # Debian packages: QEMU (TCG guests, virtiofsd), the busybox used for test root filesystems,
-# protoc for the agent API, libseccomp for the static agent, kmod/xz/cpio for the guest image.
+# protoc for the agent API, libseccomp for the static agent, kmod/xz/cpio for the guest image,
+# runc for the side-by-side benchmark against the shim.
 debs=(qemu-system-x86 qemu-utils busybox-static protobuf-compiler libseccomp-dev kmod xz-utils
-      cpio gcc libc6-dev make ca-certificates iproute2)
+      cpio gcc libc6-dev make ca-certificates iproute2 runc)
 
 missing=()
 for p in "${debs[@]}"; do

@@ -1,0 +1,158 @@
+// Package pod is one Veil sandbox as the shim sees it: a VM (shim/sandbox) plus the host
+// directory that is shared into it through a single virtio-fs share. Container root
+// filesystems and bind-mount sources are mounted below that directory after the VM booted;
+// the directory is a shared mount, so they propagate into virtiofsd's mount namespace and
+// the guest sees them under GuestShared.
+package pod
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/hypervisor"
+	"github.com/veil-runtime/veil/shim/config"
+	"github.com/veil-runtime/veil/shim/sandbox"
+)
+
+const (
+	// Root holds one directory per pod: Root/<vm id>/shared is the shared directory.
+	Root = "/run/veil/shim"
+	// ShareTag is the virtio-fs tag of the pod's shared directory.
+	ShareTag = "veil-shared"
+	// GuestShared is where the guest mounts the share (CreateSandbox storage).
+	GuestShared = "/run/veil/shared"
+	// DebugLogLevel is the guest log level a debug console asks for.
+	debugLogLevel = "veil.log_level=debug"
+)
+
+// Pod is a booted sandbox VM and its shared directory.
+type Pod struct {
+	ID      string // the sandbox id (the pod's, or the container's for a plain ctr run)
+	VMID    string // names the VM and its directories
+	Dir     string // Root/VMID
+	Sandbox *sandbox.Sandbox
+
+	stopTail context.CancelFunc
+}
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// VMID names the VM of sandbox id in containerd namespace ns: readable, unique across
+// namespaces, and short enough for the hypervisor's id rules and socket paths.
+func VMID(ns, id string) string {
+	sum := sha256.Sum256([]byte(ns + "/" + id))
+	base := unsafeChars.ReplaceAllString(id, "_")
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	if base == "" || base[0] == '_' || base[0] == '.' || base[0] == '-' {
+		base = "v" + base
+	}
+	return base + "-" + hex.EncodeToString(sum[:])[:12]
+}
+
+// DirOf is the pod directory of a VM id.
+func DirOf(vmID string) string { return filepath.Join(Root, vmID) }
+
+// SharedDir is the host side of the share.
+func (p *Pod) SharedDir() string { return filepath.Join(p.Dir, "shared") }
+
+// Create makes the shared directory, boots the VM and sets up the guest sandbox. On failure
+// it removes everything it made.
+func Create(ctx context.Context, cfg *config.Config, ns, id string) (_ *Pod, retErr error) {
+	vmID := VMID(ns, id)
+	p := &Pod{ID: id, VMID: vmID, Dir: DirOf(vmID)}
+	// A pod directory of the same name is a leftover of a shim that died: clear it.
+	if err := Cleanup(p.Dir); err != nil {
+		return nil, fmt.Errorf("pod %s: clear leftover %s: %w", id, p.Dir, err)
+	}
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", id, err)
+	}
+	if err := writeOwner(p.Dir); err != nil {
+		_ = Cleanup(p.Dir)
+		return nil, fmt.Errorf("pod %s: record owner: %w", id, err)
+	}
+	if err := makeSharedDir(p.SharedDir()); err != nil {
+		_ = Cleanup(p.Dir)
+		return nil, fmt.Errorf("pod %s: %w", id, err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = p.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	h := cfg.Hypervisor
+	params := append([]string(nil), h.KernelParams...)
+	if h.DebugConsole {
+		params = append(params, debugLogLevel)
+	}
+	start := time.Now()
+	sb, err := sandbox.Boot(ctx, sandbox.Options{
+		ID: vmID, ImageDir: h.Image, MemoryMiB: h.MemoryMiB, VCPUs: h.VCPUs,
+		Machine: h.Machine, Accel: hypervisor.Accel(h.Accel), KernelParams: params,
+		TEE:         hypervisor.TEEConfig{Kind: hypervisor.TEE(h.TEE), Firmware: h.Firmware},
+		BootTimeout: h.BootTimeout.Duration,
+		SharedDirs:  []hypervisor.SharedDir{{Tag: ShareTag, HostPath: p.SharedDir()}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: %w", id, err)
+	}
+	p.Sandbox = sb
+	log.G(ctx).WithFields(log.Fields{"vm": vmID, "qemu_pid": sb.VM.PID(), "boot": time.Since(start)}).Info("sandbox VM ready")
+	if h.DebugConsole {
+		tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		p.stopTail = cancel
+		go tailConsole(tctx, sb.VM.ConsoleLog(), log.G(ctx).WithField("vm", vmID))
+	}
+	_, err = sb.Agent.CreateSandbox(ctx, &api.CreateSandboxRequest{
+		SandboxId: id,
+		Storages:  []*api.Storage{{Driver: "virtiofs", Source: ShareTag, MountPoint: GuestShared}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pod %s: CreateSandbox: %w", id, err)
+	}
+	return p, nil
+}
+
+// makeSharedDir creates dir as a shared bind mount of itself, so that mounts made below it
+// later propagate into the namespace virtiofsd makes when it starts (/ is private here).
+func makeSharedDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s onto itself: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", dir, err)
+	}
+	return nil
+}
+
+// Close destroys the guest sandbox, stops the VM and removes every mount and file of the
+// pod. It is safe to call twice.
+func (p *Pod) Close(ctx context.Context) error {
+	var err error
+	if p.Sandbox != nil {
+		err = p.Sandbox.Close(ctx)
+		p.Sandbox = nil
+	}
+	if p.stopTail != nil {
+		p.stopTail()
+	}
+	if cerr := Cleanup(p.Dir); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,117 @@
+package task
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/shim/pod"
+)
+
+// readSpec reads the bundle's OCI spec.
+func readSpec(bundle string) (*specs.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read OCI spec: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("parse %s/config.json: %w: %w", bundle, err, errdefs.ErrInvalidArgument)
+	}
+	if spec.Process == nil || spec.Linux == nil {
+		return nil, fmt.Errorf("%s/config.json has no process or linux section: %w", bundle, errdefs.ErrInvalidArgument)
+	}
+	return &spec, nil
+}
+
+// isBind reports whether an OCI mount is a bind mount (of a host path).
+func isBind(m specs.Mount) bool {
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
+// guestSpec turns the host's OCI spec into the one the agent runs: the root filesystem and
+// bind-mount sources become paths below the guest's view of the shared directory, and what
+// only makes sense on the host (hooks, AppArmor, SELinux labels) is dropped.
+func guestSpec(p *pod.Pod, cid, rootfs string, spec *specs.Spec) ([]byte, []string, error) {
+	var notes []string
+	spec.Root = &specs.Root{Path: rootfs, Readonly: spec.Root != nil && spec.Root.Readonly}
+	if spec.Hooks != nil {
+		notes = append(notes, "OCI hooks dropped: they would run on the host's side of a VM")
+		spec.Hooks = nil
+	}
+	spec.Process.ApparmorProfile = ""
+	spec.Process.SelinuxLabel = ""
+	spec.Linux.MountLabel = ""
+	n := 0
+	for i, m := range spec.Mounts {
+		if !isBind(m) || !filepath.IsAbs(m.Source) {
+			continue
+		}
+		ro := slices.Contains(m.Options, "ro")
+		guest, err := p.ShareBind(cid, n, m.Source, ro)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mount %s: %w", m.Destination, err)
+		}
+		n++
+		spec.Mounts[i].Source = guest
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("marshal guest spec: %w", err)
+	}
+	return data, notes, nil
+}
+
+// agentProcess converts an exec's OCI process into the agent's Process.
+func agentProcess(sp *specs.Process, stdin bool) *api.Process {
+	ap := &api.Process{
+		Args:            sp.Args,
+		Env:             sp.Env,
+		Cwd:             sp.Cwd,
+		Uid:             sp.User.UID,
+		Gid:             sp.User.GID,
+		AdditionalGids:  sp.User.AdditionalGids,
+		Terminal:        sp.Terminal,
+		Stdin:           stdin,
+		NoNewPrivileges: sp.NoNewPrivileges,
+	}
+	if sp.Capabilities != nil {
+		ap.Capabilities = sp.Capabilities.Bounding
+	}
+	return ap
+}
+
+// agentResources converts OCI resources (Update) into the agent's.
+func agentResources(r *specs.LinuxResources) *api.Resources {
+	out := &api.Resources{}
+	if m := r.Memory; m != nil {
+		if m.Limit != nil {
+			out.MemoryLimitBytes = *m.Limit
+		}
+		if m.Swap != nil {
+			out.MemorySwapBytes = *m.Swap
+		}
+	}
+	if c := r.CPU; c != nil {
+		if c.Shares != nil {
+			out.CpuShares = *c.Shares
+		}
+		if c.Quota != nil {
+			out.CpuQuota = *c.Quota
+		}
+		if c.Period != nil {
+			out.CpuPeriod = *c.Period
+		}
+		out.CpusetCpus = c.Cpus
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		out.PidsLimit = *r.Pids.Limit
+	}
+	return out
+}
