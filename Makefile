@@ -77,7 +77,7 @@ e2e: image containerd
 
 test: proto-check unit e2e
 
-demo: image
+demo: image containerd
 	@scripts/demo.sh
 
 bench: image containerd

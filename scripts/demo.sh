@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job, on embedded defaults: boot a Veil VM from the guest image that `make image`
-# built, and run containers in it, printing each step.
+# built and run containers in it with veil-ctl; then through containerd 2.4 and the shim
+# (scripts/demo-containerd.sh); then a sim guest attesting to veil-kbs for a secret
+# (scripts/demo-kbs.sh). Each step is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin image=${IMAGE:-$PWD/build/image} rootfs=$PWD/build/demo-rootfs
@@ -47,6 +49,9 @@ echo "  copy-file with '..' is refused:"
 "$bin/veil-ctl" kill --name demo KILL
 wait $run_pid || echo "  container ended with status $? (128+9: SIGKILL; the container's pid 1 ignores SIGTERM without a handler)"
 trap - EXIT
+
+ROOTFS=$rootfs scripts/demo-containerd.sh
+scripts/demo-kbs.sh
 
 step "done: every VM stopped, nothing left running"
 pgrep -a qemu-system || echo "  no QEMU process left"

@@ -5,10 +5,16 @@
 //
 // It writes DIR/vmlinuz, DIR/initrd.img and DIR/manifest.json and prints
 // each step as it goes. See docs/guest-image.md.
+//
+//	veil-image sim-authority --out DIR
+//
+// makes the test chain of the simulated TEE: DIR/sim-authority.pem (private, 0600: what signs
+// sim evidence) and the roots a KBS is given to trust it (sim-snp-roots.pem, sim-tdx-root.pem).
 package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +24,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/veil-runtime/veil/attestation/sim"
 	guestimage "github.com/veil-runtime/veil/guest-image"
 )
 
@@ -29,8 +36,12 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "sim-authority" {
+		return simAuthority(args[1:])
+	}
 	if len(args) == 0 || args[0] != "build" {
-		return errors.New("usage: veil-image build --out DIR [--agent PATH] [flags]; see veil-image build -h")
+		return errors.New("usage: veil-image build --out DIR [--agent PATH] [flags]; see veil-image build -h\n" +
+			"       veil-image sim-authority --out DIR")
 	}
 	fs := flag.NewFlagSet("veil-image build", flag.ContinueOnError)
 	o := guestimage.Options{Progress: os.Stdout}
@@ -78,4 +89,28 @@ func besideExecutable(name string) string {
 		return name
 	}
 	return filepath.Join(filepath.Dir(exe), name)
+}
+
+// simAuthority writes a new simulated-TEE authority (test only) into a directory.
+func simAuthority(args []string) error {
+	fs := flag.NewFlagSet("veil-image sim-authority", flag.ContinueOnError)
+	out := fs.String("out", "", "directory for sim-authority.pem, sim-snp-roots.pem and sim-tdx-root.pem (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() > 0 {
+		return errors.New("usage: veil-image sim-authority --out DIR")
+	}
+	a, err := sim.NewAuthority(rand.Reader, sim.Options{})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	if err := a.WriteFiles(*out); err != nil {
+		return err
+	}
+	fmt.Printf("sim-authority: wrote the simulated TEE's test chain (never trusted by default) to %s\n", *out)
+	return nil
 }
