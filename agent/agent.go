@@ -14,10 +14,13 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 
+	"github.com/veil-runtime/veil/agent/launch"
 	"github.com/veil-runtime/veil/agent/network"
 	"github.com/veil-runtime/veil/agent/server"
 	"github.com/veil-runtime/veil/agent/storage"
 	"github.com/veil-runtime/veil/agent/transport"
+	"github.com/veil-runtime/veil/policy"
+	"github.com/veil-runtime/veil/policy/policies"
 )
 
 // DefaultStateDir is where libcontainer keeps the containers' state: outside storage.Root,
@@ -40,8 +43,11 @@ type Options struct {
 	// StateDir is libcontainer's state directory; empty means DefaultStateDir.
 	StateDir string
 	// Guest prepares the guest before serving: lo up and /run/veil created. Init starts the
-	// agent with it; leave it off when running the agent on a host for tests.
+	// agent with it; leave it off when running the agent on a host for tests. It also makes
+	// the policy come from the initdata disk (package launch) instead of Policy.
 	Guest bool
+	// Policy is the Rego policy enforced when Guest is off; "" means policies.AllowAll.
+	Policy string
 }
 
 // Run serves the agent API until ctx is cancelled, DestroySandbox has run, or every listener
@@ -55,11 +61,19 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDir
 	}
+	// Nothing is served before the policy is known: a bad initdata ends the agent here.
+	engine, err := loadPolicy(ctx, opts)
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(opts.StateDir)
 	if err != nil {
 		return fmt.Errorf("create agent service: %w", err)
 	}
-	ts, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(server.Interceptor))
+	srv.SetPolicyEngine(engine)
+	// server.Interceptor is outermost: it recovers panics and converts errors for the policy
+	// interceptor too, whose PermissionDenied statuses it passes through unchanged.
+	ts, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(server.Interceptor, policy.Interceptor(engine)))
 	if err != nil {
 		return fmt.Errorf("create ttrpc server: %w", err)
 	}
@@ -135,6 +149,23 @@ func listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 		ls = append(ls, l)
 	}
 	return ls, nil
+}
+
+// loadPolicy returns the engine of the policy to enforce: in a guest the one of the initdata
+// disk (or allow-all without one, in a plain VM), else opts.Policy.
+func loadPolicy(ctx context.Context, opts Options) (*policy.Engine, error) {
+	if opts.Guest {
+		return launch.Load(ctx, launch.DefaultConfig(server.DetectTEE(ctx)))
+	}
+	text := opts.Policy
+	if text == "" {
+		text = policies.AllowAll
+	}
+	e, err := policy.New(text)
+	if err != nil {
+		return nil, fmt.Errorf("agent policy: %w", err)
+	}
+	return e, nil
 }
 
 // prepareGuest brings lo up and creates /run/veil (the only place the host may write).

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,7 +40,17 @@ type Config struct {
 	AgentEnv []string
 	// StopTimeout is how long processes get between SIGTERM and SIGKILL at power-off.
 	StopTimeout time.Duration
+	// ExitReasonFile is where the agent may leave one line saying why it failed (see
+	// WriteExitReason); init adds it to its power-off line. "" means none.
+	ExitReasonFile string
 }
+
+// ExitReasonFile is where a failing agent leaves its reason for init: below /run, outside
+// /run/veil (which the host can write through CopyFile).
+const ExitReasonFile = "/run/veil-agent/exit-reason"
+
+// maxExitReason bounds the reason init prints.
+const maxExitReason = 1024
 
 // GuestFlag is the flag with which init starts the agent: the agent then prepares the guest
 // (brings lo up, creates /run/veil) and serves on the guest transports.
@@ -55,6 +67,8 @@ func DefaultConfig() Config {
 		AgentArgs:   []string{"veil-agent", GuestFlag},
 		AgentEnv:    []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"},
 		StopTimeout: 5 * time.Second,
+
+		ExitReasonFile: ExitReasonFile,
 	}
 }
 
@@ -83,7 +97,7 @@ func Run(ctx context.Context, cfg Config) {
 	var reason string
 	select {
 	case ws := <-r.agentExit:
-		reason = "agent exited: " + describeStatus(ws)
+		reason = "agent exited: " + describeStatus(ws) + readExitReason(cfg.ExitReasonFile)
 	case sig := <-stop:
 		reason = "received " + unix.SignalName(sig.(syscall.Signal))
 	}
@@ -178,6 +192,41 @@ func stopAll(ctx context.Context, r *reaper, timeout time.Duration) {
 	if !r.waitNoChildren(2 * time.Second) {
 		log.G(ctx).Warn("processes still running after SIGKILL")
 	}
+}
+
+// WriteExitReason leaves reason (its first line, cut to 1 KiB) in path for init to print
+// when the agent has exited.
+func WriteExitReason(path, reason string) error {
+	line, _, _ := strings.Cut(reason, "\n")
+	if len(line) > maxExitReason {
+		line = line[:maxExitReason]
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("write exit reason: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write exit reason: %w", err)
+	}
+	return nil
+}
+
+// readExitReason returns ": <reason>" from the agent's exit reason file, or "".
+func readExitReason(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if len(line) > maxExitReason {
+		line = line[:maxExitReason]
+	}
+	if line = strings.TrimSpace(line); line == "" {
+		return ""
+	}
+	return ": " + line
 }
 
 func describeStatus(ws unix.WaitStatus) string {

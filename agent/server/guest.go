@@ -83,6 +83,10 @@ func residentBytes(statusFile string) uint64 {
 	return 0
 }
 
+// DetectTEE returns the guest's TEE kind as GetGuestDetails reports it: "snp", "tdx" or
+// "none".
+func DetectTEE(ctx context.Context) string { return detectTEE(ctx, defaultTEEPaths) }
+
 // detectTEE returns "snp" or "tdx" when the guest device of one exists, or configfs-tsm
 // names one as its provider, else "none".
 func detectTEE(ctx context.Context, p teePaths) string {

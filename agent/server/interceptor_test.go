@@ -36,7 +36,7 @@ func TestInterceptor(t *testing.T) {
 			return nil, fmt.Errorf("path: %w", errdefs.ErrInvalidArgument)
 		}, codes.InvalidArgument},
 		{"precondition", func(context.Context, func(any) error) (any, error) {
-			return nil, fmt.Errorf("no policy: %w", errdefs.ErrFailedPrecondition)
+			return nil, fmt.Errorf("container c1 is stopped: %w", errdefs.ErrFailedPrecondition)
 		}, codes.FailedPrecondition},
 		{"plain error", func(context.Context, func(any) error) (any, error) {
 			return nil, errors.New("something")

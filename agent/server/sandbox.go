@@ -147,9 +147,32 @@ func (s *Server) SetGuestTime(ctx context.Context, req *api.SetGuestTimeRequest)
 	return &api.Empty{}, nil
 }
 
-// SetPolicy is refused: this agent has no policy engine yet (a later change adds OPA), and
-// accepting a policy it cannot enforce would be a lie.
+// PolicyReplacer installs a new policy (policy.Engine is one).
+type PolicyReplacer interface {
+	Replace(regoText string) error
+}
+
+// SetPolicyEngine gives SetPolicy the engine whose policy it replaces. The agent sets it
+// before serving.
+func (s *Server) SetPolicyEngine(r PolicyReplacer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.policy = r
+}
+
+// SetPolicy replaces the policy the agent enforces. The policy interceptor judged the request
+// first, so it runs only when the installed policy allows SetPolicy. A new policy that does
+// not compile is InvalidArgument (the error names the line), and the old one stays.
 func (s *Server) SetPolicy(ctx context.Context, req *api.SetPolicyRequest) (*api.Empty, error) {
-	return nil, fmt.Errorf("SetPolicy: this agent has no policy engine yet (OPA support is to come), "+
-		"so it cannot enforce a policy and refuses to store one: %w", errdefs.ErrFailedPrecondition)
+	s.mu.Lock()
+	r := s.policy
+	s.mu.Unlock()
+	if r == nil {
+		return nil, fmt.Errorf("SetPolicy: this server has no policy engine: %w", errdefs.ErrFailedPrecondition)
+	}
+	if err := r.Replace(req.GetPolicy()); err != nil {
+		return nil, fmt.Errorf("SetPolicy: new policy refused, the old one stays: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	log.G(ctx).Infof("SetPolicy: new policy installed (%d bytes)", len(req.GetPolicy()))
+	return &api.Empty{}, nil
 }

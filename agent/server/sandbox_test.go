@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/policy"
+	"github.com/veil-runtime/veil/policy/policies"
 )
 
 func TestCheckAndVersion(t *testing.T) {
@@ -120,9 +122,29 @@ func TestSetGuestTimeAndPolicy(t *testing.T) {
 			t.Errorf("SetGuestTime(%d) = %v, want invalid argument", ns, err)
 		}
 	}
-	_, err := s.SetPolicy(ctx, &api.SetPolicyRequest{Policy: "package agent_policy\ndefault allow := true"})
+	// Without an engine (never the case in the agent, which sets one before serving).
+	_, err := s.SetPolicy(ctx, &api.SetPolicyRequest{Policy: policies.AllowAll})
 	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "no policy engine") {
-		t.Fatalf("SetPolicy = %v, want failed precondition saying there is no policy engine", err)
+		t.Fatalf("SetPolicy without an engine = %v, want failed precondition", err)
+	}
+	e, err := policy.New(policies.AllowAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetPolicyEngine(e)
+	denyCheck := "package agent_policy\n\ndefault CheckRequest := false\n"
+	if _, err := s.SetPolicy(ctx, &api.SetPolicyRequest{Policy: denyCheck}); err != nil {
+		t.Fatalf("SetPolicy of a good policy: %v", err)
+	}
+	if d, _ := e.Decide(ctx, "Check", &api.CheckRequest{}); d.Allow {
+		t.Fatal("the new policy is not in force: Check still allowed")
+	}
+	_, err = s.SetPolicy(ctx, &api.SetPolicyRequest{Policy: "package agent_policy\n\nCheckRequest if { input.x == }\n"})
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "policy.rego:3") {
+		t.Fatalf("SetPolicy of a syntax error = %v, want invalid argument naming policy.rego:3", err)
+	}
+	if d, _ := e.Decide(ctx, "Check", &api.CheckRequest{}); d.Allow {
+		t.Fatal("a policy that does not compile replaced the old one")
 	}
 }
 

@@ -40,9 +40,10 @@ type Server struct {
 	destroyed   chan struct{}
 	destroyOnce sync.Once
 
-	mu            sync.Mutex // guards the sandbox fields below
-	sandboxID     string     // "" until CreateSandbox
-	sandboxMounts []string   // mount points of the sandbox storages, in mount order
+	mu            sync.Mutex     // guards the sandbox fields below
+	sandboxID     string         // "" until CreateSandbox
+	sandboxMounts []string       // mount points of the sandbox storages, in mount order
+	policy        PolicyReplacer // SetPolicy's engine; nil until SetPolicyEngine
 }
 
 var _ api.AgentService = (*Server)(nil)

@@ -62,6 +62,12 @@ func run() int {
 	err = agent.Run(ctx, agent.Options{Listen: listen, StateDir: *stateDir, Guest: *guest})
 	if err != nil {
 		log.G(ctx).WithError(err).Error("agent failed")
+		if *guest {
+			// Init prints it in its power-off line, which the host reads on the console.
+			if werr := initsys.WriteExitReason(initsys.ExitReasonFile, err.Error()); werr != nil {
+				log.G(ctx).WithError(werr).Warn("init will not know why")
+			}
+		}
 		return 1
 	}
 	return 0

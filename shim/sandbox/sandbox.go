@@ -41,14 +41,22 @@ type Options struct {
 	KernelParams []string // appended to the image's command line
 	TEE          hypervisor.TEEConfig
 	BootTimeout  time.Duration // "" picks DefaultBootTimeout
+	// InitData is an initdata document (policy/initdata) for the guest: delivered on a
+	// read-only virtio-blk disk (initdata.DiskSerial) and, with a TEE, bound to the launch as
+	// its host data (then TEE.HostData must be empty). nil: no disk, the agent allows all.
+	InitData []byte
 }
 
 // Sandbox is a booted VM with a connected agent.
 type Sandbox struct {
-	ID     string
-	VM     hypervisor.VM
-	Agent  api.AgentService // typed client on the first connection
-	client *ttrpc.Client
+	ID    string
+	VM    hypervisor.VM
+	Agent api.AgentService // typed client on the first connection
+	// InitDataDigest is the digest of Options.InitData (nil without): the TEE's host data,
+	// or, in a plain VM, for information only.
+	InitDataDigest []byte
+	client         *ttrpc.Client
+	initDataDisk   string // the disk image's path, removed by Close
 }
 
 // Boot launches the VM and returns once the agent reports SERVING. On any failure it stops the
@@ -63,15 +71,24 @@ func Boot(ctx context.Context, opts Options) (*Sandbox, error) {
 	if _, err := statedir.Sweep(filepath.Dir(cfg.StateDir)); err != nil {
 		return nil, fmt.Errorf("sandbox %s: clear stale state: %w", opts.ID, err)
 	}
+	var disk string
+	var digest []byte
+	if opts.InitData != nil {
+		if disk, digest, err = attachInitData(&cfg, opts.InitData); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+		}
+	}
 	vm, err := newVM(cfg)
 	if err != nil {
+		_ = removeInitData(disk)
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
 	if err := vm.Start(ctx); err != nil {
 		_ = vm.Stop(context.Background())
+		_ = removeInitData(disk)
 		return nil, fmt.Errorf("sandbox %s: start VM: %w", opts.ID, err)
 	}
-	s := &Sandbox{ID: opts.ID, VM: vm}
+	s := &Sandbox{ID: opts.ID, VM: vm, InitDataDigest: digest, initDataDisk: disk}
 	timeout := opts.BootTimeout
 	if timeout == 0 {
 		timeout = DefaultBootTimeout
@@ -149,10 +166,15 @@ func (s *Sandbox) Close(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	var errs []error
 	if err := s.VM.Stop(sctx); err != nil {
-		return fmt.Errorf("sandbox %s: stop VM: %w", s.ID, err)
+		errs = append(errs, fmt.Errorf("sandbox %s: stop VM: %w", s.ID, err))
 	}
-	return nil
+	if err := removeInitData(s.initDataDisk); err != nil {
+		errs = append(errs, fmt.Errorf("sandbox %s: %w", s.ID, err))
+	}
+	s.initDataDisk = ""
+	return errors.Join(errs...)
 }
 
 // ConsoleTail returns the last n lines of the console log, for error messages.
