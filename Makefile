@@ -31,13 +31,15 @@ build: deps agent
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(HOST_CMDS))
 
+# veil-init is pid 1 (small, no cgo); veil-agent is the agent it starts.
 agent: deps
 	@mkdir -p $(BIN)
 	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/veil-agent ./cmd/veil-agent
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS) -s -w' -o $(BIN)/veil-init ./cmd/veil-init
 
 # The guest image (kernel, initrd, manifest), cached by the digest of its inputs.
 image: build
-	$(BIN)/veil-image build --agent $(BIN)/veil-agent --out $(IMAGE)
+	$(BIN)/veil-image build --init $(BIN)/veil-init --agent $(BIN)/veil-agent --out $(IMAGE)
 
 # containerd 2.4.2, ctr and the runc shim, built from the Go module proxy into bin/tools: the
 # shim's tests and the demo start their own containerd in a temporary root.

@@ -29,6 +29,12 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	var agentData []byte
+	if o.Agent != "" && o.Agent != o.Init {
+		if agentData, err = readInit(o.Agent); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
 	unlock, err := lockCache(o.CacheDir)
 	if err != nil {
 		return nil, err
@@ -40,6 +46,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	}
 	in := Inputs{FormatVersion: FormatVersion, InitSHA256: sha256Hex(initData), KernelDebSHA256: pkg.SHA256,
 		Modules: normalizeAll(o.Modules), Cmdline: o.Cmdline, ImageVersion: o.ImageVersion}
+	if agentData != nil {
+		in.AgentSHA256 = sha256Hex(agentData)
+	}
 	digest := in.Digest()
 	if m, ok := upToDate(o.OutDir, digest); ok && !o.Force {
 		p.step("cached", "%s already holds this build (input digest %s); nothing to do", o.OutDir, digest)
@@ -54,9 +63,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		return nil, err
 	}
 	m := &Manifest{FormatVersion: FormatVersion, InputDigest: digest, ImageVersion: o.ImageVersion,
-		KernelRelease: k.release, Cmdline: o.Cmdline, InitSHA256: in.InitSHA256,
+		KernelRelease: k.release, Cmdline: o.Cmdline, InitSHA256: in.InitSHA256, AgentSHA256: in.AgentSHA256,
 		KernelPackage: PackageRef{Name: pkg.Name, Version: pkg.Version, SHA256: pkg.SHA256}}
-	if err := writeImage(k, initData, mods, m, o.OutDir, p); err != nil {
+	if err := writeImage(k, initrdSpec{init: initData, agent: agentData, modules: mods}, m, o.OutDir, p); err != nil {
 		return nil, err
 	}
 	p.step("done", "%s in %.1fs (input digest %s)", o.OutDir, time.Since(start).Seconds(), digest)
@@ -84,10 +93,11 @@ func resolveModules(k *kernelTree, names []string, p *progress) ([]kmod.Module, 
 
 // writeImage packs the initrd and writes the kernel, the initrd and, last,
 // the manifest into dir, filling in m's file descriptions.
-func writeImage(k *kernelTree, initData []byte, mods []kmod.Module, m *Manifest, dir string, p *progress) error {
+func writeImage(k *kernelTree, spec initrdSpec, m *Manifest, dir string, p *progress) error {
 	done := p.timer("pack")
-	info := ImageInfo{KernelRelease: k.release, ImageVersion: m.ImageVersion, InputDigest: m.InputDigest}
-	initrd, modPaths, stats, err := buildInitrd(initrdSpec{init: initData, release: k.release, modules: mods, info: info})
+	spec.release = k.release
+	spec.info = ImageInfo{KernelRelease: k.release, ImageVersion: m.ImageVersion, InputDigest: m.InputDigest}
+	initrd, modPaths, stats, err := buildInitrd(spec)
 	if err != nil {
 		return err
 	}

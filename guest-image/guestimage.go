@@ -95,11 +95,11 @@ var DefaultCmdline = func() string {
 type Options struct {
 	// OutDir receives vmlinuz, initrd.img and manifest.json. Required.
 	OutDir string
-	// Agent is the path of the (static) guest agent binary.
+	// Agent is the path of the (static) guest agent binary. When Init is a
+	// different binary, the agent is installed at AgentPath for init to start.
 	Agent string
 	// Init is the path of the static binary that becomes /init; empty means
-	// Agent. A benchmark sets it to build a variant initrd with a trivial
-	// init.
+	// Agent. Veil's image has veil-init here; a benchmark sets a trivial init.
 	Init string
 	// CacheDir keeps apt state, kernel packages and unpacked kernels; empty
 	// means DefaultCacheDir.

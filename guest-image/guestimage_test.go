@@ -131,6 +131,19 @@ func TestBuildInitrd(t *testing.T) {
 	if got := cpioRun(t, gz, "-i", "--to-stdout", "etc/veil/image.json"); !strings.Contains(got, `"kernelRelease": "6.12.0-test"`) {
 		t.Errorf("image.json = %q", got)
 	}
+
+	// With an agent of its own, it goes to AgentPath beside /init.
+	spec.agent = []byte("\x7fELF-agent")
+	gz, _, _, err = buildInitrd(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cpioRun(t, gz, "-i", "--to-stdout", "usr/bin/veil-agent"); got != "\x7fELF-agent" {
+		t.Errorf("usr/bin/veil-agent holds %q", got)
+	}
+	if got := cpioRun(t, gz, "-i", "--to-stdout", "init"); got != "\x7fELF-init" {
+		t.Errorf("init holds %q", got)
+	}
 }
 
 // cpioRun runs GNU cpio on the decompressed archive and returns its output.

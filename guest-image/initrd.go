@@ -23,6 +23,9 @@ const (
 	ModulesListPath = "/etc/veil/modules.list"
 	// ImageInfoPath holds ImageInfo as JSON.
 	ImageInfoPath = "/etc/veil/image.json"
+	// AgentPath is where the agent goes when it is not /init (init starts it
+	// from there: agent/initsys.AgentPath).
+	AgentPath = "/usr/bin/veil-agent"
 )
 
 // gzipLevel is fixed: the initrd's bytes must not depend on a default.
@@ -40,6 +43,7 @@ type ImageInfo struct {
 // initrdSpec is what goes into an initrd.
 type initrdSpec struct {
 	init    []byte
+	agent   []byte // installed at AgentPath when set
 	release string
 	modules []kmod.Module
 	info    ImageInfo
@@ -67,6 +71,9 @@ func buildInitrd(spec initrdSpec) (gz []byte, modPaths []string, stats string, e
 	add(a.AddCharDevice("dev/console", 0o600, 5, 1))
 	add(a.AddCharDevice("dev/null", 0o666, 1, 3))
 	add(a.AddFile("init", 0o755, spec.init))
+	if spec.agent != nil {
+		add(a.AddFile(AgentPath, 0o755, spec.agent))
+	}
 	for _, m := range spec.modules {
 		p := path.Join("/lib/modules", spec.release, m.Path)
 		add(a.AddFile(p, 0o644, m.Data))

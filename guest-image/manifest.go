@@ -40,6 +40,9 @@ type Manifest struct {
 	KernelPackage PackageRef `json:"kernelPackage"`
 	// InitSHA256 is the hex SHA-256 of the binary installed as /init.
 	InitSHA256 string `json:"initSHA256"`
+	// AgentSHA256 is the hex SHA-256 of the agent at AgentPath, when it is
+	// not /init itself.
+	AgentSHA256 string `json:"agentSHA256,omitempty"`
 	// Kernel describes OutDir/vmlinuz.
 	Kernel Artifact `json:"kernel"`
 	// Initrd describes OutDir/initrd.img.
@@ -68,6 +71,8 @@ type Inputs struct {
 	FormatVersion int `json:"formatVersion"`
 	// InitSHA256 is the hex SHA-256 of the /init binary.
 	InitSHA256 string `json:"initSHA256"`
+	// AgentSHA256 is the hex SHA-256 of the agent when it is a binary of its own.
+	AgentSHA256 string `json:"agentSHA256,omitempty"`
 	// KernelDebSHA256 is the hex SHA-256 of the kernel package file.
 	KernelDebSHA256 string `json:"kernelDebSHA256"`
 	// Modules are the requested module names (before dependencies).

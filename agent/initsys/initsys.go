@@ -56,14 +56,17 @@ const maxExitReason = 1024
 // (brings lo up, creates /run/veil) and serves on the guest transports.
 const GuestFlag = "--guest"
 
+// AgentPath is where the guest image installs the agent (guestimage.AgentPath).
+const AgentPath = "/usr/bin/veil-agent"
+
 // DefaultConfig returns the configuration of a Veil guest: DefaultMounts, ModulesList,
-// hostname "veil", and this same binary (/proc/self/exe) started with GuestFlag as the agent.
+// hostname "veil", and the agent at AgentPath started with GuestFlag.
 func DefaultConfig() Config {
 	return Config{
 		Mounts:      DefaultMounts(),
 		ModulesList: ModulesList,
 		Hostname:    "veil",
-		AgentPath:   "/proc/self/exe",
+		AgentPath:   AgentPath,
 		AgentArgs:   []string{"veil-agent", GuestFlag},
 		AgentEnv:    []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"},
 		StopTimeout: 5 * time.Second,

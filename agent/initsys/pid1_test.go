@@ -104,6 +104,7 @@ func testInit() {
 	cfg.Mounts = slices.DeleteFunc(cfg.Mounts, func(m Mount) bool { return m.FSType == "cgroup2" })
 	cfg.ModulesList = list
 	cfg.Hostname = "veil-test"
+	cfg.AgentPath = "/proc/self/exe" // this test binary plays the agent
 	cfg.AgentArgs = []string{"initsys.test", "-test.run=^$"}
 	cfg.AgentEnv = append(cfg.AgentEnv, roleEnv+"=agent")
 	cfg.StopTimeout = 3 * time.Second

@@ -1,8 +1,7 @@
-// Command veil-agent is the guest side of Veil. Run as PID 1 (the initrd's /init) it is the
-// guest's init (package initsys), which starts this same binary again, with --guest, as the
-// agent proper (package agent). Started by libcontainer as "veil-agent init" it is a
-// container's init. Otherwise it is the agent, and its flags let it run outside a VM, for
-// tests: veil-agent --listen unix:/tmp/agent.sock.
+// Command veil-agent is the guest side of Veil: the agent proper (package agent), started by
+// the guest's init (cmd/veil-init) with --guest. Started by libcontainer as "veil-agent init"
+// it is a container's init. Its flags let it run outside a VM, for tests:
+// veil-agent --listen unix:/tmp/agent.sock.
 package main
 
 import (
@@ -24,10 +23,6 @@ import (
 
 func main() {
 	container.InitIfRequested() // first: libcontainer's re-exec as "init" never returns
-	if os.Getpid() == 1 {
-		// The kernel may pass stray words of its command line as arguments: ignore them.
-		initsys.Run(context.Background(), initsys.DefaultConfig())
-	}
 	os.Exit(run())
 }
 

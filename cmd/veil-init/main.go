@@ -1,0 +1,16 @@
+// Command veil-init is the guest's /init (pid 1): it mounts, loads the image's kernel modules,
+// starts the agent (/usr/bin/veil-agent --guest) as its child, reaps orphans and powers the VM
+// off when the agent ends (package initsys). It is a binary of its own, without the agent's
+// policy engine and container runtime, so that pid 1 stays small.
+package main
+
+import (
+	"context"
+
+	"github.com/veil-runtime/veil/agent/initsys"
+)
+
+func main() {
+	// The kernel may pass stray words of its command line as arguments: they are ignored.
+	initsys.Run(context.Background(), initsys.DefaultConfig())
+}
