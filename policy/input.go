@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -37,6 +38,11 @@ func RequestDocument(req proto.Message) (map[string]any, error) {
 	return doc.(map[string]any), nil
 }
 
+// ErrMalformedRequest marks a request the engine cannot even turn into an input document (an
+// oci_spec that is not an OCI spec): it is refused, and the interceptor says InvalidArgument
+// rather than PermissionDenied, since no policy was consulted.
+var ErrMalformedRequest = errors.New("malformed request")
+
 // requestValue is the request document in OPA's form.
 func requestValue(req proto.Message) (ast.Value, error) {
 	m := req.ProtoReflect()
@@ -62,7 +68,7 @@ func requestValue(req proto.Message) (ast.Value, error) {
 func canonicalSpec(raw []byte) (ast.Value, error) {
 	var s specs.Spec
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return nil, fmt.Errorf("%s: not an OCI runtime spec: %w", specField, err)
+		return nil, fmt.Errorf("%w: %s: not an OCI runtime spec: %w", ErrMalformedRequest, specField, err)
 	}
 	v, err := goValue(reflect.ValueOf(&s))
 	if err != nil {

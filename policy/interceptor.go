@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containerd/ttrpc"
@@ -38,7 +39,10 @@ func Interceptor(d Decider) ttrpc.UnaryServerInterceptor {
 		if err := unmarshal(req); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "decode %s: %v", m.Rule, err)
 		}
-		dec, _ := d.Decide(ctx, m.Name, req)
+		dec, err := d.Decide(ctx, m.Name, req)
+		if errors.Is(err, ErrMalformedRequest) {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", m.Rule, err)
+		}
 		if !dec.Allow && !dec.Withhold {
 			return nil, dec.Err()
 		}

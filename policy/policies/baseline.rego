@@ -30,7 +30,9 @@ name_annotation := "io.kubernetes.cri.container-name"
 # Namespaces a container must get for itself: without them it would share the agent's.
 required_namespaces := {"pid", "ipc", "uts", "mount"}
 
-required_namespace_objects := {{"type": t} | some t in required_namespaces}
+# required_namespaces as the spec writes them (a literal: a comprehension would be evaluated
+# again for every request).
+required_namespace_objects := {{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}}
 
 cap_sets := ["bounding", "effective", "permitted", "inheritable", "ambient"]
 

@@ -125,12 +125,12 @@ func testBadRequests(t *testing.T, sb *sandbox.Sandbox) {
 			_, err := sb.Agent.CreateContainer(c, &api.CreateContainerRequest{ContainerId: "dup", OciSpec: []byte("{}")})
 			return err
 		}, errdefs.ErrAlreadyExists, "dup"},
-		// The policy decodes the spec before the handler does; one it cannot decode is denied,
-		// even by allow-all (docs/policy.md, "The input document").
+		// The policy decodes the spec before the handler does; one it cannot decode is refused
+		// there, as an invalid argument, even under allow-all.
 		{"bad spec", func() error {
 			_, err := sb.Agent.CreateContainer(c, &api.CreateContainerRequest{ContainerId: "badspec", OciSpec: []byte("not json")})
 			return err
-		}, errdefs.ErrPermissionDenied, "oci_spec: not an OCI runtime spec"},
+		}, errdefs.ErrInvalidArgument, "oci_spec: not an OCI runtime spec"},
 		{"invalid id", func() error {
 			_, err := sb.Agent.CreateContainer(c, &api.CreateContainerRequest{ContainerId: "../x", OciSpec: []byte("{}")})
 			return err
