@@ -113,6 +113,10 @@ func TestInterceptorRefusals(t *testing.T) {
 		{"unknown method", "/veil.agent.v1.Agent/Backdoor", ok, codes.PermissionDenied},
 		{"other service", "/other.Service/Check", ok, codes.PermissionDenied},
 		{"undecodable", "/veil.agent.v1.Agent/Check", func(any) error { return errors.New("garbage") }, codes.InvalidArgument},
+		{"spec that is not an OCI spec", "/veil.agent.v1.Agent/CreateContainer", func(v any) error {
+			v.(*api.CreateContainerRequest).OciSpec = []byte("not json")
+			return nil
+		}, codes.InvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			called = false
