@@ -20,7 +20,7 @@ HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-clien
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image containerd install proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd cri-tools install proto proto-check unit e2e test demo bench lint clean
 
 all: build
 
@@ -45,6 +45,10 @@ image: build
 # shim's tests and the demo start their own containerd in a temporary root.
 containerd: deps
 	@scripts/containerd.sh
+
+# crictl v1.37.0 into bin/tools, for the CRI suite (tests/cri).
+cri-tools: deps
+	@scripts/cri-tools.sh
 
 # The shim, the guest image and the default configuration in the standard places.
 install: build image
@@ -72,10 +76,10 @@ lint:
 unit: lint image
 	VEIL_TEST_KERNEL=$(IMAGE)/vmlinuz $(GO) test -race -count=1 $(UNIT_PKGS)
 
-# The suites that boot real QEMU VMs from the guest image: the agent directly (tests/e2e) and
-# through containerd and the shim (tests/shim).
-e2e: image containerd
-	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/ ./tests/shim/
+# The suites that boot real QEMU VMs from the guest image: the agent directly (tests/e2e),
+# through containerd and the shim (tests/shim), and through CRI with crictl (tests/cri).
+e2e: image containerd cri-tools
+	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/ ./tests/shim/ ./tests/cri/
 
 test: proto-check unit e2e
 

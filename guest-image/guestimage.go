@@ -47,11 +47,12 @@ const KernelPackagePattern = `^linux-image-6\.12\.[0-9]+\+[a-z0-9.]+-cloud-amd64
 //   - vmw_vsock_virtio_transport: the vsock agent transport (AF_VSOCK over
 //     virtio); it pulls in vsock and vmw_vsock_virtio_transport_common.
 //   - overlay: overlayfs, for container root filesystems.
-//   - virtio_blk: virtio block devices (CONFIG_VIRTIO_BLK=m), for block-device
-//     storage and guest-pulled image layers on a disk.
+//   - virtio_blk: virtio block devices (CONFIG_VIRTIO_BLK=m), for initdata,
+//     block-device storage and guest-pulled image layers on a disk.
+//   - virtio_net: the pod's network interface (the shim's tap).
 //
 // ConfidentialModules are not in this list.
-var DefaultModules = []string{"vmw_vsock_virtio_transport", "overlay", "virtio_blk"}
+var DefaultModules = []string{"vmw_vsock_virtio_transport", "overlay", "virtio_blk", "virtio_net"}
 
 // ConfidentialModules are the modules a guest on real TEE hardware needs to
 // get attestation reports: the SEV-SNP guest driver (/dev/sev-guest) and the

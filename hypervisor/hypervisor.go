@@ -62,6 +62,10 @@ type Disk struct {
 type Network struct {
 	TapName string
 	MAC     string // the guest interface's MAC address
+	// Netns is the path of the network namespace that holds the tap (a pod's, made by CNI),
+	// or "" for the hypervisor's own. The driver opens the tap inside it and hands QEMU the
+	// open file, since QEMU itself runs in the host's namespace.
+	Netns string
 }
 
 // TEEConfig is the confidential part of a launch.

@@ -5,9 +5,11 @@ set -euo pipefail
 
 # Debian packages: QEMU (TCG guests, virtiofsd), the busybox used for test root filesystems,
 # protoc for the agent API, libseccomp for the static agent, kmod/xz/cpio for the guest image,
-# runc for the side-by-side benchmark against the shim, curl and python3 for the demo.
+# runc for the side-by-side benchmark against the shim, curl and python3 for the demo, CNI
+# plugins for the CRI suite's pod network.
 debs=(qemu-system-x86 qemu-utils busybox-static protobuf-compiler libseccomp-dev kmod xz-utils
-      cpio gcc libc6-dev make ca-certificates iproute2 runc curl python3)
+      cpio gcc libc6-dev make ca-certificates iproute2 runc curl python3
+      containernetworking-plugins)
 
 missing=()
 for p in "${debs[@]}"; do

@@ -26,6 +26,7 @@ type Host struct {
 	GuestCID uint32           // the guest's vsock context id (vsock transport only)
 	VhostFD  int              // fd of an open /dev/vhost-vsock that holds GuestCID in QEMU, or 0
 	CPU      string           // overrides the -cpu model when set
+	TapFD    int              // fd of the open tap device (Network.Netns), or 0: QEMU opens it by name
 }
 
 // CommandLine is QEMU's argument list (without the program name) for cfg on host. It is a
@@ -184,7 +185,11 @@ func (b *builder) network() {
 	if n == nil {
 		return
 	}
-	b.add("-netdev", "tap,id=net0,ifname="+escape(n.TapName)+",script=no,downscript=no")
+	if b.host.TapFD > 0 {
+		b.add("-netdev", "tap,id=net0,fd="+strconv.Itoa(b.host.TapFD))
+	} else {
+		b.add("-netdev", "tap,id=net0,ifname="+escape(n.TapName)+",script=no,downscript=no")
+	}
 	b.add("-device", "virtio-net-pci,netdev=net0,mac="+n.MAC+",romfile="+b.virtioOpts())
 }
 

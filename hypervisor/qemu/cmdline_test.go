@@ -107,6 +107,18 @@ func TestCommandLine(t *testing.T) {
 			},
 		},
 		{
+			name: "network tap opened in a netns",
+			cfg: func(c *hypervisor.Config) {
+				c.Network = &hypervisor.Network{TapName: "tap0", MAC: "02:00:00:00:00:01", Netns: "/run/netns/pod"}
+			},
+			host: Host{Accel: hypervisor.AccelTCG, TapFD: 4},
+			want: []string{
+				"-netdev tap,id=net0,fd=4 ",
+				"-device virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01,romfile=",
+			},
+			absent: []string{"ifname="},
+		},
+		{
 			name:   "no kernel sits in firmware",
 			cfg:    func(c *hypervisor.Config) { c.Kernel, c.Initrd = "", "" },
 			host:   tcg,

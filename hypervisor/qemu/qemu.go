@@ -40,6 +40,7 @@ type VM struct {
 	qemu    *process
 	fsds    []*process
 	vhost   *os.File // holds the vsock cid until QEMU has it
+	tap     *os.File // the tap opened in Network.Netns, until QEMU has it
 	qmp     *qmp.Client
 	serial  *transport.VirtioSerial
 
@@ -137,6 +138,12 @@ func (v *VM) launch(ctx context.Context) error {
 		}
 		host.GuestCID, host.VhostFD = v.cid, 3 // the first of ExtraFiles
 	}
+	if n := v.cfg.Network; n != nil && n.Netns != "" {
+		if v.tap, err = openTap(n.Netns, n.TapName); err != nil {
+			return err
+		}
+		host.TapFD = 3 + len(v.extraFiles()) - 1 // the last of ExtraFiles
+	}
 	if err := v.startShares(ctx); err != nil {
 		return err
 	}
@@ -171,9 +178,7 @@ func (v *VM) startQEMU(ctx context.Context, bin string, host Host) error {
 		return err
 	}
 	cmd := exec.Command(bin, args...)
-	if v.vhost != nil {
-		cmd.ExtraFiles = []*os.File{v.vhost}
-	}
+	cmd.ExtraFiles = v.extraFiles()
 	if v.qemu, err = startProcess("qemu", cmd, v.dir); err != nil {
 		return err
 	}

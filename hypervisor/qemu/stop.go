@@ -82,6 +82,10 @@ func (v *VM) teardown() error {
 		_ = v.vhost.Close()
 		v.vhost = nil
 	}
+	if v.tap != nil {
+		_ = v.tap.Close()
+		v.tap = nil
+	}
 	if v.dir != nil {
 		if err := v.dir.Remove(); err != nil {
 			errs = append(errs, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/shim/config"
+	"github.com/veil-runtime/veil/shim/network"
 	"github.com/veil-runtime/veil/shim/sandbox"
 )
 
@@ -42,6 +43,7 @@ type Pod struct {
 	Dir     string // Root/VMID
 	Sandbox *sandbox.Sandbox
 
+	net      *network.Endpoint // the pod network wired into the VM, or nil
 	stopTail context.CancelFunc
 }
 
@@ -67,9 +69,10 @@ func DirOf(vmID string) string { return filepath.Join(Root, vmID) }
 // SharedDir is the host side of the share.
 func (p *Pod) SharedDir() string { return filepath.Join(p.Dir, "shared") }
 
-// Create makes the shared directory, boots the VM and sets up the guest sandbox. On failure
-// it removes everything it made.
-func Create(ctx context.Context, cfg *config.Config, ns, id string) (_ *Pod, retErr error) {
+// Create makes the shared directory, wires the pod's network namespace netnsPath (CNI's; ""
+// for none) into the VM, boots the VM and sets up the guest sandbox. On failure it removes
+// everything it made.
+func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string) (_ *Pod, retErr error) {
 	vmID := VMID(ns, id)
 	p := &Pod{ID: id, VMID: vmID, Dir: DirOf(vmID)}
 	// A pod directory of the same name is a leftover of a shim that died: clear it.
@@ -97,14 +100,19 @@ func Create(ctx context.Context, cfg *config.Config, ns, id string) (_ *Pod, ret
 	if h.DebugConsole {
 		params = append(params, debugLogLevel)
 	}
-	start := time.Now()
-	sb, err := sandbox.Boot(ctx, sandbox.Options{
+	opts := sandbox.Options{
 		ID: vmID, ImageDir: h.Image, MemoryMiB: h.MemoryMiB, VCPUs: h.VCPUs,
 		Machine: h.Machine, Accel: hypervisor.Accel(h.Accel), KernelParams: params,
 		TEE:         hypervisor.TEEConfig{Kind: hypervisor.TEE(h.TEE), Firmware: h.Firmware},
 		BootTimeout: h.BootTimeout.Duration,
 		SharedDirs:  []hypervisor.SharedDir{{Tag: ShareTag, HostPath: p.SharedDir()}},
-	})
+	}
+	var err error
+	if p.net, err = setupNetwork(ctx, netnsPath, &opts); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", id, err)
+	}
+	start := time.Now()
+	sb, err := sandbox.Boot(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: %w", id, err)
 	}
@@ -121,6 +129,9 @@ func Create(ctx context.Context, cfg *config.Config, ns, id string) (_ *Pod, ret
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: CreateSandbox: %w", id, err)
+	}
+	if err := configureGuestNetwork(ctx, sb.Agent, p.net); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", id, err)
 	}
 	return p, nil
 }
@@ -150,6 +161,12 @@ func (p *Pod) Close(ctx context.Context) error {
 	}
 	if p.stopTail != nil {
 		p.stopTail()
+	}
+	if p.net != nil {
+		if nerr := p.net.Teardown(); nerr != nil && err == nil {
+			err = nerr
+		}
+		p.net = nil
 	}
 	if cerr := Cleanup(p.Dir); cerr != nil && err == nil {
 		err = cerr

@@ -38,7 +38,8 @@ type Options struct {
 	Accel        hypervisor.Accel
 	Transport    hypervisor.Transport
 	SharedDirs   []hypervisor.SharedDir
-	KernelParams []string // appended to the image's command line
+	Network      *hypervisor.Network // the pod's tap (shim/network); nil: loopback only
+	KernelParams []string            // appended to the image's command line
 	TEE          hypervisor.TEEConfig
 	BootTimeout  time.Duration // "" picks DefaultBootTimeout
 	// InitData is an initdata document (policy/initdata) for the guest: delivered on a
@@ -214,6 +215,7 @@ func vmConfig(opts Options) (hypervisor.Config, error) {
 		Accel:        opts.Accel,
 		Transport:    opts.Transport,
 		SharedDirs:   opts.SharedDirs,
+		Network:      opts.Network,
 		TEE:          opts.TEE,
 	}, nil
 }

@@ -148,7 +148,7 @@ func (s *Service) podFor(ctx context.Context, id string, spec *specs.Spec, opts 
 	if err != nil {
 		return nil, err
 	}
-	p, err := pod.Create(ctx, cfg, namespaceOf(ctx), sandboxID)
+	p, err := pod.Create(ctx, cfg, namespaceOf(ctx), sandboxID, netnsPath(spec))
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +191,17 @@ func optionsConfigPath(opts *anypb.Any) (string, error) {
 		return o.GetConfigPath(), nil
 	}
 	return "", nil
+}
+
+// netnsPath is the network namespace a pod's sandbox container joins (CRI's, made by CNI),
+// or "" when it makes its own or has none (a plain ctr run).
+func netnsPath(spec *specs.Spec) string {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path
+		}
+	}
+	return ""
 }
 
 // namespaceOf is the containerd namespace of a request ("default" when it has none).

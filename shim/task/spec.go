@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -48,6 +49,10 @@ func guestSpec(p *pod.Pod, cid, rootfs string, spec *specs.Spec) ([]byte, []stri
 	spec.Process.ApparmorProfile = ""
 	spec.Process.SelinuxLabel = ""
 	spec.Linux.MountLabel = ""
+	if dropped := dropNetSysctls(spec.Linux); len(dropped) > 0 {
+		notes = append(notes, fmt.Sprintf("network sysctls %v dropped: the container shares the guest's "+
+			"own network namespace (the pod's), where runc refuses them", dropped))
+	}
 	n := 0
 	for i, m := range spec.Mounts {
 		if !isBind(m) || !filepath.IsAbs(m.Source) {
@@ -66,6 +71,28 @@ func guestSpec(p *pod.Pod, cid, rootfs string, spec *specs.Spec) ([]byte, []stri
 		return nil, nil, fmt.Errorf("marshal guest spec: %w", err)
 	}
 	return data, notes, nil
+}
+
+// dropNetSysctls removes the net.* sysctls of a container that joins the pod's network
+// namespace by path: the agent runs such a container in the guest's own network namespace
+// (the VM is the pod), and runc refuses network sysctls in its host namespace. containerd's
+// CRI sets net.ipv4.ip_unprivileged_port_start and net.ipv4.ping_group_range on every pod.
+func dropNetSysctls(l *specs.Linux) []string {
+	joinsNet := false
+	for _, ns := range l.Namespaces {
+		if ns.Type == specs.NetworkNamespace && ns.Path != "" {
+			joinsNet = true
+		}
+	}
+	var dropped []string
+	for k := range l.Sysctl {
+		if joinsNet && strings.HasPrefix(k, "net.") {
+			dropped = append(dropped, k)
+			delete(l.Sysctl, k)
+		}
+	}
+	slices.Sort(dropped)
+	return dropped
 }
 
 // agentProcess converts an exec's OCI process into the agent's Process.

@@ -42,3 +42,34 @@ func TestAgentProcess(t *testing.T) {
 		t.Errorf("unexpected %v", p)
 	}
 }
+
+func TestDropNetSysctls(t *testing.T) {
+	sysctls := func() map[string]string {
+		return map[string]string{"net.ipv4.ping_group_range": "0 2147483647", "kernel.shm_rmid_forced": "1"}
+	}
+	tests := []struct {
+		name    string
+		ns      []specs.LinuxNamespace
+		dropped int
+		netns   string
+	}{
+		{"pod netns by path", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/run/netns/cni-1"}}, 1, "/run/netns/cni-1"},
+		{"own new netns", []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}, 0, ""},
+		{"no netns", nil, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := &specs.Spec{Linux: &specs.Linux{Namespaces: tt.ns, Sysctl: sysctls()}}
+			if got := netnsPath(spec); got != tt.netns {
+				t.Errorf("netnsPath: %q, want %q", got, tt.netns)
+			}
+			dropped := dropNetSysctls(spec.Linux)
+			if len(dropped) != tt.dropped || len(spec.Linux.Sysctl) != 2-tt.dropped {
+				t.Errorf("dropped %v, left %v", dropped, spec.Linux.Sysctl)
+			}
+			if _, ok := spec.Linux.Sysctl["kernel.shm_rmid_forced"]; !ok {
+				t.Error("a non-network sysctl was dropped")
+			}
+		})
+	}
+}
