@@ -29,7 +29,7 @@ config version 3) and restart containerd:
 
 [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil]
   runtime_type = 'io.containerd.veil.v2'
-  pod_annotations = ['io.veil.config.*']
+  pod_annotations = ['io.veil.config.*', 'io.katacontainers.config.hypervisor.cc_init_data']
   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil.options]
     ConfigPath = '/etc/veil/configuration.toml'
 

@@ -65,6 +65,9 @@ type Runtime struct {
 	// AllowedAnnotations lists the pod annotations (io.veil.config.*) that may override
 	// this file; shell patterns ("io.veil.config.hypervisor.*") allowed. Empty: none.
 	AllowedAnnotations []string `toml:"allowed_annotations"`
+	// InitData is the initdata document (TOML file) of pods that carry none in the
+	// io.katacontainers.config.hypervisor.cc_init_data annotation. Empty: none.
+	InitData string `toml:"initdata"`
 }
 
 // Duration is a time.Duration written as "90s" in TOML.
@@ -127,6 +130,9 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: unknown key %q: %w", path, undec[0].String(), errdefs.ErrInvalidArgument)
 	}
 	c.Path = path
+	if c.Runtime.InitData != "" && !filepath.IsAbs(c.Runtime.InitData) {
+		c.Runtime.InitData = filepath.Join(filepath.Dir(path), c.Runtime.InitData)
+	}
 	if c.Hypervisor.Image != "" && !filepath.IsAbs(c.Hypervisor.Image) {
 		c.Hypervisor.Image = filepath.Join(filepath.Dir(path), c.Hypervisor.Image)
 	}

@@ -70,9 +70,9 @@ func DirOf(vmID string) string { return filepath.Join(Root, vmID) }
 func (p *Pod) SharedDir() string { return filepath.Join(p.Dir, "shared") }
 
 // Create makes the shared directory, wires the pod's network namespace netnsPath (CNI's; ""
-// for none) into the VM, boots the VM and sets up the guest sandbox. On failure it removes
-// everything it made.
-func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string) (_ *Pod, retErr error) {
+// for none) into the VM, boots the VM with the pod's initdata document (nil for none) and
+// sets up the guest sandbox. On failure it removes everything it made.
+func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, initData []byte) (_ *Pod, retErr error) {
 	vmID := VMID(ns, id)
 	p := &Pod{ID: id, VMID: vmID, Dir: DirOf(vmID)}
 	// A pod directory of the same name is a leftover of a shim that died: clear it.
@@ -106,6 +106,7 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string) (
 		TEE:         hypervisor.TEEConfig{Kind: hypervisor.TEE(h.TEE), Firmware: h.Firmware},
 		BootTimeout: h.BootTimeout.Duration,
 		SharedDirs:  []hypervisor.SharedDir{{Tag: ShareTag, HostPath: p.SharedDir()}},
+		InitData:    initData,
 	}
 	var err error
 	if p.net, err = setupNetwork(ctx, netnsPath, &opts); err != nil {

@@ -148,7 +148,11 @@ func (s *Service) podFor(ctx context.Context, id string, spec *specs.Spec, opts 
 	if err != nil {
 		return nil, err
 	}
-	p, err := pod.Create(ctx, cfg, namespaceOf(ctx), sandboxID, netnsPath(spec))
+	initData, err := cfg.InitData(spec.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pod.Create(ctx, cfg, namespaceOf(ctx), sandboxID, netnsPath(spec), initData)
 	if err != nil {
 		return nil, err
 	}
