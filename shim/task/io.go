@@ -191,7 +191,8 @@ func (h *hostIO) start(ctx context.Context, p stdio.Process) {
 	relay := func(name string, copyFn func(context.Context, io.Writer) error, w io.Writer, closers []io.Closer) {
 		defer wg.Done()
 		if err := copyFn(ctx, w); err != nil {
-			log.G(ctx).WithError(err).WithField("stream", name).Debug("stdio relay ended")
+			// The client then sees the stream end early: say so where containerd's log shows it.
+			log.G(ctx).WithError(err).WithFields(log.Fields{"stream": name, "process": p.String()}).Warn("stdio relay ended early")
 		}
 		for _, c := range closers {
 			c.Close()

@@ -160,5 +160,29 @@ func TestConcurrentRuns(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if t.Failed() {
+		t.Logf("containerd log (shim warnings and errors):\n%s", grepLog(env.logPath, "level=warning", "level=error"))
+	}
 	t.Logf("%d concurrent ctr run --rm took %s", concurrentRuns, time.Since(start).Round(time.Millisecond))
+}
+
+// grepLog returns the lines of a log file that contain any of words (at most the last 60).
+func grepLog(path string, words ...string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		for _, w := range words {
+			if strings.Contains(line, w) && !strings.Contains(line, "DEPRECATION") {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	if len(out) > 60 {
+		out = out[len(out)-60:]
+	}
+	return strings.Join(out, "\n")
 }
