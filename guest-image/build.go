@@ -35,6 +35,10 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
+	simData, simRef, err := readSimAuthority(o.SimAuthority)
+	if err != nil {
+		return nil, err
+	}
 	unlock, err := lockCache(o.CacheDir)
 	if err != nil {
 		return nil, err
@@ -48,6 +52,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		Modules: normalizeAll(o.Modules), Cmdline: o.Cmdline, ImageVersion: o.ImageVersion}
 	if agentData != nil {
 		in.AgentSHA256 = sha256Hex(agentData)
+	}
+	if simData != nil {
+		in.SimAuthoritySHA256 = sha256Hex(simData)
 	}
 	digest := in.Digest()
 	if m, ok := upToDate(o.OutDir, digest); ok && !o.Force {
@@ -64,8 +71,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	}
 	m := &Manifest{FormatVersion: FormatVersion, InputDigest: digest, ImageVersion: o.ImageVersion,
 		KernelRelease: k.release, Cmdline: o.Cmdline, InitSHA256: in.InitSHA256, AgentSHA256: in.AgentSHA256,
-		KernelPackage: PackageRef{Name: pkg.Name, Version: pkg.Version, SHA256: pkg.SHA256}}
-	if err := writeImage(k, initrdSpec{init: initData, agent: agentData, modules: mods}, m, o.OutDir, p); err != nil {
+		KernelPackage: PackageRef{Name: pkg.Name, Version: pkg.Version, SHA256: pkg.SHA256}, SimAuthority: simRef}
+	spec := initrdSpec{init: initData, agent: agentData, modules: mods, simAuthority: simData}
+	if err := writeImage(k, spec, m, o.OutDir, p); err != nil {
 		return nil, err
 	}
 	p.step("done", "%s in %.1fs (input digest %s)", o.OutDir, time.Since(start).Seconds(), digest)

@@ -122,6 +122,9 @@ type Options struct {
 	// Mirror is the Debian archive to fetch from; empty means the one the
 	// host's apt sources use (deb.debian.org when they name none).
 	Mirror string
+	// SimAuthority is a sim authority file (veil-image sim-authority) to put into the initrd,
+	// which makes the image able to boot as a sim guest; empty means none.
+	SimAuthority string
 	// Force rebuilds even when OutDir already holds the same build.
 	Force bool
 	// Progress receives one line per step, for a person watching; nil

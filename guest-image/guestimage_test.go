@@ -42,6 +42,7 @@ func TestInputsDigest(t *testing.T) {
 		"modules": func(in *Inputs) { in.Modules = []string{"overlay", "virtio_blk"} },
 		"cmdline": func(in *Inputs) { in.Cmdline = "console=hvc0" },
 		"version": func(in *Inputs) { in.ImageVersion = "1.0" },
+		"sim":     func(in *Inputs) { in.SimAuthoritySHA256 = "cd" },
 	}
 	for name, change := range changes {
 		in := base
@@ -143,6 +144,18 @@ func TestBuildInitrd(t *testing.T) {
 	}
 	if got := cpioRun(t, gz, "-i", "--to-stdout", "init"); got != "\x7fELF-init" {
 		t.Errorf("init holds %q", got)
+	}
+
+	// A sim authority goes to sim.GuestAuthorityPath, readable by root only.
+	spec.simAuthority = []byte("authority")
+	if gz, _, _, err = buildInitrd(spec); err != nil {
+		t.Fatal(err)
+	}
+	if got := cpioRun(t, gz, "-i", "--to-stdout", "etc/veil/sim-authority.pem"); got != "authority" {
+		t.Errorf("sim authority holds %q", got)
+	}
+	if list := cpioRun(t, gz, "-tv", "etc/veil/sim-authority.pem"); !strings.HasPrefix(list, "-rw-------") {
+		t.Errorf("sim authority mode: %s", list)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/guest-image/cpio"
 	"github.com/veil-runtime/veil/guest-image/kmod"
 )
@@ -47,6 +48,8 @@ type initrdSpec struct {
 	release string
 	modules []kmod.Module
 	info    ImageInfo
+	// simAuthority is installed at sim.GuestAuthorityPath when set.
+	simAuthority []byte
 }
 
 // emptyDirs are created in every initrd, with their permissions.
@@ -80,6 +83,9 @@ func buildInitrd(spec initrdSpec) (gz []byte, modPaths []string, stats string, e
 		modPaths = append(modPaths, p)
 	}
 	add(a.AddFile(ModulesListPath, 0o644, []byte(joinLines(modPaths))))
+	if spec.simAuthority != nil {
+		add(a.AddFile(sim.GuestAuthorityPath, 0o600, spec.simAuthority))
+	}
 	info, jerr := json.MarshalIndent(spec.info, "", "  ")
 	add(jerr)
 	add(a.AddFile(ImageInfoPath, 0o644, append(info, '\n')))

@@ -47,6 +47,9 @@ type Manifest struct {
 	Kernel Artifact `json:"kernel"`
 	// Initrd describes OutDir/initrd.img.
 	Initrd Artifact `json:"initrd"`
+	// SimAuthority describes the sim authority in the initrd; nil: the image cannot be a
+	// sim guest.
+	SimAuthority *SimAuthority `json:"simAuthority,omitempty"`
 }
 
 // PackageRef names one Debian package file.
@@ -79,6 +82,8 @@ type Inputs struct {
 	Modules      []string `json:"modules"`
 	Cmdline      string   `json:"cmdline"`
 	ImageVersion string   `json:"imageVersion"`
+	// SimAuthoritySHA256 is the hex SHA-256 of the sim authority file, when there is one.
+	SimAuthoritySHA256 string `json:"simAuthoritySHA256,omitempty"`
 }
 
 // Digest returns the hex SHA-256 of the inputs' canonical JSON encoding.

@@ -51,9 +51,9 @@ type Config struct {
 	Options []policy.Option
 }
 
-// DefaultConfig is the guest's configuration for the TEE tee, without a reader.
+// DefaultConfig is the guest's configuration for the TEE tee, with its reader (NewReader).
 func DefaultConfig(tee string) Config {
-	return Config{Paths: DefaultPaths, Serial: initdata.DiskSerial, Wait: 5 * time.Second, TEE: tee}
+	return Config{Paths: DefaultPaths, Serial: initdata.DiskSerial, Wait: 5 * time.Second, TEE: tee, Reader: NewReader(tee)}
 }
 
 // Load finds and reads the initdata disk and returns the policy engine the agent must

@@ -15,6 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/agent/initsys"
+	"github.com/veil-runtime/veil/agent/launch"
+	"github.com/veil-runtime/veil/attestation/sim"
 )
 
 // teePaths are where the guest kernel shows a TEE.
@@ -22,12 +25,14 @@ type teePaths struct {
 	sevGuest  string // the SEV-SNP guest device
 	tdxGuest  string // the TDX guest device
 	tsmReport string // configfs-tsm's report directory
+	cmdline   string // the kernel command line (veil.tee=sim selects the simulated TEE)
 }
 
 var defaultTEEPaths = teePaths{
 	sevGuest:  "/dev/sev-guest",
 	tdxGuest:  "/dev/tdx_guest",
 	tsmReport: "/sys/kernel/config/tsm/report",
+	cmdline:   "/proc/cmdline",
 }
 
 // GetGuestDetails describes the guest: kernel release, memory, online CPUs, the TEE it runs
@@ -83,13 +88,40 @@ func residentBytes(statusFile string) uint64 {
 	return 0
 }
 
-// DetectTEE returns the guest's TEE kind as GetGuestDetails reports it: "snp", "tdx" or
-// "none".
+// DetectTEE returns the guest's TEE kind as GetGuestDetails reports it: "snp", "tdx", "sim"
+// or "none".
 func DetectTEE(ctx context.Context) string { return detectTEE(ctx, defaultTEEPaths) }
 
-// detectTEE returns "snp" or "tdx" when the guest device of one exists, or configfs-tsm
-// names one as its provider, else "none".
+// detectTEE returns the hardware TEE when there is one, else "sim" when the kernel command
+// line selects the simulated TEE (veil.tee=sim), else "none". Hardware wins: on a real TEE
+// the host must not be able to swap the launch measurement for one it hands the guest.
 func detectTEE(ctx context.Context, p teePaths) string {
+	hw := detectHardwareTEE(ctx, p)
+	if v, ok := initsys.ParseCmdline(readFile(p.cmdline))[sim.KernelParam]; ok {
+		switch {
+		case v != sim.KernelParamSim:
+			log.G(ctx).Warnf("%s=%s is not a TEE the guest can select (only %s); ignored", sim.KernelParam, v, sim.KernelParamSim)
+		case hw != "none":
+			log.G(ctx).Warnf("%s=%s ignored: this guest runs in a real %s TEE", sim.KernelParam, v, hw)
+		default:
+			return launch.TEESim
+		}
+	}
+	return hw
+}
+
+// readFile returns a file's contents, or "" when it cannot be read.
+func readFile(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// detectHardwareTEE returns "snp" or "tdx" when the guest device of one exists, or
+// configfs-tsm names one as its provider, else "none".
+func detectHardwareTEE(ctx context.Context, p teePaths) string {
 	if _, err := os.Stat(p.sevGuest); err == nil {
 		return "snp"
 	}

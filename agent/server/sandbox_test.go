@@ -185,6 +185,21 @@ func TestDetectTEE(t *testing.T) {
 	if got := detectTEE(ctx, p); got != "snp" {
 		t.Fatalf("sev-guest: detectTEE = %q, want snp", got)
 	}
+	// veil.tee=sim selects the simulated TEE, but never over real hardware.
+	p.cmdline = filepath.Join(dir, "cmdline")
+	must(t, os.WriteFile(p.cmdline, []byte("console=hvc0 veil.tee=sim quiet\n"), 0o644))
+	if got := detectTEE(ctx, p); got != "snp" {
+		t.Fatalf("veil.tee=sim on SNP: detectTEE = %q, want snp", got)
+	}
+	must(t, os.Remove(p.sevGuest))
+	must(t, os.Remove(p.tdxGuest))
+	if got := detectTEE(ctx, p); got != "sim" {
+		t.Fatalf("veil.tee=sim: detectTEE = %q, want sim", got)
+	}
+	must(t, os.WriteFile(p.cmdline, []byte("console=hvc0 veil.tee=snp\n"), 0o644))
+	if got := detectTEE(ctx, p); got != "none" {
+		t.Fatalf("veil.tee=snp: detectTEE = %q, want none (only sim can be selected)", got)
+	}
 }
 
 func TestCountCPUList(t *testing.T) {

@@ -2,6 +2,7 @@
 //
 //	veil-image build --out DIR [--agent PATH] [--init PATH] [--cache DIR]
 //	                 [--kernel-package NAME[=VERSION]] [--modules a,b,c] [--force]
+//	                 [--sim-authority FILE]
 //
 // It writes DIR/vmlinuz, DIR/initrd.img and DIR/manifest.json and prints
 // each step as it goes. See docs/guest-image.md.
@@ -54,6 +55,8 @@ func run(args []string) error {
 	fs.StringVar(&o.Cmdline, "cmdline", guestimage.DefaultCmdline, "kernel command line recorded in the manifest")
 	fs.StringVar(&o.ImageVersion, "image-version", "dev", "label written to /etc/veil/image.json")
 	fs.StringVar(&o.Mirror, "mirror", "", "Debian mirror URI (default: the one the host's apt sources use)")
+	fs.StringVar(&o.SimAuthority, "sim-authority", "", "sim authority file (from veil-image sim-authority) to put into the image:\n"+
+		"the image can then boot as a guest of the simulated TEE (test only); default none")
 	fs.BoolVar(&o.Force, "force", false, "rebuild even if --out already holds this build")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

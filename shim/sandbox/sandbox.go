@@ -46,6 +46,10 @@ type Options struct {
 	// read-only virtio-blk disk (initdata.DiskSerial) and, with a TEE, bound to the launch as
 	// its host data (then TEE.HostData must be empty). nil: no disk, the agent allows all.
 	InitData []byte
+	// TestOnlySimHostData, for tests of the launch check only, makes the sim TEE's PSP report
+	// this host data instead of the one the launch binds (the initdata digest): the guest must
+	// then refuse to serve. Ignored unless TEE.Kind is sim.
+	TestOnlySimHostData []byte
 }
 
 // Sandbox is a booted VM with a connected agent.
@@ -58,6 +62,7 @@ type Sandbox struct {
 	InitDataDigest []byte
 	client         *ttrpc.Client
 	initDataDisk   string // the disk image's path, removed by Close
+	simPSPDisk     string // the sim TEE's PSP disk image (tee sim), removed by Close
 }
 
 // Boot launches the VM and returns once the agent reports SERVING. On any failure it stops the
@@ -79,17 +84,26 @@ func Boot(ctx context.Context, opts Options) (*Sandbox, error) {
 			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 		}
 	}
+	var psp string
+	if cfg.TEE.Kind == hypervisor.TEESim {
+		if psp, err = simPSP(&cfg, opts); err != nil {
+			_ = removeInitData(disk)
+			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+		}
+	}
 	vm, err := newVM(cfg)
 	if err != nil {
 		_ = removeInitData(disk)
+		_ = removeInitData(psp)
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
 	if err := vm.Start(ctx); err != nil {
 		_ = vm.Stop(context.Background())
 		_ = removeInitData(disk)
+		_ = removeInitData(psp)
 		return nil, fmt.Errorf("sandbox %s: start VM: %w", opts.ID, err)
 	}
-	s := &Sandbox{ID: opts.ID, VM: vm, InitDataDigest: digest, initDataDisk: disk}
+	s := &Sandbox{ID: opts.ID, VM: vm, InitDataDigest: digest, initDataDisk: disk, simPSPDisk: psp}
 	timeout := opts.BootTimeout
 	if timeout == 0 {
 		timeout = DefaultBootTimeout
@@ -175,6 +189,10 @@ func (s *Sandbox) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("sandbox %s: %w", s.ID, err))
 	}
 	s.initDataDisk = ""
+	if err := removeInitData(s.simPSPDisk); err != nil {
+		errs = append(errs, fmt.Errorf("sandbox %s: %w", s.ID, err))
+	}
+	s.simPSPDisk = ""
 	return errors.Join(errs...)
 }
 

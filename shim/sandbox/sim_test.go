@@ -1,0 +1,56 @@
+package sandbox
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/veil-runtime/veil/attestation/sim"
+	guestimage "github.com/veil-runtime/veil/guest-image"
+	"github.com/veil-runtime/veil/hypervisor"
+)
+
+func TestAttachSimPSP(t *testing.T) {
+	img := &Image{Manifest: &guestimage.Manifest{
+		Kernel: guestimage.Artifact{SHA384: strings.Repeat("11", 48)},
+		Initrd: guestimage.Artifact{SHA384: strings.Repeat("22", 48)}}}
+	hd := bytes.Repeat([]byte{0x42}, 48)
+	for _, override := range [][]byte{nil, {0xAB, 0xCD}} {
+		root := t.TempDir()
+		cfg := hypervisor.Config{ID: "vm1", StateDir: filepath.Join(root, "vm1"), KernelParams: []string{"console=hvc0"},
+			TEE: hypervisor.TEEConfig{Kind: hypervisor.TEESim, HostData: hd}}
+		path, err := attachSimPSP(&cfg, img, override)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(cfg.KernelParams, []string{"console=hvc0", "veil.tee=sim"}) {
+			t.Errorf("kernel parameters %q", cfg.KernelParams)
+		}
+		want := hypervisor.Disk{Path: filepath.Join(root, "vm1.sim-psp.img"), ReadOnly: true, Serial: sim.PSPDiskSerial}
+		if path != want.Path || len(cfg.Disks) != 1 || cfg.Disks[0] != want {
+			t.Fatalf("path %s disks %+v, want %+v", path, cfg.Disks, want)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := sim.DecodePSP(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantHD := hd
+		if override != nil {
+			wantHD = override
+		}
+		m, _ := sim.LaunchMeasurement(strings.Repeat("11", 48), strings.Repeat("22", 48), "console=hvc0 veil.tee=sim")
+		if !bytes.Equal(l.HostData, wantHD) || l.Measurement != m {
+			t.Errorf("PSP disk: host data %x measurement %x; want %x and %x", l.HostData, l.Measurement, wantHD, m)
+		}
+		if !bytes.Equal(cfg.TEE.HostData, hd) {
+			t.Errorf("the launch's own host data changed to %x", cfg.TEE.HostData)
+		}
+	}
+}
