@@ -20,7 +20,7 @@ HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-clien
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image containerd cri-tools install proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd containerd16 cri-tools install proto proto-check unit e2e test demo bench lint clean
 
 all: build
 
@@ -45,6 +45,11 @@ image: build
 # shim's tests and the demo start their own containerd in a temporary root.
 containerd: deps
 	@scripts/containerd.sh
+
+# Debian's containerd 1.6 and its ctr, unpacked (not installed) into bin/tools/containerd-1.6,
+# for the shim's compatibility test.
+containerd16: deps
+	@scripts/containerd16.sh
 
 # crictl v1.37.0 into bin/tools, for the CRI suite (tests/cri).
 cri-tools: deps
@@ -78,7 +83,7 @@ unit: lint image
 
 # The suites that boot real QEMU VMs from the guest image: the agent directly (tests/e2e),
 # through containerd and the shim (tests/shim), and through CRI with crictl (tests/cri).
-e2e: image containerd cri-tools
+e2e: image containerd containerd16 cri-tools
 	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/ ./tests/shim/ ./tests/cri/
 
 test: proto-check unit e2e

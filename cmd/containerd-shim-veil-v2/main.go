@@ -13,5 +13,17 @@ import (
 )
 
 func main() {
-	shim.RunShim(context.Background(), manager.New(manager.RuntimeName))
+	ctx := context.Background()
+	m := manager.New(manager.RuntimeName)
+	if manager.LegacyStart(ctx, m) { // containerd < 2.3 (1.6, 1.7, 2.0–2.2)
+		return
+	}
+	// The shim waits for its own children (QEMU, virtiofsd, logging binaries, probes) with
+	// os/exec. containerd's implicit reaper (a wait4(-1) on every SIGCHLD) would steal their
+	// exit statuses ("waitid: no child processes"), and no container process is a child of
+	// this shim (they live in the VM), so neither the reaper nor the subreaper is wanted.
+	shim.RunShim(ctx, m, func(c *shim.Config) {
+		c.NoReaper = true
+		c.NoSubreaper = true
+	})
 }

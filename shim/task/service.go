@@ -1,4 +1,4 @@
-// Package task is the containerd task service (task API v3) of the Veil shim: it creates one
+// Package task is the containerd task service (task API v3, and v2 for containerd 1.x) of the Veil shim: it creates one
 // sandbox VM per pod (shim/pod), runs each containerd task as a container inside it through
 // the agent, relays stdio to containerd's FIFOs and log URIs, and publishes task events.
 // Errors inside wrap containerd's errdefs sentinels; only the ttrpc interceptor converts
@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"sync"
 	"time"
 
@@ -45,6 +46,8 @@ type Service struct {
 	mu         sync.Mutex
 	pod        *podRef
 	containers map[string]*container
+
+	trim trimmer // drops start-up memory once things settle (trim.go)
 }
 
 // New returns the task service; events go to publisher, and Shutdown ends the shim
@@ -56,8 +59,10 @@ func New(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (*S
 		shutdown:   sd,
 		events:     make(chan any, 128),
 		containers: make(map[string]*container),
+		trim:       trimmer{delay: trimDelay},
 	}
 	go s.forward()
+	go s.trim.periodic(ctx)
 	if address, err := shim.ReadAddress("address"); err == nil {
 		sd.RegisterCallback(func(context.Context) error { return shim.RemoveSocket(address) })
 	}
@@ -68,9 +73,11 @@ func New(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (*S
 	return s, nil
 }
 
-// RegisterTTRPC registers the task service on the shim's ttrpc server.
+// RegisterTTRPC registers the task service on the shim's ttrpc server, as task API v3
+// (containerd 2.x) and v2 (containerd 1.x, see taskv2.go).
 func (s *Service) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTTRPCTaskService(server, s)
+	registerTaskV2(server, s)
 	return nil
 }
 
@@ -87,6 +94,10 @@ func (s *Service) UnaryServerInterceptor() ttrpc.UnaryServerInterceptor {
 			return nil, errgrpc.ToGRPC(err)
 		}
 		l.WithField("took", time.Since(start)).Debug("task request done")
+		switch path.Base(info.FullMethod) {
+		case "Create", "Start", "Exec", "Delete":
+			s.trim.schedule()
+		}
 		return resp, nil
 	}
 }

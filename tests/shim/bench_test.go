@@ -75,6 +75,8 @@ func BenchmarkFootprint(b *testing.B) {
 		b.Fatalf("shims %v, QEMUs %v: want one of each", shims, qemus)
 	}
 	b.ReportMetric(procKiB(b, shims[0], "status", "VmRSS:")/1024, "shim-RSS-MiB")
+	b.ReportMetric(procKiB(b, shims[0], "status", "RssAnon:")/1024, "shim-anon-MiB")
+	b.ReportMetric(procKiB(b, shims[0], "status", "RssFile:")/1024, "shim-file-MiB")
 	b.ReportMetric(procKiB(b, qemus[0], "smaps_rollup", "Pss:")/1024, "qemu-PSS-MiB")
 	var fsd float64
 	for _, pid := range procsMatching("virtiofsd", vmOf(id)) {

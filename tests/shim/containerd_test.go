@@ -33,6 +33,12 @@ func startContainerd() (*containerdEnv, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ctr not found (run scripts/containerd.sh): %w", err)
 	}
+	return startContainerdWith(containerd, ctrBin, 3)
+}
+
+// startContainerdWith starts the containerd binary with a config of configVersion (3 for
+// containerd 2.x, 2 for 1.x), driven by ctrBin.
+func startContainerdWith(containerd, ctrBin string, configVersion int) (*containerdEnv, error) {
 	if _, err := os.Stat(filepath.Join(binDir, "containerd-shim-veil-v2")); err != nil {
 		return nil, fmt.Errorf("%s/containerd-shim-veil-v2 missing: build it first: %w", binDir, err)
 	}
@@ -42,7 +48,7 @@ func startContainerd() (*containerdEnv, error) {
 	}
 	e := &containerdEnv{dir: dir, socket: filepath.Join(dir, "containerd.sock"),
 		logPath: filepath.Join(dir, "containerd.log"), ctrBin: ctrBin}
-	if err := e.writeConfigs(); err != nil {
+	if err := e.writeConfigs(configVersion); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(e.logPath)
@@ -75,14 +81,20 @@ func startContainerd() (*containerdEnv, error) {
 	return e, nil
 }
 
-func (e *containerdEnv) writeConfigs() error {
-	cfg := fmt.Sprintf(`version = 3
+func (e *containerdEnv) writeConfigs(version int) error {
+	disabled := `"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.nri.v1.nri"`
+	opt := ""
+	if version < 3 { // containerd 1.x
+		disabled = `"io.containerd.grpc.v1.cri"`
+		opt = fmt.Sprintf("[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %q\n", filepath.Join(e.dir, "opt"))
+	}
+	cfg := fmt.Sprintf(`version = %d
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.nri.v1.nri"]
+disabled_plugins = [%s]
 [grpc]
   address = %q
-`, filepath.Join(e.dir, "root"), filepath.Join(e.dir, "state"), e.socket)
+%s`, version, filepath.Join(e.dir, "root"), filepath.Join(e.dir, "state"), disabled, e.socket, opt)
 	if err := os.WriteFile(filepath.Join(e.dir, "containerd.toml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}

@@ -56,9 +56,15 @@ type ctrResult struct {
 // ctr runs ctr against the test's containerd.
 func ctr(t testing.TB, timeout time.Duration, args ...string) ctrResult {
 	t.Helper()
+	return ctrOn(t, env, timeout, args...)
+}
+
+// ctrOn runs ctr against containerd e.
+func ctrOn(t testing.TB, e *containerdEnv, timeout time.Duration, args ...string) ctrResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := env.ctrCmd(ctx, args...)
+	cmd := e.ctrCmd(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
