@@ -112,7 +112,16 @@ func (s *Service) handleEvent(ctx context.Context, e *api.Event) {
 		if e.GetTimestampUnixNano() == 0 {
 			at = time.Now()
 		}
-		s.exited(p, uint32(e.GetExitStatus()), at)
+		// The exit is reported once the process's output is in containerd's FIFOs: a client
+		// such as ctr closes its FIFO readers as soon as it learns of the exit (cio's Cancel
+		// in Task.Delete), so output still on its way from the guest would be lost. The
+		// wait is bounded, and runs beside the event loop so other events are not held up.
+		go func() {
+			if p.io != nil && !p.io.wait(drainTimeout) {
+				log.G(ctx).WithField("process", p.id()).Warn("output not drained within the bound; reporting the exit anyway")
+			}
+			s.exited(p, uint32(e.GetExitStatus()), at)
+		}()
 	}
 }
 
