@@ -93,6 +93,23 @@ func (p *process) stop(grace time.Duration) {
 	}
 	p.signal(syscall.SIGKILL)
 	<-p.done
+	p.killGroupRemains(2 * time.Second)
+}
+
+// killGroupRemains kills what is left of the process's group once the leader is reaped:
+// virtiofsd forks its sandboxed worker into the same group, and it can outlive the leader for
+// a moment. A pid is not reused while it names a group that still has members, so while
+// kill(-pgid) finds anyone, they are ours. Bounded by d.
+func (p *process) killGroupRemains(d time.Duration) {
+	pgid := p.pid()
+	if pgid <= 1 {
+		return // kill(-0) or kill(-1) would hit our own group or everyone
+	}
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil {
+			return // ESRCH: the group is empty
+		}
+	}
 }
 
 // logTail is the end of the process's log, for error messages.
