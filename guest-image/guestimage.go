@@ -50,9 +50,11 @@ const KernelPackagePattern = `^linux-image-6\.12\.[0-9]+\+[a-z0-9.]+-cloud-amd64
 //   - virtio_blk: virtio block devices (CONFIG_VIRTIO_BLK=m), for initdata,
 //     block-device storage and guest-pulled image layers on a disk.
 //   - virtio_net: the pod's network interface (the shim's tap).
+//   - bridge: for privileged containers that make bridges (critest's capability test);
+//     pulls in stp and llc.
 //
 // ConfidentialModules are not in this list.
-var DefaultModules = []string{"vmw_vsock_virtio_transport", "overlay", "virtio_blk", "virtio_net"}
+var DefaultModules = []string{"vmw_vsock_virtio_transport", "overlay", "virtio_blk", "virtio_net", "bridge"}
 
 // ConfidentialModules are the modules a guest on real TEE hardware needs to
 // get attestation reports: the SEV-SNP guest driver (/dev/sev-guest) and the

@@ -119,7 +119,7 @@ func checkManifest(t *testing.T, m *Manifest) {
 		}
 		names = append(names, strings.TrimSuffix(filepath.Base(p), ".ko"))
 	}
-	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net"
+	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("modules in load order: %s, want %s", got, want)
 	}
@@ -155,7 +155,7 @@ func TestIntegrationConfidentialModules(t *testing.T) {
 	for _, p := range m.Modules {
 		names = append(names, strings.TrimSuffix(filepath.Base(p), ".ko"))
 	}
-	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net configfs tsm sev-guest tdx-guest"
+	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge configfs tsm sev-guest tdx-guest"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("modules in load order: %s, want %s", got, want)
 	}
