@@ -92,7 +92,7 @@ e2e: image containerd containerd16 cri-tools
 critest: image containerd cri-tools
 	IMAGE=$(IMAGE) scripts/critest.sh
 
-test: proto-check unit e2e critest
+test: proto-check critest unit e2e
 
 demo: image containerd
 	@scripts/demo.sh
