@@ -17,6 +17,7 @@ import (
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/initsys"
 	"github.com/veil-runtime/veil/agent/launch"
+	"github.com/veil-runtime/veil/attestation/attester"
 	"github.com/veil-runtime/veil/attestation/sim"
 )
 
@@ -119,32 +120,38 @@ func readFile(path string) string {
 	return string(b)
 }
 
-// detectHardwareTEE returns "snp" or "tdx" when the guest device of one exists, or
-// configfs-tsm names one as its provider, else "none".
+// detectHardwareTEE returns "snp" or "tdx" as attestation/attester.DetectKind sees the guest
+// (the same rules the attester that produces evidence follows, so the launch check and the
+// evidence never disagree on the TEE), else "none".
 func detectHardwareTEE(ctx context.Context, p teePaths) string {
-	if _, err := os.Stat(p.sevGuest); err == nil {
-		return "snp"
-	}
-	if _, err := os.Stat(p.tdxGuest); err == nil {
-		return "tdx"
-	}
-	if _, err := os.Stat(p.tsmReport); err != nil {
-		return "none"
-	}
-	provider, err := tsmProvider(p.tsmReport)
+	kind, err := attester.DetectKind(teeEnv{p})
 	if err != nil {
-		log.G(ctx).WithError(err).Warn("configfs-tsm is there but names no provider")
+		if !errors.Is(err, attester.ErrNoTEE) {
+			log.G(ctx).WithError(err).Warn("TEE detection")
+		}
 		return "none"
 	}
-	switch provider {
-	case "sev_guest":
-		return "snp"
-	case "tdx_guest":
-		return "tdx"
-	}
-	log.G(ctx).Warnf("configfs-tsm provider %q is not a TEE that Veil knows", provider)
-	return "none"
+	return kind
 }
+
+// teeEnv is attester.Env on teePaths, so tests can point detection at a temporary directory.
+// Paths it does not map (an older kernel's TDX device name) are looked up as they are.
+type teeEnv struct{ p teePaths }
+
+func (e teeEnv) Exists(path string) bool {
+	switch path {
+	case attester.TSMReportDir:
+		path = e.p.tsmReport
+	case attester.SEVGuestPath:
+		path = e.p.sevGuest
+	case attester.TDXGuestPath:
+		path = e.p.tdxGuest
+	}
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func (e teeEnv) TSMProvider() (string, error) { return tsmProvider(e.p.tsmReport) }
 
 // tsmProvider makes a report entry in configfs-tsm, reads which driver provides it and
 // removes the entry again.
