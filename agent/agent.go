@@ -61,8 +61,12 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDir
 	}
+	// Every decision, under the initial policy and under any that SetPolicy installs (Replace
+	// keeps the engine's options), goes to one bounded log, which ReadDecisionLog returns
+	// when the policy allows it.
+	decisions := policy.NewDecisionLog(0)
 	// Nothing is served before the policy is known: a bad initdata ends the agent here.
-	engine, err := loadPolicy(ctx, opts)
+	engine, err := loadPolicy(ctx, opts, policy.WithDecisionLog(decisions))
 	if err != nil {
 		return err
 	}
@@ -71,6 +75,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("create agent service: %w", err)
 	}
 	srv.SetPolicyEngine(engine)
+	srv.SetDecisionLog(decisions)
 	// server.Interceptor is outermost: it recovers panics and converts errors for the policy
 	// interceptor too, whose PermissionDenied statuses it passes through unchanged.
 	ts, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(server.Interceptor, policy.Interceptor(engine)))
@@ -152,16 +157,19 @@ func listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 }
 
 // loadPolicy returns the engine of the policy to enforce: in a guest the one of the initdata
-// disk (or allow-all without one, in a plain VM), else opts.Policy.
-func loadPolicy(ctx context.Context, opts Options) (*policy.Engine, error) {
+// disk (or allow-all without one, in a plain VM), else opts.Policy. The engine is built with
+// popts.
+func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*policy.Engine, error) {
 	if opts.Guest {
-		return launch.Load(ctx, launch.DefaultConfig(server.DetectTEE(ctx)))
+		c := launch.DefaultConfig(server.DetectTEE(ctx))
+		c.Options = append(c.Options, popts...)
+		return launch.Load(ctx, c)
 	}
 	text := opts.Policy
 	if text == "" {
 		text = policies.AllowAll
 	}
-	e, err := policy.New(text)
+	e, err := policy.New(text, popts...)
 	if err != nil {
 		return nil, fmt.Errorf("agent policy: %w", err)
 	}

@@ -2926,6 +2926,108 @@ func (x *AddARPNeighborsRequest) GetNeighbors() []*ARPNeighbor {
 	return nil
 }
 
+// ReadDecisionLogRequest asks for the agent's decision log: one JSON line per policy decision
+// (time, method, rule, verdict, reason, container and exec ids; never a request's content).
+type ReadDecisionLogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_bytes, when not 0, keeps only the newest whole lines that fit in it.
+	MaxBytes      uint64 `protobuf:"varint,1,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadDecisionLogRequest) Reset() {
+	*x = ReadDecisionLogRequest{}
+	mi := &file_agent_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadDecisionLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadDecisionLogRequest) ProtoMessage() {}
+
+func (x *ReadDecisionLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadDecisionLogRequest.ProtoReflect.Descriptor instead.
+func (*ReadDecisionLogRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ReadDecisionLogRequest) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type ReadDecisionLogResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// data: the JSON lines the log holds, oldest first, each ending in a newline.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// dropped: how many lines the agent's bounded log has dropped so far (oldest first), and
+	// how many more max_bytes left out of this reply.
+	Dropped       uint64 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadDecisionLogResponse) Reset() {
+	*x = ReadDecisionLogResponse{}
+	mi := &file_agent_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadDecisionLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadDecisionLogResponse) ProtoMessage() {}
+
+func (x *ReadDecisionLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadDecisionLogResponse.ProtoReflect.Descriptor instead.
+func (*ReadDecisionLogResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ReadDecisionLogResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ReadDecisionLogResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -3132,7 +3234,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\rR\x05state\x12\x14\n" +
 	"\x05flags\x18\x05 \x01(\rR\x05flags\"R\n" +
 	"\x16AddARPNeighborsRequest\x128\n" +
-	"\tneighbors\x18\x01 \x03(\v2\x1a.veil.agent.v1.ARPNeighborR\tneighbors2\xb8\x12\n" +
+	"\tneighbors\x18\x01 \x03(\v2\x1a.veil.agent.v1.ARPNeighborR\tneighbors\"5\n" +
+	"\x16ReadDecisionLogRequest\x12\x1b\n" +
+	"\tmax_bytes\x18\x01 \x01(\x04R\bmaxBytes\"G\n" +
+	"\x17ReadDecisionLogResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped2\x9a\x13\n" +
 	"\x05Agent\x12B\n" +
 	"\x05Check\x12\x1b.veil.agent.v1.CheckRequest\x1a\x1c.veil.agent.v1.CheckResponse\x12H\n" +
 	"\aVersion\x12\x1d.veil.agent.v1.VersionRequest\x1a\x1e.veil.agent.v1.VersionResponse\x12`\n" +
@@ -3168,7 +3275,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eListInterfaces\x12$.veil.agent.v1.ListInterfacesRequest\x1a\x19.veil.agent.v1.Interfaces\x12E\n" +
 	"\n" +
 	"ListRoutes\x12 .veil.agent.v1.ListRoutesRequest\x1a\x15.veil.agent.v1.Routes\x12N\n" +
-	"\x0fAddARPNeighbors\x12%.veil.agent.v1.AddARPNeighborsRequest\x1a\x14.veil.agent.v1.EmptyB,Z*github.com/veil-runtime/veil/agent/api;apib\x06proto3"
+	"\x0fAddARPNeighbors\x12%.veil.agent.v1.AddARPNeighborsRequest\x1a\x14.veil.agent.v1.Empty\x12`\n" +
+	"\x0fReadDecisionLog\x12%.veil.agent.v1.ReadDecisionLogRequest\x1a&.veil.agent.v1.ReadDecisionLogResponseB,Z*github.com/veil-runtime/veil/agent/api;apib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -3183,7 +3291,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_agent_proto_goTypes = []any{
 	(CheckResponse_Status)(0),       // 0: veil.agent.v1.CheckResponse.Status
 	(Event_Type)(0),                 // 1: veil.agent.v1.Event.Type
@@ -3236,6 +3344,8 @@ var file_agent_proto_goTypes = []any{
 	(*ListRoutesRequest)(nil),       // 48: veil.agent.v1.ListRoutesRequest
 	(*ARPNeighbor)(nil),             // 49: veil.agent.v1.ARPNeighbor
 	(*AddARPNeighborsRequest)(nil),  // 50: veil.agent.v1.AddARPNeighborsRequest
+	(*ReadDecisionLogRequest)(nil),  // 51: veil.agent.v1.ReadDecisionLogRequest
+	(*ReadDecisionLogResponse)(nil), // 52: veil.agent.v1.ReadDecisionLogResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: veil.agent.v1.CheckResponse.status:type_name -> veil.agent.v1.CheckResponse.Status
@@ -3281,38 +3391,40 @@ var file_agent_proto_depIdxs = []int32{
 	47, // 40: veil.agent.v1.Agent.ListInterfaces:input_type -> veil.agent.v1.ListInterfacesRequest
 	48, // 41: veil.agent.v1.Agent.ListRoutes:input_type -> veil.agent.v1.ListRoutesRequest
 	50, // 42: veil.agent.v1.Agent.AddARPNeighbors:input_type -> veil.agent.v1.AddARPNeighborsRequest
-	4,  // 43: veil.agent.v1.Agent.Check:output_type -> veil.agent.v1.CheckResponse
-	6,  // 44: veil.agent.v1.Agent.Version:output_type -> veil.agent.v1.VersionResponse
-	8,  // 45: veil.agent.v1.Agent.GetGuestDetails:output_type -> veil.agent.v1.GetGuestDetailsResponse
-	2,  // 46: veil.agent.v1.Agent.CreateSandbox:output_type -> veil.agent.v1.Empty
-	2,  // 47: veil.agent.v1.Agent.DestroySandbox:output_type -> veil.agent.v1.Empty
-	2,  // 48: veil.agent.v1.Agent.SetGuestTime:output_type -> veil.agent.v1.Empty
-	2,  // 49: veil.agent.v1.Agent.CopyFile:output_type -> veil.agent.v1.Empty
-	2,  // 50: veil.agent.v1.Agent.SetPolicy:output_type -> veil.agent.v1.Empty
-	2,  // 51: veil.agent.v1.Agent.CreateContainer:output_type -> veil.agent.v1.Empty
-	2,  // 52: veil.agent.v1.Agent.StartContainer:output_type -> veil.agent.v1.Empty
-	2,  // 53: veil.agent.v1.Agent.RemoveContainer:output_type -> veil.agent.v1.Empty
-	19, // 54: veil.agent.v1.Agent.StatsContainer:output_type -> veil.agent.v1.StatsContainerResponse
-	2,  // 55: veil.agent.v1.Agent.PauseContainer:output_type -> veil.agent.v1.Empty
-	2,  // 56: veil.agent.v1.Agent.ResumeContainer:output_type -> veil.agent.v1.Empty
-	2,  // 57: veil.agent.v1.Agent.UpdateContainer:output_type -> veil.agent.v1.Empty
-	2,  // 58: veil.agent.v1.Agent.ExecProcess:output_type -> veil.agent.v1.Empty
-	2,  // 59: veil.agent.v1.Agent.SignalProcess:output_type -> veil.agent.v1.Empty
-	28, // 60: veil.agent.v1.Agent.WaitProcess:output_type -> veil.agent.v1.WaitProcessResponse
-	31, // 61: veil.agent.v1.Agent.ListProcesses:output_type -> veil.agent.v1.ListProcessesResponse
-	33, // 62: veil.agent.v1.Agent.WriteStdin:output_type -> veil.agent.v1.WriteStreamResponse
-	2,  // 63: veil.agent.v1.Agent.CloseStdin:output_type -> veil.agent.v1.Empty
-	36, // 64: veil.agent.v1.Agent.ReadStdout:output_type -> veil.agent.v1.ReadStreamResponse
-	36, // 65: veil.agent.v1.Agent.ReadStderr:output_type -> veil.agent.v1.ReadStreamResponse
-	2,  // 66: veil.agent.v1.Agent.TtyWinResize:output_type -> veil.agent.v1.Empty
-	39, // 67: veil.agent.v1.Agent.GetEvent:output_type -> veil.agent.v1.Event
-	41, // 68: veil.agent.v1.Agent.UpdateInterface:output_type -> veil.agent.v1.Interface
-	44, // 69: veil.agent.v1.Agent.UpdateRoutes:output_type -> veil.agent.v1.Routes
-	42, // 70: veil.agent.v1.Agent.ListInterfaces:output_type -> veil.agent.v1.Interfaces
-	44, // 71: veil.agent.v1.Agent.ListRoutes:output_type -> veil.agent.v1.Routes
-	2,  // 72: veil.agent.v1.Agent.AddARPNeighbors:output_type -> veil.agent.v1.Empty
-	43, // [43:73] is the sub-list for method output_type
-	13, // [13:43] is the sub-list for method input_type
+	51, // 43: veil.agent.v1.Agent.ReadDecisionLog:input_type -> veil.agent.v1.ReadDecisionLogRequest
+	4,  // 44: veil.agent.v1.Agent.Check:output_type -> veil.agent.v1.CheckResponse
+	6,  // 45: veil.agent.v1.Agent.Version:output_type -> veil.agent.v1.VersionResponse
+	8,  // 46: veil.agent.v1.Agent.GetGuestDetails:output_type -> veil.agent.v1.GetGuestDetailsResponse
+	2,  // 47: veil.agent.v1.Agent.CreateSandbox:output_type -> veil.agent.v1.Empty
+	2,  // 48: veil.agent.v1.Agent.DestroySandbox:output_type -> veil.agent.v1.Empty
+	2,  // 49: veil.agent.v1.Agent.SetGuestTime:output_type -> veil.agent.v1.Empty
+	2,  // 50: veil.agent.v1.Agent.CopyFile:output_type -> veil.agent.v1.Empty
+	2,  // 51: veil.agent.v1.Agent.SetPolicy:output_type -> veil.agent.v1.Empty
+	2,  // 52: veil.agent.v1.Agent.CreateContainer:output_type -> veil.agent.v1.Empty
+	2,  // 53: veil.agent.v1.Agent.StartContainer:output_type -> veil.agent.v1.Empty
+	2,  // 54: veil.agent.v1.Agent.RemoveContainer:output_type -> veil.agent.v1.Empty
+	19, // 55: veil.agent.v1.Agent.StatsContainer:output_type -> veil.agent.v1.StatsContainerResponse
+	2,  // 56: veil.agent.v1.Agent.PauseContainer:output_type -> veil.agent.v1.Empty
+	2,  // 57: veil.agent.v1.Agent.ResumeContainer:output_type -> veil.agent.v1.Empty
+	2,  // 58: veil.agent.v1.Agent.UpdateContainer:output_type -> veil.agent.v1.Empty
+	2,  // 59: veil.agent.v1.Agent.ExecProcess:output_type -> veil.agent.v1.Empty
+	2,  // 60: veil.agent.v1.Agent.SignalProcess:output_type -> veil.agent.v1.Empty
+	28, // 61: veil.agent.v1.Agent.WaitProcess:output_type -> veil.agent.v1.WaitProcessResponse
+	31, // 62: veil.agent.v1.Agent.ListProcesses:output_type -> veil.agent.v1.ListProcessesResponse
+	33, // 63: veil.agent.v1.Agent.WriteStdin:output_type -> veil.agent.v1.WriteStreamResponse
+	2,  // 64: veil.agent.v1.Agent.CloseStdin:output_type -> veil.agent.v1.Empty
+	36, // 65: veil.agent.v1.Agent.ReadStdout:output_type -> veil.agent.v1.ReadStreamResponse
+	36, // 66: veil.agent.v1.Agent.ReadStderr:output_type -> veil.agent.v1.ReadStreamResponse
+	2,  // 67: veil.agent.v1.Agent.TtyWinResize:output_type -> veil.agent.v1.Empty
+	39, // 68: veil.agent.v1.Agent.GetEvent:output_type -> veil.agent.v1.Event
+	41, // 69: veil.agent.v1.Agent.UpdateInterface:output_type -> veil.agent.v1.Interface
+	44, // 70: veil.agent.v1.Agent.UpdateRoutes:output_type -> veil.agent.v1.Routes
+	42, // 71: veil.agent.v1.Agent.ListInterfaces:output_type -> veil.agent.v1.Interfaces
+	44, // 72: veil.agent.v1.Agent.ListRoutes:output_type -> veil.agent.v1.Routes
+	2,  // 73: veil.agent.v1.Agent.AddARPNeighbors:output_type -> veil.agent.v1.Empty
+	52, // 74: veil.agent.v1.Agent.ReadDecisionLog:output_type -> veil.agent.v1.ReadDecisionLogResponse
+	44, // [44:75] is the sub-list for method output_type
+	13, // [13:44] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -3329,7 +3441,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

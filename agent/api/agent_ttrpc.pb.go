@@ -38,6 +38,7 @@ type AgentService interface {
 	ListInterfaces(context.Context, *ListInterfacesRequest) (*Interfaces, error)
 	ListRoutes(context.Context, *ListRoutesRequest) (*Routes, error)
 	AddARPNeighbors(context.Context, *AddARPNeighborsRequest) (*Empty, error)
+	ReadDecisionLog(context.Context, *ReadDecisionLogRequest) (*ReadDecisionLogResponse, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -252,6 +253,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.AddARPNeighbors(ctx, &req)
+			},
+			"ReadDecisionLog": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReadDecisionLogRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReadDecisionLog(ctx, &req)
 			},
 		},
 	})
@@ -502,6 +510,14 @@ func (c *agentClient) ListRoutes(ctx context.Context, req *ListRoutesRequest) (*
 func (c *agentClient) AddARPNeighbors(ctx context.Context, req *AddARPNeighborsRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "veil.agent.v1.Agent", "AddARPNeighbors", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ReadDecisionLog(ctx context.Context, req *ReadDecisionLogRequest) (*ReadDecisionLogResponse, error) {
+	var resp ReadDecisionLogResponse
+	if err := c.client.Call(ctx, "veil.agent.v1.Agent", "ReadDecisionLog", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

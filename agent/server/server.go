@@ -44,6 +44,7 @@ type Server struct {
 	sandboxID     string         // "" until CreateSandbox
 	sandboxMounts []string       // mount points of the sandbox storages, in mount order
 	policy        PolicyReplacer // SetPolicy's engine; nil until SetPolicyEngine
+	decisions     DecisionLog    // ReadDecisionLog's log; nil until SetDecisionLog
 }
 
 var _ api.AgentService = (*Server)(nil)

@@ -22,6 +22,7 @@ const usage = `usage:
   veil-ctl ps    --name NAME
   veil-ctl kill  --name NAME [--exec-id ID] [--all] SIGNAL
   veil-ctl call  --name NAME METHOD [JSON]     (veil-ctl call --list: every method)
+  veil-ctl decisions --name NAME [--max-bytes N]   (the policy's decision log, JSON lines)
 `
 
 func main() {
@@ -45,6 +46,8 @@ func main() {
 		err = killCmd(ctx, os.Args[2:])
 	case "call":
 		err = callCmd(ctx, os.Args[2:])
+	case "decisions":
+		err = decisionsCmd(ctx, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	default:
@@ -150,6 +153,34 @@ func callCmd(ctx context.Context, args []string) error {
 		return errors.New("call needs --name, a METHOD and optionally its JSON request")
 	}
 	return ctl.Call(ctx, *name, fs.Arg(0), fs.Arg(1), os.Stdout)
+}
+
+// decisionsCmd prints the agent's decision log (ReadDecisionLog), oldest line first; the
+// agent's policy must allow it (the baseline does only for a debugging policy).
+func decisionsCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("decisions", flag.ExitOnError)
+	name := fs.String("name", "", "the VM's name")
+	maxBytes := fs.Uint64("max-bytes", 0, "only the newest lines that fit in this many bytes (0: all)")
+	fs.Parse(args)
+	if *name == "" || fs.NArg() != 0 {
+		return errors.New("decisions needs --name and no arguments")
+	}
+	c, err := ctl.Connect(ctx, *name)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := api.NewAgentClient(c).ReadDecisionLog(ctx, &api.ReadDecisionLogRequest{MaxBytes: *maxBytes})
+	if err != nil {
+		return fmt.Errorf("ReadDecisionLog: %w", err)
+	}
+	if _, err := os.Stdout.Write(r.GetData()); err != nil {
+		return err
+	}
+	if r.GetDropped() > 0 {
+		fmt.Fprintf(os.Stderr, "veil-ctl: %d older decisions were dropped\n", r.GetDropped())
+	}
+	return nil
 }
 
 // multiFlag collects a repeatable string flag.

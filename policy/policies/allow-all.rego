@@ -33,3 +33,4 @@ default UpdateRoutesRequest := true
 default ListInterfacesRequest := true
 default ListRoutesRequest := true
 default AddARPNeighborsRequest := true
+default ReadDecisionLogRequest := true

@@ -111,6 +111,11 @@ func TestNamedVM(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "..") {
 		t.Fatalf("call CopyFile with '..': exit %d, stderr %q; want a refusal naming the '..'", code, errOut)
 	}
+	// Without initdata the VM runs allow-all, which lets the host read the decision log.
+	out, errOut, code = veilCtl(t, nil, "decisions", "--name", name)
+	if code != 0 || !strings.Contains(out, `"method":"CopyFile"`) || strings.Contains(out, "etc/passwd") {
+		t.Fatalf("decisions: exit %d, output %q %q; want the CopyFile decision without its path", code, out, errOut)
+	}
 	if _, errOut, code = veilCtl(t, nil, "kill", "--name", name, "KILL"); code != 0 {
 		t.Fatalf("kill: exit %d: %s", code, errOut)
 	}
