@@ -19,8 +19,8 @@ import (
 )
 
 const usage = `usage: veil-genpolicy -f POD.yaml [-o OUT.yaml] [--out-dir DIR] [--settings FILE.json]
-       [--algorithm sha256|sha384|sha512] [--platform linux/amd64] [--plain-http-loopback]
-       [--initdata KEY=FILE]... [--withhold-output]
+       [--algorithm sha256|sha384|sha512] [--platform linux/amd64] [--plain-http-loopback] [--sandbox-image REF]
+       [--initdata KEY=FILE]... [--withhold-output] [--decision-log]
 `
 
 type initdataFlag map[string]string
@@ -58,6 +58,9 @@ func run(ctx context.Context, args []string) error {
 	platform := fs.String("platform", "linux/amd64", "platform of multi-platform images")
 	plainHTTP := fs.Bool("plain-http-loopback", false, "allow plain HTTP to registries on loopback addresses")
 	withhold := fs.Bool("withhold-output", false, "withhold the containers' stdout and stderr from the host")
+	sandboxImage := fs.String("sandbox-image", "", "the pod sandbox (pause) image, as containerd's sandbox_image (default "+
+		genpolicy.DefaultSettings().SandboxImage+"; \"none\" leaves the sandbox out)")
+	decisionLog := fs.Bool("decision-log", false, "a debugging policy: let the host read the agent's decision log")
 	extra := initdataFlag{}
 	fs.Var(extra, "initdata", "more initdata entries, KEY=FILE (aa.toml=aa.toml); repeatable")
 	if err := fs.Parse(args); err != nil {
@@ -77,7 +80,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	opts := genpolicy.Options{
 		Resolver:  &genpolicy.RegistryResolver{Platform: *plat, PlainHTTPLoopback: *plainHTTP},
-		Algorithm: *algorithm, ExtraData: extra, WithholdOutput: *withhold,
+		Algorithm: *algorithm, ExtraData: extra, WithholdOutput: *withhold, DecisionLog: *decisionLog,
 	}
 	if *settingsFile != "" {
 		b, err := os.ReadFile(*settingsFile)
@@ -86,6 +89,15 @@ func run(ctx context.Context, args []string) error {
 		}
 		if opts.Settings, err = genpolicy.ParseSettings(b); err != nil {
 			return fmt.Errorf("%s: %w", *settingsFile, err)
+		}
+	}
+	if *sandboxImage != "" {
+		if opts.Settings == nil {
+			opts.Settings = genpolicy.DefaultSettings()
+		}
+		opts.Settings.SandboxImage = *sandboxImage
+		if *sandboxImage == "none" {
+			opts.Settings.SandboxImage = ""
 		}
 	}
 	res, err := genpolicy.Generate(ctx, y, opts)
@@ -100,6 +112,12 @@ func run(ctx context.Context, args []string) error {
 func write(res *genpolicy.Result, out, outDir, algorithm string) error {
 	for _, w := range res.Workloads {
 		fmt.Fprintf(os.Stderr, "%s/%s: initdata %s %s\n", w.Kind, w.Name, algorithm, hex.EncodeToString(w.Digest))
+		for _, c := range w.Data.Containers {
+			fmt.Fprintf(os.Stderr, "  %s: %s@%s\n    args %q\n", c.Name, c.Image, c.ImageDigest, c.Args)
+			if len(c.Exec) > 0 {
+				fmt.Fprintf(os.Stderr, "    exec %q\n", c.Exec)
+			}
+		}
 		if outDir == "" {
 			continue
 		}

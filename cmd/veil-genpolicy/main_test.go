@@ -44,7 +44,7 @@ func TestRun(t *testing.T) {
 	os.WriteFile(pod, []byte("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: "+host+"/app:1}]\n"), 0o644)
 	os.WriteFile(aa, []byte("[token_configs]\n"), 0o644)
 	out := filepath.Join(dir, "out.yaml")
-	args := []string{"-f", pod, "-o", out, "--out-dir", dir, "--plain-http-loopback", "--algorithm", "sha384", "--initdata", "aa.toml=" + aa}
+	args := []string{"-f", pod, "-o", out, "--out-dir", dir, "--plain-http-loopback", "--sandbox-image", host + "/app:1", "--algorithm", "sha384", "--initdata", "aa.toml=" + aa, "--decision-log"}
 	if err := run(context.Background(), args); err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +59,8 @@ func TestRun(t *testing.T) {
 	if y, _ := os.ReadFile(out); !strings.Contains(string(y), initdata.Annotation) {
 		t.Fatalf("output YAML without the annotation:\n%s", y)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "pod-p.rego")); err != nil {
-		t.Fatal(err)
+	if rego, err := os.ReadFile(filepath.Join(dir, "pod-p.rego")); err != nil || !strings.Contains(string(rego), `"decision_log": true`) {
+		t.Fatalf("pod-p.rego without the --decision-log setting (%v)", err)
 	}
 	if err := run(context.Background(), []string{"-f", pod}); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
 		t.Fatalf("without --plain-http-loopback: %v", err)

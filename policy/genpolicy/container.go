@@ -228,6 +228,12 @@ func security(c *container, ps *podSpec, img *Image, s *Settings) (*policies.Sec
 	imgUID, imgGID := imageUser(img.User)
 	sec.UID = firstInt(sc.RunAsUser, psc.RunAsUser, imgUID)
 	sec.GID = firstInt(sc.RunAsGroup, psc.RunAsGroup, imgGID)
+	// A pod's containers join the sandbox's IPC and UTS namespaces, and its PID namespace
+	// with shareProcessNamespace, as containerd's CRI does for the kubelet.
+	sec.SharedNamespaces = []string{"ipc", "uts"}
+	if isTrue(ps.ShareProcessNamespace) {
+		sec.SharedNamespaces = append(sec.SharedNamespaces, "pid")
+	}
 	for _, sy := range psc.Sysctls {
 		sec.Sysctls = append(sec.Sysctls, sy.Name)
 	}

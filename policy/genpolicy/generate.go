@@ -28,6 +28,8 @@ type Options struct {
 	ExtraData map[string]string
 	// WithholdOutput makes the policy withhold the containers' stdout and stderr.
 	WithholdOutput bool
+	// DecisionLog makes a debugging policy: it lets the host read the agent's decision log.
+	DecisionLog bool
 }
 
 // Workload is the policy made for one pod template.
@@ -139,6 +141,7 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, er
 	s := opts.Settings
 	data := &policies.Data{Sandbox: s.Sandbox, Network: s.Network, CopyFile: s.CopyFile}
 	data.Sandbox.WithholdOutput = data.Sandbox.WithholdOutput || opts.WithholdOutput
+	data.Sandbox.DecisionLog = data.Sandbox.DecisionLog || opts.DecisionLog
 	all := append(append([]container{}, ps.InitContainers...), ps.Containers...)
 	images := map[string]*Image{} // each reference is resolved once
 	for i := range all {
@@ -154,6 +157,13 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, er
 		entry, err := containerData(c, ps, img, s)
 		if err != nil {
 			return nil, fmt.Errorf("container %s: %w", c.Name, err)
+		}
+		data.Containers = append(data.Containers, *entry)
+	}
+	if s.SandboxImage != "" {
+		entry, err := sandboxData(ctx, s, opts.Resolver)
+		if err != nil {
+			return nil, err
 		}
 		data.Containers = append(data.Containers, *entry)
 	}

@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/policy"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/policy/initdata"
@@ -36,6 +37,7 @@ func newFixture(t *testing.T) *fixture {
 	add("sidecar:2", v1.Config{Cmd: []string{"/bin/proxy"}, Env: []string{imagePath}})
 	add("busybox:1", v1.Config{Cmd: []string{"sh"}, Env: []string{imagePath}})
 	add("empty:1", v1.Config{})
+	add("pause:3.10", v1.Config{Entrypoint: []string{"/pause"}})
 	amd := r.image(v1.Config{Cmd: []string{"/amd64"}})
 	arm := r.image(v1.Config{Cmd: []string{"/arm64"}})
 	r.pushIndex("multi:1", map[string]v1.Image{"linux/amd64": amd, "linux/arm64": arm})
@@ -48,6 +50,10 @@ func (f *fixture) generate(t *testing.T, y string, opts genpolicy.Options) (*gen
 	t.Helper()
 	if opts.Resolver == nil {
 		opts.Resolver = &genpolicy.RegistryResolver{PlainHTTPLoopback: true}
+	}
+	if opts.Settings == nil {
+		opts.Settings = genpolicy.DefaultSettings()
+		opts.Settings.SandboxImage = f.reg.host + "/pause:3.10"
 	}
 	return genpolicy.Generate(context.Background(), []byte(strings.ReplaceAll(y, "${REG}", f.reg.host)), opts)
 }
@@ -93,7 +99,7 @@ func specWithout(e policies.Container, volumes ...string) policytest.Container {
 		Env:     append(slices.Clone(e.Env), "HOSTNAME=web", "KUBERNETES_SERVICE_HOST=10.96.0.1"),
 		Caps:    e.Security.Capabilities,
 		Volumes: volumes, NoNewPrivileges: e.Security.NoNewPrivileges, ReadOnlyRoot: e.Security.ReadOnlyRoot,
-		NoServiceAccount: true,
+		NoServiceAccount: true, SharedNamespaces: e.Security.SharedNamespaces,
 	}
 }
 
@@ -231,7 +237,7 @@ func TestGenerateMultiContainerDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := res.Workloads[0]
-	if w.Kind != "Deployment" || w.Name != "shop" || len(w.Data.Containers) != 3 || len(w.Digest) != 48 {
+	if w.Kind != "Deployment" || w.Name != "shop" || len(w.Data.Containers) != 4 || len(w.Digest) != 48 {
 		t.Fatalf("workload %s/%s with %d containers, digest of %d bytes", w.Kind, w.Name, len(w.Data.Containers), len(w.Digest))
 	}
 	byName := map[string]policies.Container{}
@@ -239,6 +245,12 @@ func TestGenerateMultiContainerDeployment(t *testing.T) {
 		byName[c.Name] = c
 	}
 	init, web, proxy := byName["init"], byName["web"], byName["proxy"]
+	// The sandbox (pause) container that containerd's CRI creates first has its own entry.
+	sb := byName[genpolicy.SandboxEntry]
+	if !slices.Equal(sb.Args, []string{"/pause"}) || sb.ImageDigest != f.digests["pause:3.10"] ||
+		!sb.Security.ReadOnlyRoot || len(sb.Exec) != 0 || sb.Stdin || sb.Mounts["/dev/shm"].Type != "bind" {
+		t.Fatalf("sandbox entry %+v", sb)
+	}
 	if want := []string{"sh", "-c", "echo hello > /work/x"}; !slices.Equal(init.Args, want) {
 		t.Fatalf("init args %q, want %q", init.Args, want)
 	}
@@ -282,6 +294,9 @@ func TestGenerateMultiContainerDeployment(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, c := range w.Data.Containers {
+		if c.Name == genpolicy.SandboxEntry {
+			continue // specWithout adds what CRI gives containers; tests/cri runs a real sandbox
+		}
 		if d, _ := e.Decide(ctx, "CreateContainer", policytest.CreateContainer("id-"+c.Name, policytest.Spec(specWithout(c)))); !d.Allow {
 			t.Fatalf("%s denied: %s", c.Name, d.Reason)
 		}
@@ -368,5 +383,28 @@ func TestParseSettings(t *testing.T) {
 	}
 	if _, err := genpolicy.ParseSettings([]byte(`{"capabilites": []}`)); err == nil || !strings.Contains(err.Error(), "capabilites") {
 		t.Fatalf("misspelt field: %v", err)
+	}
+}
+
+// --decision-log makes a debugging policy: the host may read the decision log; by default it
+// may not.
+func TestGenerateDecisionLog(t *testing.T) {
+	f := newFixture(t)
+	for _, on := range []bool{false, true} {
+		res, err := f.generate(t, singlePod, genpolicy.Options{DecisionLog: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := res.Workloads[0]
+		if w.Data.Sandbox.DecisionLog != on {
+			t.Fatalf("DecisionLog %v: sandbox.decision_log is %v", on, w.Data.Sandbox.DecisionLog)
+		}
+		e, err := policy.New(w.Policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := e.Decide(context.Background(), "ReadDecisionLog", &api.ReadDecisionLogRequest{}); d.Allow != on {
+			t.Fatalf("DecisionLog %v: ReadDecisionLog allowed %v (%s)", on, d.Allow, d.Reason)
+		}
 	}
 }

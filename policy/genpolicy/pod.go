@@ -22,6 +22,7 @@ type podSpec struct {
 	HostIPC                      bool                `json:"hostIPC"`
 	EnableServiceLinks           *bool               `json:"enableServiceLinks"`
 	AutomountServiceAccountToken *bool               `json:"automountServiceAccountToken"`
+	ShareProcessNamespace        *bool               `json:"shareProcessNamespace"`
 }
 
 type container struct {

@@ -35,6 +35,12 @@ type Settings struct {
 	// MaskedPaths and ReadonlyPaths must be present in every container's spec.
 	MaskedPaths   []string `json:"masked_paths"`
 	ReadonlyPaths []string `json:"readonly_paths"`
+	// SandboxImage is the image of the pod's sandbox (pause) container: containerd's
+	// sandbox_image (pinned_images.sandbox). "" leaves the sandbox out of the policy, which
+	// then refuses the pod on a runtime that creates one.
+	SandboxImage string `json:"sandbox_image"`
+	// SandboxMounts are the sandbox container's mounts, by destination.
+	SandboxMounts map[string]policies.Mount `json:"sandbox_mounts"`
 	// Sandbox, Network and CopyFile are copied to the policy's data as they are.
 	Sandbox  policies.Sandbox  `json:"sandbox"`
 	Network  policies.Network  `json:"network"`
@@ -68,6 +74,17 @@ func DefaultSettings() *Settings {
 			"/etc/hosts":       rw("bind", volumeSource),
 			"/etc/hostname":    rw("bind", volumeSource),
 			"/etc/resolv.conf": rw("bind", volumeSource),
+		},
+		SandboxImage: "registry.k8s.io/pause:3.10",
+		SandboxMounts: map[string]policies.Mount{
+			"/proc":            rw("proc", "^proc$"),
+			"/dev":             rw("tmpfs", "^tmpfs$"),
+			"/dev/pts":         rw("devpts", "^devpts$"),
+			"/dev/mqueue":      rw("mqueue", "^mqueue$"),
+			"/sys":             ro("sysfs", "^sysfs$"),
+			"/sys/fs/cgroup":   ro("cgroup", "^cgroup$"),
+			"/dev/shm":         ro("bind", volumeSource),
+			"/etc/resolv.conf": ro("bind", volumeSource),
 		},
 		VolumeSource:       volumeSource,
 		ServiceAccountPath: "/var/run/secrets/kubernetes.io/serviceaccount",

@@ -30,9 +30,8 @@ name_annotation := "io.kubernetes.cri.container-name"
 # Namespaces a container must get for itself: without them it would share the agent's.
 required_namespaces := {"pid", "ipc", "uts", "mount"}
 
-# required_namespaces as the spec writes them (a literal: a comprehension would be evaluated
-# again for every request).
-required_namespace_objects := {{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}}
+# Where a spec names the sandbox container's namespaces (api.SandboxNamespaceDir).
+sandbox_namespace_dir := "/run/veil/sandbox/ns"
 
 cap_sets := ["bounding", "effective", "permitted", "inheritable", "ambient"]
 
@@ -204,60 +203,52 @@ create_reason := "the policy declares no containers" if {
 	some name, _ in policy_data.containers
 ])])
 
-# The fast path: true only when container_v would find nothing.
+# The fast path: true only when container_v would find nothing. It may fail where
+# container_v finds nothing (the request is then judged by container_v), never the reverse.
+# It reads the spec straight from the input, not through spec_obj and the other helpers that
+# make a missing part a violation: here a missing part just fails the fast path.
 container_ok(c) if {
-	annotations[digest_annotation] == c.image_digest
-	process.args == c.args
-	cwd_ok(c)
-	is_object(spec_obj.linux)
-	not spec_obj.hooks
-	env_ok(c, env)
-	every m in object.get(spec_obj, "mounts", []) {
+	s := input.request.oci_spec
+	p := s.process
+	l := s.linux
+	is_object(p)
+	is_object(l)
+	not s.hooks
+	s.annotations["io.veil.image.digest"] == c.image_digest # digest_annotation
+	p.args == c.args
+	c.cwd in {"", p.cwd}
+	every e in {e | some e in p.env} - c.env { # env_ok; c.env_pattern is the alternation of c.env_patterns
+		regex.match(c.env_pattern, e)
+	}
+	every m in s.mounts {
 		a := c.mounts[m.destination]
 		a.type == m.type
 		regex.match(a.source, m.source)
-		object.subset(object.get(m, "options", []), a.options)
+		count(a.options - {o | some o in m.options}) == 0 # sets: see mount_allowed
 	}
-	caps_ok(c)
-	namespaces_ok
-	user_ok(c)
-	linux_ok(c)
-	every s in input.request.storages {
-		s.driver in policy_data.sandbox.storage_drivers
+	k := p.capabilities # the common case: see caps_ok
+	sort(k.bounding) == c.security.capabilities
+	k.effective == k.bounding
+	k.permitted == k.bounding
+	count(k) == 3
+	namespaces_ok(c)
+	c.security.uid in {null, p.user.uid} # id_ok
+	c.security.gid in {null, p.user.gid}
+	c.security.non_root in {false, p.user.uid != 0} # not root_refused
+	c.security.no_new_privileges in {false, object.get(p, "noNewPrivileges", false)} # not nnp_missing
+	c.security.readonly_root in {false, object.get(s, ["root", "readonly"], false)} # not root_rw
+	count(c.security.masked_paths - {x | some x in l.maskedPaths}) == 0
+	count(c.security.readonly_paths - {x | some x in l.readonlyPaths}) == 0
+	not l.devices
+	object.subset(c.security.sysctls, object.keys(object.get(l, "sysctl", {})))
+	every d in input.request.storages {
+		d.driver in policy_data.sandbox.storage_drivers
 	}
 }
 
 cwd_ok(c) if c.cwd == ""
 
 cwd_ok(c) if process.cwd == c.cwd
-
-# The common case only: bounding, effective and permitted are the entry's capabilities, the
-# others empty. Anything else (fewer capabilities, say) is judged by capability_v.
-caps_ok(c) if {
-	allowed := c.security.capabilities
-	sort(object.get(caps, "bounding", [])) == allowed
-	sort(object.get(caps, "effective", [])) == allowed
-	sort(object.get(caps, "permitted", [])) == allowed
-	count(object.get(caps, "inheritable", [])) == 0
-	count(object.get(caps, "ambient", [])) == 0
-}
-
-# The common case only: exactly the required namespaces, none joined (a namespace with a path
-# is a different object). Anything else is judged by namespace_v.
-namespaces_ok if {
-	namespaces := object.get(linux, "namespaces", [])
-	count(namespaces) == count(required_namespace_objects)
-	object.subset(namespaces, required_namespace_objects)
-}
-
-user_ok(c) if {
-	uid := object.get(user, "uid", 0)
-	id_ok(uid, c.security.uid)
-	id_ok(object.get(user, "gid", 0), c.security.gid)
-	not root_refused(c, uid)
-	not nnp_missing(c)
-	not root_rw(c)
-}
 
 id_ok(_, want) if want == null
 
@@ -278,26 +269,20 @@ root_rw(c) if {
 	not spec_obj.root.readonly
 }
 
-linux_ok(c) if {
-	object.subset(object.get(linux, "maskedPaths", []), c.security.masked_paths)
-	object.subset(object.get(linux, "readonlyPaths", []), c.security.readonly_paths)
-	count(object.get(linux, "devices", [])) == 0
-	object.subset(c.security.sysctls, object.keys(object.get(linux, "sysctl", {})))
-}
-
 # A mount is allowed when the entry for its destination has its type, a source pattern it
 # matches (the patterns genpolicy writes exclude ".." components) and options it includes.
 mount_allowed(c, m) if {
 	a := c.mounts[m.destination]
 	a.type == m.type
 	regex.match(a.source, m.source)
-	object.subset(object.get(m, "options", []), a.options)
+	# Sets: object.subset of an array counts a repeated option once per repetition.
+	count(a.options - {o | some o in object.get(m, "options", [])}) == 0
 }
 
 # The violations of entry name: empty exactly when the request may create the container.
 container_v(name) := v if {
 	c := policy_data.containers[name]
-	v := ((((spec_v | image_v(c)) | args_v(c)) | env_v(c, env)) | mount_v(c)) | ((((capability_v(c) | namespace_v) | user_v(c)) | linux_v(c)) | (root_v(c) | storage_v))
+	v := ((((spec_v | image_v(c)) | args_v(c)) | env_v(c, env)) | mount_v(c)) | ((((capability_v(c) | namespace_v(c)) | user_v(c)) | linux_v(c)) | (root_v(c) | storage_v))
 }
 
 spec_v contains "oci_spec is missing" if not is_object(spec)
@@ -329,12 +314,29 @@ capability_v(c) := {sprintf("capability %s is not allowed", [cap]) |
 	not cap in c.security.capabilities
 }
 
-namespace_v := {sprintf("namespace %s is missing: the container would share the guest's", [t]) |
+namespace_v(c) := {sprintf("namespace %s is missing: the container would share the guest's", [t]) |
 	some t in required_namespaces
 	not has_own_namespace(t)
 } | {sprintf("namespace %s joins an existing one (%s)", [ns.type, ns.path]) |
 	some ns in object.get(linux, "namespaces", [])
 	object.get(ns, "path", "") != ""
+	not sandbox_join(c, ns)
+}
+
+# sandbox_join(c, ns): ns joins the sandbox container's namespace of its type, which the entry
+# shares (the agent resolves sandbox_namespace_dir/<type> to its own sandbox container).
+sandbox_join(c, ns) if {
+	ns.type in c.security.shared_namespaces
+	ns.path == concat("/", [sandbox_namespace_dir, ns.type])
+}
+
+# The common case only: exactly the entry's namespaces (c.namespaces, which Render writes:
+# the four required ones, those the entry shares joined by the sandbox path). Anything else
+# is judged by namespace_v.
+namespaces_ok(c) if {
+	namespaces := input.request.oci_spec.linux.namespaces
+	count(namespaces) == count(c.namespaces)
+	{ns | some ns in namespaces} == c.namespaces
 }
 
 has_own_namespace(t) if {
@@ -461,3 +463,12 @@ device_allowed(name) if {
 loopback(cidr) if net.cidr_contains("127.0.0.0/8", cidr)
 
 loopback(cidr) if net.cidr_contains("::1/128", cidr)
+
+# --- Debugging ---------------------------------------------------------------------------
+
+# The decision log holds no request content, but it shows the host what the pod does and what
+# it was refused: only a debugging policy (sandbox.decision_log, veil-genpolicy --decision-log)
+# lets the host read it.
+ReadDecisionLogRequest := true if {
+	policy_data.sandbox.decision_log
+} else := {"allow": false, "reason": "the policy does not let the host read the decision log (sandbox.decision_log is off)"}

@@ -47,6 +47,7 @@ func testData() policies.Data {
 			Security: policies.Security{
 				Capabilities: s.Capabilities, UID: &uid, NonRoot: true,
 				MaskedPaths: s.MaskedPaths, ReadonlyPaths: s.ReadonlyPaths,
+				SharedNamespaces: []string{"ipc", "uts"},
 			},
 			Exec: [][]string{{"/app/healthcheck", "--quick"}},
 		}},
@@ -58,6 +59,7 @@ func webContainer() policytest.Container {
 	return policytest.Container{
 		Name: "web", ImageDigest: webDigest, Args: []string{"/app/web", "--port", "8080"}, Cwd: "/app",
 		Env: append(append([]string{}, webEnv...), runtimeEnv...), UID: 1000, Volumes: []string{"/data"},
+		SharedNamespaces: []string{"ipc", "uts"},
 	}
 }
 

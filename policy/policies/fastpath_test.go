@@ -40,6 +40,10 @@ func TestFastPathAgrees(t *testing.T) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 		}, false, true},
 		{"more masked paths", func(s *specs.Spec) { s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/proc/x") }, true, true},
+		// object.subset of an array counts a repeated element once per repetition: the fast
+		// path once let a repeated masked path stand in for a missing one.
+		{"masked path repeated for a missing one", func(s *specs.Spec) { s.Linux.MaskedPaths[2] = s.Linux.MaskedPaths[1] }, false, false},
+		{"read-only path repeated for a missing one", func(s *specs.Spec) { s.Linux.ReadonlyPaths[0] = s.Linux.ReadonlyPaths[1] }, false, false},
 		{"extra capability", func(s *specs.Spec) { s.Process.Capabilities.Ambient = []string{"CAP_SYS_ADMIN"} }, false, false},
 		{"joined namespace", func(s *specs.Spec) { s.Linux.Namespaces[1].Path = "/proc/1/ns/ipc" }, false, false},
 		{"root", func(s *specs.Spec) { s.Process.User.UID = 0 }, false, false},

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,6 +104,9 @@ type Security struct {
 	ReadonlyPaths []string `json:"readonly_paths"`
 	// Sysctls lists the sysctl keys allowed.
 	Sysctls []string `json:"sysctls"`
+	// SharedNamespaces lists the namespaces ("ipc", "uts", "pid") the container may share
+	// with the pod's sandbox container, by the path api.SandboxNamespaceDir/<type>.
+	SharedNamespaces []string `json:"shared_namespaces"`
 }
 
 // Sandbox is what the sandbox-wide requests may do.
@@ -111,6 +115,10 @@ type Sandbox struct {
 	StorageDrivers []string `json:"storage_drivers"`
 	// WithholdOutput denies reading stdout and stderr: the agent drains and discards them.
 	WithholdOutput bool `json:"withhold_output"`
+	// DecisionLog lets the host read the agent's decision log (ReadDecisionLog): a
+	// debugging policy. The log holds no request content, but it tells the host what the pod
+	// did and was refused, so the baseline denies it unless this is set.
+	DecisionLog bool `json:"decision_log"`
 }
 
 // Network is what the network requests may change.
@@ -130,8 +138,10 @@ type CopyFile struct {
 // module, ready to be the policy.rego of an initdata document. The data is written in Rego:
 // JSON, except that the containers are an object keyed by name, and the lists whose use is
 // membership (env, masked_paths, readonly_paths,
-// sysctls, exec, storage_drivers, a mount's options) are Rego sets, so the rules test them
-// in one step. Object keys are sorted, so the same data always gives the same text (and
+// sysctls, exec, storage_drivers, a mount's options, shared_namespaces) are Rego sets, so the rules test them
+// in one step; and each container gets env_pattern, the alternation of its env_patterns
+// (anyPattern), which the fast path matches once per variable, and namespaces, the set of
+// namespace objects of the common case (namespaceSet). Object keys are sorted, so the same data always gives the same text (and
 // digest).
 func Render(data Data) (string, error) {
 	data = data.normalized()
@@ -158,6 +168,11 @@ func Render(data Data) (string, error) {
 	if err := dec.Decode(&tree); err != nil {
 		return "", fmt.Errorf("encode policy_data: %w", err)
 	}
+	for _, c := range data.Containers {
+		entry := tree.(map[string]any)["containers"].(map[string]any)[c.Name].(map[string]any)
+		entry["env_pattern"] = anyPattern(c.EnvPatterns)
+		entry["namespaces"] = namespaceSet(c.Security.SharedNamespaces)
+	}
 	var out strings.Builder
 	out.WriteString(BaselineRules)
 	out.WriteString("\n# --- Filled by veil-genpolicy: what the pod declared. ---\n\npolicy_data := ")
@@ -166,10 +181,51 @@ func Render(data Data) (string, error) {
 	return out.String(), nil
 }
 
+// noMatch is a regular expression that matches no string.
+const noMatch = `[^\x00-\x{10FFFF}]`
+
+// anyPattern returns one regular expression that matches what any of patterns matches (the
+// rules' regex.match finds a match anywhere, and so does an alternation of the patterns, each
+// in its own group, where its flags stay). It is noMatch when there are none, or when one does
+// not compile: a pattern that is not valid alone could become valid in the alternation.
+func anyPattern(patterns []string) string {
+	if len(patterns) == 0 {
+		return noMatch
+	}
+	groups := make([]string, len(patterns))
+	for i, p := range patterns {
+		if _, err := regexp.Compile(p); err != nil {
+			return noMatch
+		}
+		groups[i] = "(?:" + p + ")"
+	}
+	return strings.Join(groups, "|")
+}
+
 // setFields are the lists that Render writes as Rego sets.
 var setFields = map[string]bool{
 	"env": true, "masked_paths": true, "readonly_paths": true,
 	"sysctls": true, "exec": true, "storage_drivers": true, "options": true,
+	"shared_namespaces": true, "namespaces": true,
+}
+
+// sandboxNamespaceDir is api.SandboxNamespaceDir (policy does not import the agent API for a
+// constant); the baseline's sandbox_namespace_dir says the same.
+const sandboxNamespaceDir = "/run/veil/sandbox/ns"
+
+// namespaceSet is an entry's namespaces as the spec of the common case writes them, for the
+// fast path to compare in one step: the four required ones, those the entry shares joined by
+// the sandbox path, the others the container's own.
+func namespaceSet(shared []string) []any {
+	var out []any
+	for _, t := range []string{"ipc", "mount", "pid", "uts"} {
+		if slices.Contains(shared, t) {
+			out = append(out, map[string]any{"type": t, "path": sandboxNamespaceDir + "/" + t})
+		} else {
+			out = append(out, map[string]any{"type": t})
+		}
+	}
+	return out
 }
 
 // writeRego writes v (decoded JSON) as a Rego term; key is the object key v is the value of.
@@ -252,6 +308,7 @@ func (d Data) normalized() Data {
 		s.Capabilities, s.MaskedPaths = slices.Sorted(slices.Values(s.Capabilities)), orEmpty(s.MaskedPaths)
 		s.Capabilities = orEmpty(s.Capabilities)
 		s.ReadonlyPaths, s.Sysctls = orEmpty(s.ReadonlyPaths), orEmpty(s.Sysctls)
+		s.SharedNamespaces = orEmpty(s.SharedNamespaces)
 		d.Containers[i] = c
 	}
 	d.Sandbox.StorageDrivers = orEmpty(d.Sandbox.StorageDrivers)

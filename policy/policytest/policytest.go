@@ -38,6 +38,10 @@ type Container struct {
 	ReadOnlyRoot    bool
 	// NoServiceAccount leaves out the service account token mount.
 	NoServiceAccount bool
+	// SharedNamespaces are the namespaces the container joins from the pod's sandbox
+	// container, as the shim writes them (api.SandboxNamespaceDir/<type>): containerd's CRI
+	// joins "ipc" and "uts" for every pod container.
+	SharedNamespaces []string
 }
 
 // Spec returns the OCI spec the runtime would send for c.
@@ -82,10 +86,7 @@ func Spec(c Container) *specs.Spec {
 				CPU:     &specs.LinuxCPU{Shares: uint64Ptr(2)},
 			},
 			CgroupsPath: "/kubepods/besteffort/pod1/" + c.Name,
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
-				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
-			},
+			Namespaces:  namespaces(c.SharedNamespaces),
 			MaskedPaths: []string{
 				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -94,6 +95,20 @@ func Spec(c Container) *specs.Spec {
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
+}
+
+// namespaces are a container's pid, ipc, uts and mount namespaces, those in shared joined
+// from the sandbox container.
+func namespaces(shared []string) []specs.LinuxNamespace {
+	var out []specs.LinuxNamespace
+	for _, t := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.MountNamespace} {
+		ns := specs.LinuxNamespace{Type: t}
+		if slices.Contains(shared, string(t)) {
+			ns.Path = api.SandboxNamespaceDir + "/" + string(t)
+		}
+		out = append(out, ns)
+	}
+	return out
 }
 
 func mounts(c Container) []specs.Mount {

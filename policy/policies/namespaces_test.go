@@ -1,0 +1,91 @@
+package policies_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/policy/policytest"
+)
+
+// TestSandboxNamespaces: a container may join the sandbox container's namespaces that its
+// entry shares, by api.SandboxNamespaceDir only; any other joined namespace is refused with
+// its path.
+func TestSandboxNamespaces(t *testing.T) {
+	data := testData()
+	data.Containers[0].Security.SharedNamespaces = []string{"ipc", "uts"}
+	e := baselineEngine(t, data)
+	join := func(paths map[specs.LinuxNamespaceType]string) *api.CreateContainerRequest {
+		s := policytest.Spec(webContainer())
+		for i, ns := range s.Linux.Namespaces {
+			s.Linux.Namespaces[i].Path = paths[ns.Type]
+		}
+		return policytest.CreateContainer("c1", s)
+	}
+	sb := func(t string) string { return api.SandboxNamespaceDir + "/" + t }
+	for _, tc := range []struct {
+		name  string
+		paths map[specs.LinuxNamespaceType]string
+		want  string // "" allows
+	}{
+		{"own namespaces", nil, ""},
+		{"the sandbox's ipc and uts", map[specs.LinuxNamespaceType]string{"ipc": sb("ipc"), "uts": sb("uts")}, ""},
+		{"the sandbox's uts only", map[specs.LinuxNamespaceType]string{"uts": sb("uts")}, ""},
+		{"the sandbox's pid, not shared", map[specs.LinuxNamespaceType]string{"pid": sb("pid")},
+			"namespace pid joins an existing one (/run/veil/sandbox/ns/pid)"},
+		{"ipc under uts's name", map[specs.LinuxNamespaceType]string{"ipc": sb("uts")},
+			"namespace ipc joins an existing one (/run/veil/sandbox/ns/uts)"},
+		{"the agent's ipc", map[specs.LinuxNamespaceType]string{"ipc": "/proc/1/ns/ipc"},
+			"namespace ipc joins an existing one (/proc/1/ns/ipc)"},
+		{"the sandbox's mount namespace", map[specs.LinuxNamespaceType]string{"mount": sb("mount")},
+			"namespace mount joins an existing one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := e.Decide(context.Background(), "CreateContainer", join(tc.paths))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" && !d.Allow {
+				t.Fatalf("denied: %s", d.Reason)
+			}
+			if tc.want != "" && (d.Allow || !strings.Contains(d.Reason, tc.want)) {
+				t.Fatalf("allow %v, reason %q; want a denial with %q", d.Allow, d.Reason, tc.want)
+			}
+		})
+	}
+}
+
+// TestMountOptionsAreSets: a mount must have every option its entry requires; repeating one
+// option does not stand in for another (object.subset of an array would count it twice).
+func TestMountOptionsAreSets(t *testing.T) {
+	data := testData()
+	sys := data.Containers[0].Mounts["/sys"]
+	sys.Options = []string{"ro", "nosuid"}
+	data.Containers[0].Mounts["/sys"] = sys
+	e := baselineEngine(t, data)
+	for _, tc := range []struct {
+		options []string
+		allow   bool
+	}{
+		{[]string{"nosuid", "noexec", "nodev", "ro"}, true},
+		{[]string{"ro", "ro"}, false},
+		{[]string{"ro"}, false},
+	} {
+		s := policytest.Spec(webContainer())
+		for i := range s.Mounts {
+			if s.Mounts[i].Destination == "/sys" {
+				s.Mounts[i].Options = tc.options
+			}
+		}
+		d, err := e.Decide(context.Background(), "CreateContainer", policytest.CreateContainer("c1", s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allow != tc.allow {
+			t.Errorf("/sys with options %v: allow %v (%s), want %v", tc.options, d.Allow, d.Reason, tc.allow)
+		}
+	}
+}
