@@ -42,6 +42,7 @@ type Manager struct {
 
 	mu         sync.Mutex
 	containers map[string]*ctr // a nil value reserves an id whose Create is under way
+	sandbox    string          // the sandbox container's id (SetSandbox)
 }
 
 // NewManager returns a Manager keeping libcontainer state under root.
@@ -131,6 +132,9 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 	}()
 	spec, err := parseSpec(specJSON)
 	if err != nil {
+		return err
+	}
+	if err := m.sandboxNamespaces(id, spec.Linux); err != nil {
 		return err
 	}
 	mounts, err := mountStorages(storages, &undo)

@@ -56,6 +56,7 @@ func (s *Server) CreateSandbox(ctx context.Context, req *api.CreateSandboxReques
 		return nil, err
 	}
 	s.sandboxID, s.sandboxMounts = req.GetSandboxId(), mounted
+	s.containers.SetSandbox(s.sandboxID)
 	log.G(ctx).WithField("sandbox", s.sandboxID).Info("sandbox created")
 	return &api.Empty{}, nil
 }

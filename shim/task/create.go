@@ -70,6 +70,11 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 
 // createInGuest opens the host's stdio and sends CreateContainer.
 func (s *Service) createInGuest(ctx context.Context, c *container, spec *specs.Spec) error {
+	s.setImageDigest(ctx, c.id, spec)
+	if sb, err := s.getContainer(c.pod.pod.ID); err == nil && sb != c {
+		pid, _, _, _ := sb.init.snapshot()
+		shareSandboxNamespaces(spec.Linux, pid)
+	}
 	data, notes, err := guestSpec(c.pod.pod, c.id, c.rootfs, spec)
 	if err != nil {
 		return err

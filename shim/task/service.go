@@ -47,13 +47,16 @@ type Service struct {
 	pod        *podRef
 	containers map[string]*container
 
-	trim trimmer // drops start-up memory once things settle (trim.go)
+	trim   trimmer // drops start-up memory once things settle (trim.go)
+	images images  // image digests from containerd (image.go)
 }
 
 // New returns the task service; events go to publisher, and Shutdown ends the shim
-// through sd.
-func New(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (*Service, error) {
+// through sd. containerdAddress is containerd's gRPC socket, where the shim looks up the
+// digests of container images ("" leaves them out).
+func New(ctx context.Context, publisher shim.Publisher, sd shutdown.Service, containerdAddress string) (*Service, error) {
 	s := &Service{
+		images:     images{address: containerdAddress},
 		ctx:        ctx,
 		publisher:  publisher,
 		shutdown:   sd,
@@ -68,6 +71,7 @@ func New(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (*S
 	}
 	sd.RegisterCallback(func(ctx context.Context) error {
 		s.closePod(ctx)
+		s.images.close()
 		return nil
 	})
 	return s, nil

@@ -73,17 +73,21 @@ func guestSpec(p *pod.Pod, cid, rootfs string, spec *specs.Spec) ([]byte, []stri
 	return data, notes, nil
 }
 
-// dropNetSysctls removes the net.* sysctls of a container that joins the pod's network
-// namespace by path: the agent runs such a container in the guest's own network namespace
-// (the VM is the pod), and runc refuses network sysctls in its host namespace. containerd's
-// CRI sets net.ipv4.ip_unprivileged_port_start and net.ipv4.ping_group_range on every pod.
+// dropNetSysctls handles a container that joins the pod's network namespace by path: the
+// path is the host's (made by CNI) and means nothing in the guest, where the container runs
+// in the guest's own network namespace (the VM is the pod), so the namespace entry goes; and
+// the net.* sysctls go too, since runc refuses them in a namespace it does not create.
+// containerd's CRI sets net.ipv4.ip_unprivileged_port_start and net.ipv4.ping_group_range
+// on every pod. A policy sees the spec the guest runs: no host path, no sysctls it cannot have.
 func dropNetSysctls(l *specs.Linux) []string {
 	joinsNet := false
-	for _, ns := range l.Namespaces {
+	l.Namespaces = slices.DeleteFunc(l.Namespaces, func(ns specs.LinuxNamespace) bool {
 		if ns.Type == specs.NetworkNamespace && ns.Path != "" {
 			joinsNet = true
+			return true
 		}
-	}
+		return false
+	})
 	var dropped []string
 	for k := range l.Sysctl {
 		if joinsNet && strings.HasPrefix(k, "net.") {
@@ -93,6 +97,30 @@ func dropNetSysctls(l *specs.Linux) []string {
 	}
 	slices.Sort(dropped)
 	return dropped
+}
+
+// shareSandboxNamespaces rewrites the namespace paths that containerd's CRI gave a
+// container to join the pod's sandbox container (/proc/<its pid>/ns/ipc, as the shim reported
+// the sandbox's guest pid) into api.SandboxNamespaceDir/<type>, which the agent resolves to its
+// own sandbox container and a policy can allow without knowing pids. Other paths are left as
+// they are: the agent refuses those that do not exist in the guest.
+func shareSandboxNamespaces(l *specs.Linux, sandboxPid uint32) {
+	if sandboxPid == 0 {
+		return
+	}
+	prefix := fmt.Sprintf("/proc/%d/ns/", sandboxPid)
+	for i := range l.Namespaces {
+		ns := &l.Namespaces[i]
+		if file, ok := strings.CutPrefix(ns.Path, prefix); ok && nsFiles[ns.Type] == file {
+			ns.Path = api.SandboxNamespaceDir + "/" + string(ns.Type)
+		}
+	}
+}
+
+// nsFiles are the /proc/<pid>/ns entries of the namespaces a container may share with the
+// sandbox container.
+var nsFiles = map[specs.LinuxNamespaceType]string{
+	specs.PIDNamespace: "pid", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts",
 }
 
 // agentProcess converts an exec's OCI process into the agent's Process.

@@ -70,6 +70,28 @@ func TestDropNetSysctls(t *testing.T) {
 			if _, ok := spec.Linux.Sysctl["kernel.shm_rmid_forced"]; !ok {
 				t.Error("a non-network sysctl was dropped")
 			}
+			for _, ns := range spec.Linux.Namespaces {
+				if ns.Path != "" {
+					t.Errorf("the host's namespace path %s reached the guest's spec", ns.Path)
+				}
+			}
 		})
+	}
+}
+
+func TestShareSandboxNamespaces(t *testing.T) {
+	l := &specs.Linux{Namespaces: []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace},
+		{Type: specs.IPCNamespace, Path: "/proc/42/ns/ipc"},
+		{Type: specs.UTSNamespace, Path: "/proc/42/ns/uts"},
+		{Type: specs.MountNamespace, Path: "/proc/42/ns/mnt"}, // not shareable: left for the agent to refuse
+		{Type: specs.IPCNamespace, Path: "/proc/7/ns/ipc"},    // another process: left as it is
+	}}
+	shareSandboxNamespaces(l, 42)
+	want := []string{"", "/run/veil/sandbox/ns/ipc", "/run/veil/sandbox/ns/uts", "/proc/42/ns/mnt", "/proc/7/ns/ipc"}
+	for i, ns := range l.Namespaces {
+		if ns.Path != want[i] {
+			t.Errorf("namespaces[%d] (%s): path %q, want %q", i, ns.Type, ns.Path, want[i])
+		}
 	}
 }
