@@ -20,7 +20,7 @@ HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-clien
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image containerd containerd16 cri-tools critest install proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd containerd16 cri-tools crane critest install proto proto-check unit e2e test demo bench lint clean
 
 all: build
 
@@ -54,6 +54,12 @@ containerd16: deps
 # crictl v1.37.0 into bin/tools, for the CRI suite (tests/cri).
 cri-tools: deps
 	@scripts/cri-tools.sh
+
+# crane (go-containerregistry, a tool of go.mod) into bin/tools: `make demo` serves its images
+# from `crane registry serve` on loopback, where veil-genpolicy and containerd's CRI find them.
+crane: deps
+	@mkdir -p $(BIN)/tools
+	$(GO) build -o $(BIN)/tools/crane github.com/google/go-containerregistry/cmd/crane
 
 # The shim, the guest image and the default configuration in the standard places.
 install: build image
@@ -94,7 +100,7 @@ critest: image containerd cri-tools
 
 test: proto-check critest unit e2e
 
-demo: image containerd
+demo: image containerd cri-tools crane
 	@scripts/demo.sh
 
 bench: image containerd

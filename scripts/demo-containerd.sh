@@ -15,9 +15,6 @@ cleanup() {
 	"${ctr[@]}" task kill -s SIGKILL demo2 >/dev/null 2>&1 || true
 	"${ctr[@]}" task delete -f demo2 >/dev/null 2>&1 || true
 	"${ctr[@]}" containers delete demo2 >/dev/null 2>&1 || true
-	"${ctr[@]}" task kill -s SIGKILL demo3 >/dev/null 2>&1 || true
-	"${ctr[@]}" task delete -f demo3 >/dev/null 2>&1 || true
-	"${ctr[@]}" containers delete demo3 >/dev/null 2>&1 || true
 	[ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
 	grep -o " $dir[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 	rm -rf "$dir"
@@ -72,19 +69,3 @@ for _ in $(seq 1 100); do "${ctr[@]}" task ls 2>/dev/null | grep -q 'demo2.*STOP
 "${ctr[@]}" task ls | sed 's/^/  /'
 "${ctr[@]}" task delete demo2 >/dev/null && "${ctr[@]}" containers delete demo2
 echo "  deleted; QEMU processes left: $(pgrep -c -f "qemu-system.*veil" || true)"
-
-step "a pod with initdata: its agent policy (allow-all but exec) travels in the cc_init_data annotation"
-{
-	printf 'version = "0.1.0"\nalgorithm = "sha384"\n\n[data]\n"policy.rego" = \x27\x27\x27\n'
-	sed 's/^default ExecProcessRequest := true$/ExecProcessRequest := {"allow": false, "reason": "exec is not part of this pod"}/' \
-		policy/policies/allow-all.rego
-	printf "\x27\x27\x27\n"
-} >"$dir/initdata.toml"
-echo "  initdata digest (sha384, what SNP HOST_DATA / TDX MRCONFIGID carry): $(sha384sum <"$dir/initdata.toml" | cut -c1-48)..."
-ann=$(gzip -9n <"$dir/initdata.toml" | base64 -w0)
-"${ctr[@]}" run -d --runtime io.containerd.veil.v2 \
-	--annotation "io.katacontainers.config.hypervisor.cc_init_data=$ann" veil.demo/busybox:latest demo3 sleep 600 >/dev/null
-for _ in $(seq 1 300); do "${ctr[@]}" task ls 2>/dev/null | grep -q 'demo3.*RUNNING' && break; sleep 0.2; done
-echo "  ctr task exec demo3 echo hi:"
-"${ctr[@]}" task exec --exec-id e1 demo3 echo hi 2>&1 | sed 's/^/    /' || true
-echo "  the task is still $("${ctr[@]}" task ls | awk '$1 == "demo3" {print $3}')"

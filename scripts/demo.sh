@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, on embedded defaults: boot a Veil VM from the guest image that `make image`
 # built and run containers in it with veil-ctl; then through containerd 2.4 and the shim
-# (scripts/demo-containerd.sh); then a sim guest attesting to veil-kbs for a secret
+# (scripts/demo-containerd.sh); then a pod under a policy made by veil-genpolicy, through
+# containerd's CRI (scripts/demo-pod.sh); then a sim guest attesting to veil-kbs for a secret
 # (scripts/demo-kbs.sh). Each step is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,7 @@ wait $run_pid || echo "  container ended with status $? (128+9: SIGKILL; the con
 trap - EXIT
 
 ROOTFS=$rootfs scripts/demo-containerd.sh
+ROOTFS=$rootfs scripts/demo-pod.sh
 scripts/demo-kbs.sh
 
 step "done: every VM stopped, nothing left running"

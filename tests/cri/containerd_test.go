@@ -144,7 +144,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
       runtime_type = 'io.containerd.runc.v2'
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil]
       runtime_type = 'io.containerd.veil.v2'
-      pod_annotations = ['io.veil.config.*']
+      pod_annotations = ['io.veil.config.*', 'io.katacontainers.config.hypervisor.cc_init_data']
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil.options]
         ConfigPath = %[6]q
   [plugins.'io.containerd.cri.v1.runtime'.cni]

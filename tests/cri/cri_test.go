@@ -16,13 +16,15 @@ import (
 // criNamespace is the containerd namespace of CRI's containers.
 const criNamespace = "k8s.io"
 
-// podConfig writes a pod sandbox config for crictl and returns its path.
-func podConfig(t *testing.T, name string) string {
+// podConfig writes a pod sandbox config for crictl, with the pod's annotations (nil for
+// none), and returns its path.
+func podConfig(t *testing.T, name string, annotations map[string]string) string {
 	t.Helper()
 	cfg := map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "veil-test", "uid": name + "-uid", "attempt": 1},
 		"log_directory": filepath.Join(env.dir, "logs", name),
 		"linux":         map[string]any{},
+		"annotations":   annotations,
 	}
 	return writeJSON(t, name+"-pod.json", cfg)
 }
@@ -56,7 +58,7 @@ func writeJSON(t *testing.T, name string, v any) string {
 // runPod starts a pod with the veil handler and removes it when the test ends.
 func runPod(t *testing.T, name string) (id, cfgPath string) {
 	t.Helper()
-	cfgPath = podConfig(t, name)
+	cfgPath = podConfig(t, name, nil)
 	start := time.Now()
 	id = crictl(t, "runp", "--runtime", handler, cfgPath)
 	t.Logf("runp %s: %s in %s", name, id, time.Since(start).Round(time.Millisecond))
