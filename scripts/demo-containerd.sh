@@ -4,6 +4,7 @@
 # runtime, printing each step. Called by scripts/demo.sh with ROOTFS set to a busybox rootfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/oci.sh
 bin=$PWD/bin image=${IMAGE:-$PWD/build/image} rootfs=${ROOTFS:?}
 dir=$(mktemp -d /tmp/veil-demo-containerd.XXXXXX)
 # ctr, minus the cgroup v1 deprecation warning it prints on every call on these hosts.
@@ -37,19 +38,9 @@ for _ in $(seq 1 100); do [ -S "$dir/containerd.sock" ] && "${ctr[@]}" version >
 echo "  runtime io.containerd.veil.v2 -> $bin/containerd-shim-veil-v2, config $dir/veil.toml"
 
 step "a busybox image as an OCI archive, imported with ctr"
-oci=$dir/oci && mkdir -p "$oci/blobs/sha256"
-blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); mv "$1" "$oci/blobs/sha256/$d"; echo "$d"; }
-size() { stat -c %s "$oci/blobs/sha256/$1"; }
 tar -C "$rootfs" --sort=name --owner=0 --group=0 --numeric-owner -cf "$dir/layer.tar" .
-layer=$(blob "$dir/layer.tar")
-printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$layer" >"$dir/config.json"
-config=$(blob "$dir/config.json")
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%d}]}' \
-	"$config" "$(size "$config")" "$layer" "$(size "$layer")" >"$dir/manifest.json"
-manifest=$(blob "$dir/manifest.json")
-printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"io.containerd.image.name":"veil.demo/busybox:latest","org.opencontainers.image.ref.name":"latest"}}]}' \
-	"$manifest" "$(size "$manifest")" >"$oci/index.json"
-echo '{"imageLayoutVersion":"1.0.0"}' >"$oci/oci-layout"
+oci=$dir/oci
+oci_layout "$oci" "$dir/layer.tar" '{"Env":["PATH=/bin"],"Cmd":["sh"]}' veil.demo/busybox:latest
 tar -C "$oci" -cf "$dir/busybox.tar" oci-layout index.json blobs
 "${ctr[@]}" images import --platform linux/amd64 "$dir/busybox.tar" | sed 's/^/  /'
 

@@ -8,6 +8,7 @@
 # by scripts/demo.sh with ROOTFS set to a busybox rootfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/oci.sh
 bin=$PWD/bin tools=$PWD/bin/tools image=${IMAGE:-$PWD/build/image} rootfs=${ROOTFS:?}
 dir=$(mktemp -d /tmp/veil-demo-pod.XXXXXX)
 sock=$dir/containerd.sock
@@ -16,11 +17,11 @@ crictl() { "$tools/crictl" --runtime-endpoint "unix://$sock" --image-endpoint "u
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 cleanup() {
 	for p in $(crictl pods -q 2>/dev/null); do crictl stopp "$p" >/dev/null 2>&1 || true; crictl rmp -f "$p" >/dev/null 2>&1 || true; done
-	[ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
+	[ -n "${cpid:-}" ] && kill "$cpid" 2>/dev/null && { wait "$cpid" 2>/dev/null || true; }
 	# A shim outlives containerd by design; one whose pod never became ready is ours to stop
 	# (its QEMU dies with it).
 	pkill -KILL -f "containerd-shim-veil-v2 .*-address $sock" 2>/dev/null || true
-	[ -n "${rpid:-}" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
+	[ -n "${rpid:-}" ] && kill "$rpid" 2>/dev/null && { wait "$rpid" 2>/dev/null || true; }
 	ip link del veildemo0 2>/dev/null || true
 	grep -o " $dir[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 	rm -rf "$dir"
@@ -33,26 +34,9 @@ reg=127.0.0.1:$port
 "$tools/crane" registry serve --address "$reg" >"$dir/registry.log" 2>&1 &
 rpid=$!
 for _ in $(seq 1 50); do curl -fsS "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-# oci_layout DIR CONFIG: a one-layer OCI image layout of the busybox rootfs with CONFIG (the
-# image config's "config" object).
 tar -C "$rootfs" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$dir/layer.tar" .
-oci_layout() {
-	local out=$1 cfg=$2 layer config manifest
-	mkdir -p "$out/blobs/sha256"
-	blob() { local d; d=$(sha256sum "$1" | cut -d' ' -f1); cp "$1" "$out/blobs/sha256/$d"; echo "$d"; }
-	size() { stat -c %s "$out/blobs/sha256/$1"; }
-	layer=$(blob "$dir/layer.tar")
-	printf '{"architecture":"amd64","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$cfg" "$layer" >"$dir/config.json"
-	config=$(blob "$dir/config.json")
-	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%d}]}' \
-		"$config" "$(size "$config")" "$layer" "$(size "$layer")" >"$dir/manifest.json"
-	manifest=$(blob "$dir/manifest.json")
-	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d}]}' \
-		"$manifest" "$(size "$manifest")" >"$out/index.json"
-	echo '{"imageLayoutVersion":"1.0.0"}' >"$out/oci-layout"
-}
-oci_layout "$dir/busybox" '{"Env":["PATH=/bin"],"Cmd":["sh"]}'
-oci_layout "$dir/pause" '{"Env":["PATH=/bin"],"Entrypoint":["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]}'
+oci_layout "$dir/busybox" "$dir/layer.tar" '{"Env":["PATH=/bin"],"Cmd":["sh"]}'
+oci_layout "$dir/pause" "$dir/layer.tar" '{"Env":["PATH=/bin"],"Entrypoint":["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]}'
 "$tools/crane" push --insecure "$dir/busybox" "$reg/demo/busybox:1.36" 2>/dev/null | sed 's/^/  pushed /'
 "$tools/crane" push --insecure "$dir/pause" "$reg/demo/pause:3.10" 2>/dev/null | sed 's/^/  pushed /'
 
