@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/veil-runtime/veil/agent/api"
@@ -63,6 +64,11 @@ func (m *Manager) sandboxPid(id string) (int, error) {
 		return 0, fmt.Errorf("the sandbox container cannot join its own namespaces")
 	case c == nil:
 		return 0, fmt.Errorf("the sandbox container %s does not exist", sb)
+	}
+	// A stopped sandbox's pid may belong to another process by now (the agent's own, in
+	// the guest's root namespaces): only a live init is joined.
+	if status, err := c.lc.Status(); err != nil || status == libcontainer.Stopped {
+		return 0, fmt.Errorf("the sandbox container %s is not running", sb)
 	}
 	st, err := c.lc.State()
 	if err != nil {
