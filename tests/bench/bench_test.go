@@ -2,9 +2,10 @@
 
 // Package bench measures what `make bench` prints: boot to agent-ready as a ratio to a bare
 // boot of the same kernel with a trivial init (both measured in this run), the health-check
-// round trip over virtio-serial, the agent's memory in the guest, and the initrd's size.
-// Each benchmark runs a fixed number of samples (run with -benchtime=1x) and reports its
-// figures with b.ReportMetric.
+// round trip over virtio-serial, the agent's memory in the guest, the initrd's size, and the
+// policy's share of a CreateContainer and an ExecProcess round trip under the baseline that
+// veil-genpolicy makes for a pod (policy_test.go). Each benchmark runs a fixed number of
+// samples (run with -benchtime=1x) and reports its figures with b.ReportMetric.
 package bench
 
 import (
