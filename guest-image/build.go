@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/guest-image/kmod"
+	"github.com/veil-runtime/veil/guest-image/manifest"
 )
 
 // Build fetches the kernel, builds the initrd and writes OutDir/vmlinuz,
@@ -115,8 +116,8 @@ func writeImage(k *kernelTree, spec initrdSpec, m *Manifest, dir string, p *prog
 		return fmt.Errorf("reading kernel image: %w", err)
 	}
 	m.Modules = modPaths
-	m.Kernel = DescribeBytes(KernelFile, kernel)
-	m.Initrd = DescribeBytes(InitrdFile, initrd)
+	m.Kernel = manifest.DescribeBytes(KernelFile, kernel)
+	m.Initrd = manifest.DescribeBytes(InitrdFile, initrd)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating output directory: %w", err)
 	}

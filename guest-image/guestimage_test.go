@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/veil-runtime/veil/guest-image/kmod"
+	"github.com/veil-runtime/veil/guest-image/manifest"
 )
 
 func TestDefaultCmdline(t *testing.T) {
@@ -53,24 +54,19 @@ func TestInputsDigest(t *testing.T) {
 	}
 }
 
-func TestManifestVerify(t *testing.T) {
+// TestUpToDate checks the build cache's test; the manifest itself is tested in
+// guest-image/manifest.
+func TestUpToDate(t *testing.T) {
 	dir := t.TempDir()
 	kernel, initrd := []byte("kernel"), []byte("initrd")
 	writeTestFile(t, filepath.Join(dir, KernelFile), kernel)
 	writeTestFile(t, filepath.Join(dir, InitrdFile), initrd)
-	m := &Manifest{FormatVersion: FormatVersion, InputDigest: "d1", Kernel: DescribeBytes(KernelFile, kernel),
-		Initrd: DescribeBytes(InitrdFile, initrd), Modules: []string{"/lib/modules/r/a.ko"}}
-	// echo -n kernel | sha384sum
-	if want := "e1685b6426d9c5be8691ff8f95eacdc11753355667394aa23124570b14baf68ab322a3aaeb3c599c448ad5016c709a49"; m.Kernel.SHA384 != want {
-		t.Errorf("sha384 = %s, want %s", m.Kernel.SHA384, want)
-	}
+	m := &Manifest{FormatVersion: FormatVersion, InputDigest: "d1", Kernel: manifest.DescribeBytes(KernelFile, kernel),
+		Initrd: manifest.DescribeBytes(InitrdFile, initrd), Modules: []string{"/lib/modules/r/a.ko"}}
 	writeTestFile(t, filepath.Join(dir, ManifestFile), m.Encode())
 	got, err := ReadManifest(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got.Encode(), m.Encode()) {
-		t.Errorf("manifest did not survive a round trip:\n%s\n%s", got.Encode(), m.Encode())
+	if err != nil || !bytes.Equal(got.Encode(), m.Encode()) {
+		t.Fatalf("ReadManifest = %v", err)
 	}
 	if _, ok := upToDate(dir, "d1"); !ok {
 		t.Error("upToDate = false for matching inputs")
@@ -79,9 +75,6 @@ func TestManifestVerify(t *testing.T) {
 		t.Error("upToDate = true for other inputs")
 	}
 	writeTestFile(t, filepath.Join(dir, InitrdFile), []byte("tampered"))
-	if err := m.Verify(dir); err == nil || !strings.Contains(err.Error(), "initrd.img does not match") {
-		t.Errorf("Verify after tampering = %v", err)
-	}
 	if _, ok := upToDate(dir, "d1"); ok {
 		t.Error("upToDate = true with a changed initrd")
 	}

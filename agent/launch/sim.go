@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/veil-runtime/veil/attestation/sim"
+	"github.com/veil-runtime/veil/attestation/sim/psp"
 )
 
 // TEESim is the TEE kind of a guest of the simulated TEE (kernel parameter veil.tee=sim).
@@ -21,12 +22,12 @@ var ErrNoSimAuthority = errors.New("this guest image has no sim authority " +
 	"(build it with: veil-image build --sim-authority FILE): refusing to serve")
 
 // SimReader is the launch-data reader of the simulated TEE. It reads what the sim PSP reports
-// about the launch from its disk (attestation/sim: serial PSPDiskSerial), signs a genuine
+// about the launch from its disk (attestation/sim/psp: serial psp.DiskSerial), signs a genuine
 // SEV-SNP report with the image's sim authority, and returns the HOST_DATA of that report,
 // parsed back from its bytes as for real SNP.
 type SimReader struct {
 	Paths Paths
-	// Serial is the PSP disk's serial; "" means sim.PSPDiskSerial.
+	// Serial is the PSP disk's serial; "" means psp.DiskSerial.
 	Serial string
 	// Wait bounds the wait for a virtio block device that is still being probed.
 	Wait time.Duration
@@ -55,7 +56,7 @@ func (r *SimReader) Report(ctx context.Context, reportData [64]byte) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	raw, err := auth.SNP.Report(l.SNP(), reportData)
+	raw, err := auth.SNP.Report(sim.SNPLaunchFromPSP(l), reportData)
 	if err != nil {
 		return nil, fmt.Errorf("sim: sign report: %w", err)
 	}
@@ -83,29 +84,29 @@ func (r *SimReader) authority() (*sim.Authority, error) {
 }
 
 // launch reads the PSP disk.
-func (r *SimReader) launch(ctx context.Context) (sim.PSPLaunch, error) {
+func (r *SimReader) launch(ctx context.Context) (psp.Launch, error) {
 	serial := r.Serial
 	if serial == "" {
-		serial = sim.PSPDiskSerial
+		serial = psp.DiskSerial
 	}
 	dev := r.Disk
 	if dev == "" {
 		var err error
 		if dev, err = FindDevice(ctx, r.Paths, serial, r.Wait); err != nil {
-			return sim.PSPLaunch{}, fmt.Errorf("veil.tee=sim: %w", err)
+			return psp.Launch{}, fmt.Errorf("veil.tee=sim: %w", err)
 		}
 	}
 	if dev == "" {
-		return sim.PSPLaunch{}, fmt.Errorf("veil.tee=sim: no sim PSP disk (serial %q): the host did not launch this VM as a sim TEE", serial)
+		return psp.Launch{}, fmt.Errorf("veil.tee=sim: no sim PSP disk (serial %q): the host did not launch this VM as a sim TEE", serial)
 	}
 	f, err := os.Open(dev)
 	if err != nil {
-		return sim.PSPLaunch{}, fmt.Errorf("veil.tee=sim: open PSP disk: %w", err)
+		return psp.Launch{}, fmt.Errorf("veil.tee=sim: open PSP disk: %w", err)
 	}
 	defer f.Close()
-	l, err := sim.ReadPSP(f)
+	l, err := psp.Read(f)
 	if err != nil {
-		return sim.PSPLaunch{}, fmt.Errorf("veil.tee=sim: %w (disk %s)", err, dev)
+		return psp.Launch{}, fmt.Errorf("veil.tee=sim: %w (disk %s)", err, dev)
 	}
 	return l, nil
 }

@@ -13,11 +13,12 @@ import (
 	sevabi "github.com/google/go-sev-guest/abi"
 
 	"github.com/veil-runtime/veil/attestation/sim"
+	"github.com/veil-runtime/veil/attestation/sim/psp"
 	"github.com/veil-runtime/veil/policy/initdata"
 )
 
 // simGuest returns a reader of a PSP disk image holding l, with an authority file.
-func simGuest(t *testing.T, l sim.PSPLaunch, auth *sim.Authority) *SimReader {
+func simGuest(t *testing.T, l psp.Launch, auth *sim.Authority) *SimReader {
 	t.Helper()
 	r := &SimReader{AuthorityPath: filepath.Join(t.TempDir(), "sim-authority.pem")}
 	if auth != nil {
@@ -51,7 +52,7 @@ func TestSimReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc, _ := initdata.Parse(raw)
-	launch := sim.PSPLaunch{HostData: initdata.HostData(doc.Digest(), 48), Measurement: [48]byte{1, 2, 3}}
+	launch := psp.Launch{HostData: initdata.HostData(doc.Digest(), 48), Measurement: [48]byte{1, 2, 3}}
 	r := simGuest(t, launch, auth)
 	report, err := r.Report(ctx, [64]byte{9})
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/veil-runtime/veil/agent/initsys"
 	"github.com/veil-runtime/veil/agent/launch"
 	"github.com/veil-runtime/veil/attestation/attester"
-	"github.com/veil-runtime/veil/attestation/sim"
+	"github.com/veil-runtime/veil/attestation/sim/psp"
 )
 
 // teePaths are where the guest kernel shows a TEE.
@@ -98,12 +98,12 @@ func DetectTEE(ctx context.Context) string { return detectTEE(ctx, defaultTEEPat
 // the host must not be able to swap the launch measurement for one it hands the guest.
 func detectTEE(ctx context.Context, p teePaths) string {
 	hw := detectHardwareTEE(ctx, p)
-	if v, ok := initsys.ParseCmdline(readFile(p.cmdline))[sim.KernelParam]; ok {
+	if v, ok := initsys.ParseCmdline(readFile(p.cmdline))[psp.KernelParam]; ok {
 		switch {
-		case v != sim.KernelParamSim:
-			log.G(ctx).Warnf("%s=%s is not a TEE the guest can select (only %s); ignored", sim.KernelParam, v, sim.KernelParamSim)
+		case v != psp.KernelParamSim:
+			log.G(ctx).Warnf("%s=%s is not a TEE the guest can select (only %s); ignored", psp.KernelParam, v, psp.KernelParamSim)
 		case hw != "none":
-			log.G(ctx).Warnf("%s=%s ignored: this guest runs in a real %s TEE", sim.KernelParam, v, hw)
+			log.G(ctx).Warnf("%s=%s ignored: this guest runs in a real %s TEE", psp.KernelParam, v, hw)
 		default:
 			return launch.TEESim
 		}

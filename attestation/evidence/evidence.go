@@ -1,6 +1,7 @@
 // Package evidence holds the Go types of the TEE evidence that a KBS client sends in the
 // "tee-evidence" field of a KBS protocol 0.4.0 attest request, and of the initdata that the TEE
-// measured at launch. It only turns bytes into structs and back: no I/O, no verification.
+// measured at launch, and reads the PEM certificate bundles (trusted roots) that snp and tdx
+// are configured with. It only turns bytes into structs and back: no I/O, no verification.
 //
 // Forms (see docs/attestation.md):
 //   - snp: {"attestation_report": <report>, "cert_chain": [<entry>...] | null}, where <report> is

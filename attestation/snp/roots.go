@@ -3,13 +3,14 @@ package snp
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/google/go-sev-guest/verify/trust"
+
+	"github.com/veil-runtime/veil/attestation/evidence"
 )
 
 // Roots is a set of trusted AMD certificate authorities: per product line ("Milan", "Genoa",
@@ -38,20 +39,12 @@ func DefaultRoots() *Roots {
 // and ASVKs (CN "SEV-VLEK-<line>"), in any order. KDS cert_chain files (ASK then ARK) can be
 // concatenated. Every ASK and ASVK must be signed by an ARK of the bundle.
 func ParseRoots(pemData []byte) (*Roots, error) {
+	certs, err := evidence.ParseCertificatesPEM(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("snp roots: %w", err)
+	}
 	var arks, icas []*x509.Certificate
-	for rest := pemData; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("snp roots: %w", err)
-		}
+	for _, cert := range certs {
 		if strings.HasPrefix(cert.Subject.CommonName, "ARK-") {
 			arks = append(arks, cert)
 		} else {

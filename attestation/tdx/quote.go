@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-tdx-guest/abi"
 	pb "github.com/google/go-tdx-guest/proto/tdx"
+
+	"github.com/veil-runtime/veil/attestation/evidence"
 )
 
 // intelRootPEM is Intel's SGX Root CA (the same certificate go-tdx-guest embeds).
@@ -30,26 +32,16 @@ func DefaultRoots() *x509.CertPool {
 
 // ParseRoots returns a pool of the PEM certificates in data; at least one is required.
 func ParseRoots(data []byte) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	n := 0
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("tdx roots: %w", err)
-		}
-		pool.AddCert(cert)
-		n++
+	certs, err := evidence.ParseCertificatesPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("tdx roots: %w", err)
 	}
-	if n == 0 {
+	if len(certs) == 0 {
 		return nil, errors.New("tdx roots: no certificate in the bundle")
+	}
+	pool := x509.NewCertPool()
+	for _, cert := range certs {
+		pool.AddCert(cert)
 	}
 	return pool, nil
 }

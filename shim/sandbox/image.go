@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	guestimage "github.com/veil-runtime/veil/guest-image"
+	"github.com/veil-runtime/veil/guest-image/manifest"
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/hypervisor/qemu"
 )
@@ -14,7 +14,7 @@ import (
 type Image struct {
 	Kernel, Initrd string
 	Cmdline        []string
-	Manifest       *guestimage.Manifest
+	Manifest       *manifest.Manifest
 }
 
 // LoadImage reads dir's manifest. It does not re-hash the artefacts: `veil-image verify` and
@@ -27,13 +27,13 @@ func LoadImage(dir string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := guestimage.ReadManifest(dir)
+	m, err := manifest.Read(dir)
 	if err != nil {
 		return nil, fmt.Errorf("guest image %s: %w", dir, err)
 	}
 	return &Image{
-		Kernel:   filepath.Join(dir, guestimage.KernelFile),
-		Initrd:   filepath.Join(dir, guestimage.InitrdFile),
+		Kernel:   filepath.Join(dir, manifest.KernelFile),
+		Initrd:   filepath.Join(dir, manifest.InitrdFile),
 		Cmdline:  strings.Fields(m.Cmdline),
 		Manifest: m,
 	}, nil

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/veil-runtime/veil/attestation/sim"
+	"github.com/veil-runtime/veil/attestation/sim/psp"
 	"github.com/veil-runtime/veil/hypervisor"
 )
 
@@ -14,18 +14,18 @@ import (
 const simPSPSuffix = ".sim-psp.img"
 
 // attachSimPSP plays the PSP of the simulated TEE (tee sim): it adds veil.tee=sim to the
-// kernel command line, computes the launch measurement (sim.LaunchMeasurement of the image's
+// kernel command line, computes the launch measurement (psp.LaunchMeasurement of the image's
 // kernel and initrd digests and the command line), and delivers it with the launch's host data
 // (cfg.TEE.HostData: the padded initdata digest, or zeros) on a read-only virtio-blk disk with
-// the serial sim.PSPDiskSerial. hostDataOverride, when not nil, replaces the host data on the
+// the serial psp.DiskSerial. hostDataOverride, when not nil, replaces the host data on the
 // disk (Options.TestOnlySimHostData). It returns the disk image's path; the caller removes it.
 func attachSimPSP(cfg *hypervisor.Config, img *Image, hostDataOverride []byte) (string, error) {
-	cfg.KernelParams = append(cfg.KernelParams, sim.KernelParam+"="+sim.KernelParamSim)
-	m, err := sim.LaunchMeasurement(img.Manifest.Kernel.SHA384, img.Manifest.Initrd.SHA384, strings.Join(cfg.KernelParams, " "))
+	cfg.KernelParams = append(cfg.KernelParams, psp.KernelParam+"="+psp.KernelParamSim)
+	m, err := psp.LaunchMeasurement(img.Manifest.Kernel.SHA384, img.Manifest.Initrd.SHA384, strings.Join(cfg.KernelParams, " "))
 	if err != nil {
 		return "", fmt.Errorf("tee sim: %w", err)
 	}
-	l := sim.PSPLaunch{HostData: cfg.TEE.HostData, Measurement: m, Policy: cfg.TEE.SNPPolicy}
+	l := psp.Launch{HostData: cfg.TEE.HostData, Measurement: m, Policy: cfg.TEE.SNPPolicy}
 	if hostDataOverride != nil {
 		l.HostData = hostDataOverride
 	}
@@ -37,7 +37,7 @@ func attachSimPSP(cfg *hypervisor.Config, img *Image, hostDataOverride []byte) (
 	if err := writeImage(path, disk); err != nil {
 		return "", fmt.Errorf("tee sim: %w", err)
 	}
-	cfg.Disks = append(cfg.Disks, hypervisor.Disk{Path: path, ReadOnly: true, Serial: sim.PSPDiskSerial})
+	cfg.Disks = append(cfg.Disks, hypervisor.Disk{Path: path, ReadOnly: true, Serial: psp.DiskSerial})
 	return path, nil
 }
 

@@ -8,15 +8,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-runtime/veil/attestation/sim"
-	guestimage "github.com/veil-runtime/veil/guest-image"
+	"github.com/veil-runtime/veil/attestation/sim/psp"
+	"github.com/veil-runtime/veil/guest-image/manifest"
 	"github.com/veil-runtime/veil/hypervisor"
 )
 
 func TestAttachSimPSP(t *testing.T) {
-	img := &Image{Manifest: &guestimage.Manifest{
-		Kernel: guestimage.Artifact{SHA384: strings.Repeat("11", 48)},
-		Initrd: guestimage.Artifact{SHA384: strings.Repeat("22", 48)}}}
+	img := &Image{Manifest: &manifest.Manifest{
+		Kernel: manifest.Artifact{SHA384: strings.Repeat("11", 48)},
+		Initrd: manifest.Artifact{SHA384: strings.Repeat("22", 48)}}}
 	hd := bytes.Repeat([]byte{0x42}, 48)
 	for _, override := range [][]byte{nil, {0xAB, 0xCD}} {
 		root := t.TempDir()
@@ -29,7 +29,7 @@ func TestAttachSimPSP(t *testing.T) {
 		if !slices.Equal(cfg.KernelParams, []string{"console=hvc0", "veil.tee=sim"}) {
 			t.Errorf("kernel parameters %q", cfg.KernelParams)
 		}
-		want := hypervisor.Disk{Path: filepath.Join(root, "vm1.sim-psp.img"), ReadOnly: true, Serial: sim.PSPDiskSerial}
+		want := hypervisor.Disk{Path: filepath.Join(root, "vm1.sim-psp.img"), ReadOnly: true, Serial: psp.DiskSerial}
 		if path != want.Path || len(cfg.Disks) != 1 || cfg.Disks[0] != want {
 			t.Fatalf("path %s disks %+v, want %+v", path, cfg.Disks, want)
 		}
@@ -37,7 +37,7 @@ func TestAttachSimPSP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := sim.DecodePSP(data)
+		l, err := psp.Decode(data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func TestAttachSimPSP(t *testing.T) {
 		if override != nil {
 			wantHD = override
 		}
-		m, _ := sim.LaunchMeasurement(strings.Repeat("11", 48), strings.Repeat("22", 48), "console=hvc0 veil.tee=sim")
+		m, _ := psp.LaunchMeasurement(strings.Repeat("11", 48), strings.Repeat("22", 48), "console=hvc0 veil.tee=sim")
 		if !bytes.Equal(l.HostData, wantHD) || l.Measurement != m {
 			t.Errorf("PSP disk: host data %x measurement %x; want %x and %x", l.HostData, l.Measurement, wantHD, m)
 		}
