@@ -1,0 +1,152 @@
+package imagepull
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"github.com/containerd/containerd/v2/pkg/archive"
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// unpacker applies layers, in order, into one root directory.
+type unpacker struct {
+	root        string
+	max         int64 // Limits.MaxUnpackedBytes
+	left        int64 // unpacked-byte budget left; negative: unlimited
+	noSameOwner bool
+}
+
+// checkMediaType refuses layers this package cannot unpack.
+func checkMediaType(mt types.MediaType) error {
+	switch {
+	case strings.Contains(string(mt), "encrypted"):
+		return fmt.Errorf("media type %q: encrypted layers need KBS keys and ocicrypt, not yet wired: %w", mt, ErrUnsupported)
+	case mt == types.DockerForeignLayer || strings.Contains(string(mt), "nondistributable"):
+		return fmt.Errorf("media type %q: foreign layers are not pulled: %w", mt, ErrUnsupported)
+	case mt.IsLayer():
+		return nil
+	default:
+		return fmt.Errorf("media type %q is not a layer: %w", mt, ErrUnsupported)
+	}
+}
+
+// apply streams layer i: the compressed bytes are hashed (and checked by
+// go-containerregistry's verifying reader), decompressed, hashed again for the DiffID,
+// counted against the budget and applied with containerd's archive.Apply, which handles
+// whiteouts and keeps every path inside root. Content is written before the digests are
+// known to match: the caller unpacks into a staging directory and removes it on error.
+func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) error {
+	where := fmt.Sprintf("layer %d (%s)", i, want.Digest)
+	if err := checkMediaType(types.MediaType(want.MediaType)); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		if ggcrMismatch(err) { // Content-Length against the descriptor
+			return fmt.Errorf("%s: fetch: %w: %w", where, ErrDigestMismatch, err)
+		}
+		return fmt.Errorf("%s: fetch: %w", where, err)
+	}
+	defer rc.Close()
+	zr := &hashReader{r: rc, h: sha256.New()}
+	err = u.unpack(ctx, zr, want)
+	if ctx.Err() != nil || errors.Is(err, ErrLimit) {
+		return fmt.Errorf("%s: %w", where, errors.Join(ctx.Err(), err))
+	}
+	// Read to the end so the verifying reader checks the blob's digest and size; a tampered
+	// blob is reported as such even when it also broke decompression or the tar stream.
+	if derr := drainAndCheck(zr, want); derr != nil {
+		if err != nil {
+			derr = fmt.Errorf("%w (unpacking also failed: %v)", derr, err)
+		}
+		return fmt.Errorf("%s: %w", where, derr)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	return nil
+}
+
+// drainAndCheck reads zr to its end and checks the compressed digest and size.
+func drainAndCheck(zr *hashReader, want *Layer) error {
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		if ggcrMismatch(err) { // the verifying reader's digest or size check
+			return fmt.Errorf("compressed blob: %w: %w", ErrDigestMismatch, err)
+		}
+		return fmt.Errorf("compressed blob: read: %w", err)
+	}
+	if got := zr.sum(); got != want.Digest {
+		return fmt.Errorf("compressed blob: want %s, got %s: %w", want.Digest, got, ErrDigestMismatch)
+	}
+	if zr.n != want.Size {
+		return fmt.Errorf("compressed blob: want %d bytes, got %d: %w", want.Size, zr.n, ErrDigestMismatch)
+	}
+	return nil
+}
+
+// unpack decompresses r, applies the tar stream and checks its DiffID.
+func (u *unpacker) unpack(ctx context.Context, r io.Reader, want *Layer) error {
+	dr, err := compression.DecompressStream(r)
+	if err != nil {
+		return fmt.Errorf("decompress: %w", err)
+	}
+	defer dr.Close()
+	tr := &hashReader{r: dr, h: sha256.New(), budget: u}
+	var opts []archive.ApplyOpt
+	if u.noSameOwner {
+		opts = append(opts, archive.WithNoSameOwner())
+	}
+	_, err = archive.Apply(ctx, u.root, tr, opts...)
+	if err == nil {
+		_, err = io.Copy(io.Discard, tr) // tar padding after the end-of-archive blocks
+	}
+	if tr.over != nil {
+		return tr.over // the budget error, however Apply wrapped it
+	}
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if got := tr.sum(); got != want.DiffID {
+		return fmt.Errorf("uncompressed digest (config rootfs.diff_ids): want %s, got %s: %w", want.DiffID, got, ErrDigestMismatch)
+	}
+	return nil
+}
+
+// hashReader hashes and counts what it reads and, with a budget, fails past it.
+type hashReader struct {
+	r      io.Reader
+	h      hash.Hash
+	n      int64
+	budget *unpacker
+	over   error
+}
+
+// Read implements io.Reader.
+func (h *hashReader) Read(p []byte) (int, error) {
+	if h.over != nil {
+		return 0, h.over
+	}
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	if b := h.budget; b != nil && b.left >= 0 {
+		if b.left -= int64(n); b.left < 0 {
+			h.over = fmt.Errorf("unpacked size over the Limits.MaxUnpackedBytes budget of %d bytes: %w", b.max, ErrLimit)
+			return 0, h.over
+		}
+	}
+	return n, err
+}
+
+// sum returns the sha256 digest of what was read.
+func (h *hashReader) sum() v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.h.Sum(nil))}
+}
