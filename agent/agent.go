@@ -48,6 +48,9 @@ type Options struct {
 	Guest bool
 	// Policy is the Rego policy enforced when Guest is off; "" means policies.AllowAll.
 	Policy string
+	// ImagesDir is where image_guest_pull storages are cached and overlaid; "" means
+	// storage.ImagesDir.
+	ImagesDir string
 }
 
 // Run serves the agent API until ctx is cancelled, DestroySandbox has run, or every listener
@@ -66,14 +69,16 @@ func Run(ctx context.Context, opts Options) error {
 	// when the policy allows it.
 	decisions := policy.NewDecisionLog(0)
 	// Nothing is served before the policy is known: a bad initdata ends the agent here.
-	engine, err := loadPolicy(ctx, opts, policy.WithDecisionLog(decisions))
+	launched, err := loadPolicy(ctx, opts, policy.WithDecisionLog(decisions))
 	if err != nil {
 		return err
 	}
+	engine := launched.Engine
 	srv, err := server.New(opts.StateDir)
 	if err != nil {
 		return fmt.Errorf("create agent service: %w", err)
 	}
+	srv.SetGuestPull(&storage.GuestPull{Dir: opts.ImagesDir, InsecureRegistries: launched.Settings.Image.InsecureRegistries})
 	srv.SetPolicyEngine(engine)
 	srv.SetDecisionLog(decisions)
 	// server.Interceptor is outermost: it recovers panics and converts errors for the policy
@@ -156,14 +161,14 @@ func listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 	return ls, nil
 }
 
-// loadPolicy returns the engine of the policy to enforce: in a guest the one of the initdata
-// disk (or allow-all without one, in a plain VM), else opts.Policy. The engine is built with
-// popts.
-func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*policy.Engine, error) {
+// loadPolicy returns the engine of the policy to enforce and the agent's settings: in a guest
+// those of the initdata disk (or allow-all without one, in a plain VM), else opts.Policy and
+// zero settings. The engine is built with popts.
+func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*launch.Launched, error) {
 	if opts.Guest {
 		c := launch.DefaultConfig(server.DetectTEE(ctx))
 		c.Options = append(c.Options, popts...)
-		return launch.Load(ctx, c)
+		return launch.Boot(ctx, c)
 	}
 	text := opts.Policy
 	if text == "" {
@@ -173,7 +178,7 @@ func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*pol
 	if err != nil {
 		return nil, fmt.Errorf("agent policy: %w", err)
 	}
-	return e, nil
+	return &launch.Launched{Engine: e}, nil
 }
 
 // prepareGuest brings lo up and creates /run/veil (the only place the host may write).

@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/agent/storage"
 )
 
 // idPattern is the form of container and exec ids.
@@ -43,6 +44,8 @@ type Manager struct {
 	mu         sync.Mutex
 	containers map[string]*ctr // a nil value reserves an id whose Create is under way
 	sandbox    string          // the sandbox container's id (SetSandbox)
+
+	pull *storage.GuestPull // image_guest_pull storages; nil: refused (SetGuestPull)
 }
 
 // NewManager returns a Manager keeping libcontainer state under root.
@@ -59,6 +62,10 @@ func NewManager(root string) (*Manager, error) {
 		containers: make(map[string]*ctr),
 	}, nil
 }
+
+// SetGuestPull enables image_guest_pull storages, pulled and mounted by g. Call it before the
+// Manager serves any request.
+func (m *Manager) SetGuestPull(g *storage.GuestPull) { m.pull = g }
 
 // reserve claims id for a Create under way.
 func (m *Manager) reserve(id string) error {
@@ -137,7 +144,7 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 	if err := m.sandboxNamespaces(id, spec.Linux); err != nil {
 		return err
 	}
-	mounts, err := mountStorages(storages, &undo)
+	unmounts, err := m.mountStorages(ctx, id, spec, storages, &undo)
 	if err != nil {
 		return err
 	}
@@ -153,7 +160,7 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	undo.add(func() error { return destroy(lc) })
-	c := &ctr{id: id, lc: lc, mounts: mounts, procs: make(map[string]*process), events: m.events}
+	c := &ctr{id: id, lc: lc, unmounts: unmounts, procs: make(map[string]*process), events: m.events}
 	p, err := newProcess(c, "", initProcess(spec), spec.Process.Terminal, stdin)
 	if err != nil {
 		return err

@@ -59,9 +59,14 @@ func TestSandboxNamespaces(t *testing.T) {
 	if e := waitEvent(t, m, id, "", api.Event_EXIT); e.GetExitStatus() != 0 {
 		t.Fatalf("joining container exited %d", e.GetExitStatus())
 	}
-	out, _, err := m.ReadStdout(ctx, id, "", 0)
-	if err != nil {
-		t.Fatal(err)
+	// The output may come in several reads; it ends at eof.
+	var out []byte
+	for eof := false; !eof; {
+		data, e, err := m.ReadStdout(ctx, id, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, eof = append(out, data...), e
 	}
 	lines := strings.Fields(string(out))
 	if len(lines) != 3 || lines[0] != want("ipc") || lines[1] != want("uts") || lines[2] == want("pid") {

@@ -2,7 +2,8 @@
 // initdata disk that the host attached (a read-only virtio-blk device, format
 // policy/initdata EncodeDisk), reads and parses the document, checks its digest against the
 // launch measurement of the TEE (SNP HOST_DATA, TDX MRCONFIGID), and builds the policy engine
-// from its policy.rego. Without a disk a plain VM gets the allow-all policy.
+// from its policy.rego, and the agent's settings from its veil.toml (Settings). Without a
+// disk a plain VM gets the allow-all policy.
 //
 // Every failure is an error whose text is one line naming the problem; the agent then
 // serves nothing and exits, and init powers the VM off with that line on the console.
@@ -56,10 +57,27 @@ func DefaultConfig(tee string) Config {
 	return Config{Paths: DefaultPaths, Serial: initdata.DiskSerial, Wait: 5 * time.Second, TEE: tee, Reader: NewReader(tee)}
 }
 
+// Launched is what the measured initdata gives the agent.
+type Launched struct {
+	// Engine is the policy to enforce.
+	Engine *policy.Engine
+	// Settings are the agent's settings (zero without a veil.toml entry or without initdata).
+	Settings Settings
+}
+
 // Load finds and reads the initdata disk and returns the policy engine the agent must
 // enforce. Without a disk: allow-all in a plain VM, and in a TEE only when its host data is
 // all zeros (nothing was bound at launch).
 func Load(ctx context.Context, c Config) (*policy.Engine, error) {
+	l, err := Boot(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return l.Engine, nil
+}
+
+// Boot is Load that also returns the agent's settings from the initdata's veil.toml.
+func Boot(ctx context.Context, c Config) (*Launched, error) {
 	serial := c.Serial
 	if serial == "" {
 		serial = initdata.DiskSerial
@@ -77,14 +95,23 @@ func Load(ctx context.Context, c Config) (*policy.Engine, error) {
 		if err != nil {
 			return nil, oneLine(fmt.Errorf("allow-all policy: %w", err))
 		}
-		return e, nil
+		return &Launched{Engine: e}, nil
 	}
-	return LoadDisk(ctx, c, dev)
+	return BootDisk(ctx, c, dev)
 }
 
 // LoadDisk reads the initdata disk (or image file) at path, checks it against the launch and
 // compiles its policy.
 func LoadDisk(ctx context.Context, c Config, path string) (*policy.Engine, error) {
+	l, err := BootDisk(ctx, c, path)
+	if err != nil {
+		return nil, err
+	}
+	return l.Engine, nil
+}
+
+// BootDisk is LoadDisk that also returns the agent's settings.
+func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, oneLine(fmt.Errorf("initdata: open disk: %w", err))
@@ -102,6 +129,10 @@ func LoadDisk(ctx context.Context, c Config, path string) (*policy.Engine, error
 	if err := Verify(ctx, c.TEE, c.Reader, doc.Digest()); err != nil {
 		return nil, oneLine(err)
 	}
+	settings, err := documentSettings(doc)
+	if err != nil {
+		return nil, oneLine(err)
+	}
 	text, ok := doc.Policy()
 	if !ok {
 		if c.TEE != TEENone {
@@ -116,7 +147,10 @@ func LoadDisk(ctx context.Context, c Config, path string) (*policy.Engine, error
 		return nil, policyError(err)
 	}
 	log.G(ctx).Infof("initdata: policy installed (%d bytes of %s)", len(text), initdata.KeyPolicy)
-	return e, nil
+	if _, ok := doc.Data[initdata.KeyAgent]; ok {
+		log.G(ctx).Infof("initdata: agent settings from %s: insecure registries %q", initdata.KeyAgent, settings.Image.InsecureRegistries)
+	}
+	return &Launched{Engine: e, Settings: settings}, nil
 }
 
 // Verify compares the launch's host data with digest (nil: no initdata, so the host data

@@ -31,7 +31,7 @@ const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RE
 // the permission bits (0 means 0644; the S_IFREG type bit may be set; setuid, setgid, sticky
 // and other types are refused). make_parents creates missing directories (mode 0755).
 func (s *Server) CopyFile(ctx context.Context, req *api.CopyFileRequest) (*api.Empty, error) {
-	if err := storage.CheckPath(s.root, req.GetPath(), "copy_file path"); err != nil {
+	if err := storage.CheckHostPath(s.root, req.GetPath(), "copy_file path"); err != nil {
 		return nil, err
 	}
 	mode, err := fileMode(req.GetMode())

@@ -49,6 +49,10 @@ type Server struct {
 
 var _ api.AgentService = (*Server)(nil)
 
+// SetGuestPull lets CreateContainer mount image_guest_pull storages with g. Call it before
+// serving.
+func (s *Server) SetGuestPull(g *storage.GuestPull) { s.containers.SetGuestPull(g) }
+
 // New returns a Server whose containers keep their state under stateDir.
 func New(stateDir string) (*Server, error) {
 	m, err := container.NewManager(stateDir)

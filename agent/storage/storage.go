@@ -1,5 +1,8 @@
 // Package storage mounts the file systems the host asks for (virtio-fs shares, guest bind
 // mounts, tmpfs) at guest paths that are checked to lie below /run/veil/, and unmounts them.
+// It also mounts container root file systems that the agent pulls itself (GuestPull, driver
+// image_guest_pull): an overlay on an image that agent/imagepull verified and cached in
+// guest memory below /run/veil/images, which the host can neither mount on nor write into.
 package storage
 
 import (
@@ -41,9 +44,10 @@ func CheckPath(root, p, what string) error {
 }
 
 // Mount mounts s at s.MountPoint, creating the directory. It refuses mount points outside Root
-// and drivers it does not know.
+// or inside ImagesDir, and drivers it does not know. GuestPullDriver storages are mounted by
+// GuestPull.Mount, which needs the container's spec; here they are refused.
 func Mount(s *api.Storage) error {
-	if err := CheckPath(Root, s.GetMountPoint(), "storage mount_point"); err != nil {
+	if err := CheckHostPath(Root, s.GetMountPoint(), "storage mount_point"); err != nil {
 		return err
 	}
 	var (
@@ -57,15 +61,18 @@ func Mount(s *api.Storage) error {
 		}
 		fstype = "virtiofs"
 	case "bind":
-		if err := CheckPath(Root, source, "bind storage source"); err != nil {
+		if err := CheckHostPath(Root, source, "bind storage source"); err != nil {
 			return err
 		}
 		fstype, flags = "", unix.MS_BIND
 	case "tmpfs":
 		source, fstype = "tmpfs", "tmpfs"
+	case GuestPullDriver:
+		return fmt.Errorf("storage at %s: driver %s is only for a container's root file system "+
+			"(CreateContainer): %w", s.GetMountPoint(), GuestPullDriver, errdefs.ErrInvalidArgument)
 	default:
-		return fmt.Errorf("storage at %s: unknown driver %q (want virtiofs, bind or tmpfs): %w",
-			s.GetMountPoint(), s.GetDriver(), errdefs.ErrInvalidArgument)
+		return fmt.Errorf("storage at %s: unknown driver %q (want virtiofs, bind, tmpfs or %s): %w",
+			s.GetMountPoint(), s.GetDriver(), GuestPullDriver, errdefs.ErrInvalidArgument)
 	}
 	optFlags, data := parseOptions(s.GetOptions())
 	if err := os.MkdirAll(s.GetMountPoint(), 0o755); err != nil {
@@ -85,8 +92,10 @@ func Mount(s *api.Storage) error {
 }
 
 // Unmount detaches the mount at mountPoint and removes the empty directory.
-func Unmount(mountPoint string) error {
-	if err := CheckPath(Root, mountPoint, "mount point"); err != nil {
+func Unmount(mountPoint string) error { return unmount(Root, mountPoint) }
+
+func unmount(root, mountPoint string) error {
+	if err := CheckPath(root, mountPoint, "mount point"); err != nil {
 		return err
 	}
 	if err := unix.Unmount(mountPoint, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {

@@ -20,7 +20,7 @@ import (
 
 const usage = `usage: veil-genpolicy -f POD.yaml [-o OUT.yaml] [--out-dir DIR] [--settings FILE.json]
        [--algorithm sha256|sha384|sha512] [--platform linux/amd64] [--plain-http-loopback] [--sandbox-image REF]
-       [--initdata KEY=FILE]... [--withhold-output] [--decision-log]
+       [--initdata KEY=FILE]... [--withhold-output] [--decision-log] [--guest-pull]
 `
 
 type initdataFlag map[string]string
@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string) error {
 	sandboxImage := fs.String("sandbox-image", "", "the pod sandbox (pause) image, as containerd's sandbox_image (default "+
 		genpolicy.DefaultSettings().SandboxImage+"; \"none\" leaves the sandbox out)")
 	decisionLog := fs.Bool("decision-log", false, "a debugging policy: let the host read the agent's decision log")
+	guestPull := fs.Bool("guest-pull", false, "require the pod's containers to run from images the guest pulls itself "+
+		"(the runtime's guest_pull on)")
 	extra := initdataFlag{}
 	fs.Var(extra, "initdata", "more initdata entries, KEY=FILE (aa.toml=aa.toml); repeatable")
 	if err := fs.Parse(args); err != nil {
@@ -81,6 +83,7 @@ func run(ctx context.Context, args []string) error {
 	opts := genpolicy.Options{
 		Resolver:  &genpolicy.RegistryResolver{Platform: *plat, PlainHTTPLoopback: *plainHTTP},
 		Algorithm: *algorithm, ExtraData: extra, WithholdOutput: *withhold, DecisionLog: *decisionLog,
+		GuestPull: *guestPull,
 	}
 	if *settingsFile != "" {
 		b, err := os.ReadFile(*settingsFile)

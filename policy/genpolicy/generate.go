@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
@@ -30,7 +31,15 @@ type Options struct {
 	WithholdOutput bool
 	// DecisionLog makes a debugging policy: it lets the host read the agent's decision log.
 	DecisionLog bool
+	// GuestPull requires every container of the pod (not the sandbox container, whose root
+	// file system the shim shares) to run from an image the agent pulled itself
+	// (policies.Container.GuestPull), and allows the image_guest_pull storage driver. The
+	// runtime must have guest_pull on (docs/config.md).
+	GuestPull bool
 }
+
+// guestPullDriver is the agent's storage driver of a root file system it pulls itself.
+const guestPullDriver = "image_guest_pull"
 
 // Workload is the policy made for one pod template.
 type Workload struct {
@@ -142,6 +151,9 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, er
 	data := &policies.Data{Sandbox: s.Sandbox, Network: s.Network, CopyFile: s.CopyFile}
 	data.Sandbox.WithholdOutput = data.Sandbox.WithholdOutput || opts.WithholdOutput
 	data.Sandbox.DecisionLog = data.Sandbox.DecisionLog || opts.DecisionLog
+	if opts.GuestPull && !slices.Contains(data.Sandbox.StorageDrivers, guestPullDriver) {
+		data.Sandbox.StorageDrivers = append(slices.Clone(data.Sandbox.StorageDrivers), guestPullDriver)
+	}
 	all := append(append([]container{}, ps.InitContainers...), ps.Containers...)
 	images := map[string]*Image{} // each reference is resolved once
 	for i := range all {
@@ -158,6 +170,7 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, er
 		if err != nil {
 			return nil, fmt.Errorf("container %s: %w", c.Name, err)
 		}
+		entry.GuestPull = opts.GuestPull
 		data.Containers = append(data.Containers, *entry)
 	}
 	if s.SandboxImage != "" {

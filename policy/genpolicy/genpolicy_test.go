@@ -408,3 +408,26 @@ func TestGenerateDecisionLog(t *testing.T) {
 		}
 	}
 }
+
+func TestGenerateGuestPull(t *testing.T) {
+	f := newFixture(t)
+	for _, on := range []bool{false, true} {
+		res, err := f.generate(t, singlePod, genpolicy.Options{GuestPull: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := res.Workloads[0].Data
+		if got := slices.Contains(d.Sandbox.StorageDrivers, "image_guest_pull"); got != on {
+			t.Fatalf("GuestPull %v: storage drivers %q", on, d.Sandbox.StorageDrivers)
+		}
+		for _, c := range d.Containers {
+			// The sandbox container keeps the shared rootfs (docs/policy.md).
+			if want := on && c.Name != genpolicy.SandboxEntry; c.GuestPull != want {
+				t.Fatalf("GuestPull %v: entry %s has guest_pull %v", on, c.Name, c.GuestPull)
+			}
+		}
+	}
+	if slices.Contains(genpolicy.DefaultSettings().Sandbox.StorageDrivers, "image_guest_pull") {
+		t.Fatal("GuestPull changed the default settings")
+	}
+}

@@ -8,6 +8,10 @@
 //	[data]
 //	"policy.rego" = '''...'''
 //	"aa.toml" = '''...'''
+//	"veil.toml" = '''
+//	[image]
+//	insecure_registries = ["10.88.77.1:5000"]
+//	'''
 //
 // The digest is the hash, with the document's algorithm, of the document's exact bytes as
 // delivered: never of a re-encoding.
@@ -32,6 +36,7 @@ const (
 	KeyPolicy = "policy.rego" // the agent policy (Rego)
 	KeyAA     = "aa.toml"     // attestation-agent configuration
 	KeyCDH    = "cdh.toml"    // confidential-data-hub configuration
+	KeyAgent  = "veil.toml"   // Veil's agent settings (agent/launch.Settings)
 )
 
 // Sizes of the launch fields that hold the digest.

@@ -244,6 +244,7 @@ container_ok(c) if {
 	every d in input.request.storages {
 		d.driver in policy_data.sandbox.storage_drivers
 	}
+	guest_pull_ok(c, object.get(s, ["root", "path"], ""))
 }
 
 cwd_ok(c) if c.cwd == ""
@@ -282,7 +283,7 @@ mount_allowed(c, m) if {
 # The violations of entry name: empty exactly when the request may create the container.
 container_v(name) := v if {
 	c := policy_data.containers[name]
-	v := ((((spec_v | image_v(c)) | args_v(c)) | env_v(c, env)) | mount_v(c)) | ((((capability_v(c) | namespace_v(c)) | user_v(c)) | linux_v(c)) | (root_v(c) | storage_v))
+	v := ((((spec_v | image_v(c)) | args_v(c)) | env_v(c, env)) | mount_v(c)) | ((((capability_v(c) | namespace_v(c)) | user_v(c)) | linux_v(c)) | ((root_v(c) | storage_v) | guest_pull_v(c)))
 }
 
 spec_v contains "oci_spec is missing" if not is_object(spec)
@@ -368,6 +369,53 @@ linux_v(c) := {sprintf("masked path %s is missing", [p]) |
 }
 
 root_v(c) := {"the root file system must be read-only" | root_rw(c)}
+
+# --- Guest pull --------------------------------------------------------------------------
+# An entry with guest_pull runs only from a root the agent pulled itself, by the digest image_v
+# pins: an image_guest_pull storage on root.path, and no other storage at, below or above
+# root.path to replace or shadow it. Else the host could pair the pin with a rootfs of its own.
+
+guest_pull_ok(c, _) if not c.guest_pull
+
+guest_pull_ok(c, root) if {
+	c.guest_pull
+	root_pulled(root)
+	every d in input.request.storages {
+		not root_shadow(d, root)
+	}
+}
+
+root_pulled(root) if {
+	root != ""
+	some d in input.request.storages
+	root_pull(d, root)
+}
+
+root_pull(d, root) if {
+	d.driver == "image_guest_pull"
+	d.mount_point == root
+}
+
+root_shadow(d, root) if { # at or below root
+	not root_pull(d, root)
+	startswith(concat("", [d.mount_point, "/"]), concat("", [root, "/"]))
+}
+
+root_shadow(d, root) if { # above root
+	not root_pull(d, root)
+	startswith(root, concat("", [d.mount_point, "/"]))
+}
+
+root_path := object.get(spec_obj, ["root", "path"], "")
+
+guest_pull_v(c) := {sprintf("the root file system %q must be an image_guest_pull storage (the pod requires guest pull)", [root_path]) |
+	c.guest_pull
+	not root_pulled(root_path)
+} | {sprintf("storage %q at %q overlaps the pulled root file system %q", [d.driver, d.mount_point, root_path]) |
+	c.guest_pull
+	some d in input.request.storages
+	root_shadow(d, root_path)
+}
 
 StartContainerRequest := decision(known_container_v(input.request.container_id))
 

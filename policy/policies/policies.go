@@ -72,6 +72,12 @@ type Container struct {
 	Exec [][]string `json:"exec"`
 	// Stdin allows WriteStdin to the container's processes.
 	Stdin bool `json:"stdin"`
+	// GuestPull requires the root file system to be one the agent pulled itself: an
+	// image_guest_pull storage mounted on root.path (pulled by the digest ImageDigest pins),
+	// and no other storage at, below or above root.path. Then the host cannot pair the
+	// pinned digest with a root file system of its own. The sandbox needs "image_guest_pull"
+	// in Sandbox.StorageDrivers too.
+	GuestPull bool `json:"guest_pull"`
 }
 
 // Mount is what is allowed at one destination.

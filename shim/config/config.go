@@ -68,6 +68,11 @@ type Runtime struct {
 	// InitData is the initdata document (TOML file) of pods that carry none in the
 	// io.katacontainers.config.hypervisor.cc_init_data annotation. Empty: none.
 	InitData string `toml:"initdata"`
+	// GuestPull makes the guest pull each container's image itself (by the digest containerd
+	// reports, which the policy pins) instead of sharing containerd's snapshot: the shim
+	// sends an image_guest_pull storage with the image's name. The pod's sandbox (pause)
+	// container keeps the shared root filesystem. Default false.
+	GuestPull bool `toml:"guest_pull"`
 }
 
 // Duration is a time.Duration written as "90s" in TOML.

@@ -26,7 +26,9 @@ func TestLoad(t *testing.T) {
 		check                  func(*Config) bool
 	}{
 		{name: "empty file gives defaults", content: "",
-			check: func(c *Config) bool { return c.Hypervisor.MemoryMiB == 512 && c.Hypervisor.Image == DefaultImageDir }},
+			check: func(c *Config) bool {
+				return c.Hypervisor.MemoryMiB == 512 && c.Hypervisor.Image == DefaultImageDir && !c.Runtime.GuestPull
+			}},
 		{name: "all keys", content: `
 [hypervisor]
 image = "img"
@@ -40,11 +42,12 @@ kernel_params = ["a=b"]
 debug_console = true
 [runtime]
 allowed_annotations = ["io.veil.config.hypervisor.*"]
+guest_pull = true
 `, check: func(c *Config) bool {
 			h := c.Hypervisor
 			return h.MemoryMiB == 1024 && h.VCPUs == 2 && h.Accel == "tcg" && h.Machine == "microvm" &&
 				h.BootTimeout.Duration == 30*time.Second && h.DebugConsole && filepath.IsAbs(h.Image) &&
-				len(c.Runtime.AllowedAnnotations) == 1
+				len(c.Runtime.AllowedAnnotations) == 1 && c.Runtime.GuestPull
 		}},
 		{name: "unknown key", content: "[hypervisor]\nmemroy_mib = 3\n", wantErr: "unknown key"},
 		{name: "bad values reported together", content: "[hypervisor]\naccel = \"x\"\nvcpus = 0\n",

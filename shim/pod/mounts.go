@@ -43,6 +43,14 @@ func (p *Pod) MountRootfs(cid string, rootfs []*types.Mount, bundleRootfs string
 	return p.guestPath(target), nil
 }
 
+// GuestContainersDir holds, in the guest, the root file systems the agent pulls itself: outside
+// the share (GuestShared), where the host has no say over what lies on the path.
+const GuestContainersDir = "/run/veil/containers"
+
+// GuestRootfs is the guest path of the root filesystem of container cid when the guest pulls
+// its image (an image_guest_pull storage mounted there).
+func GuestRootfs(cid string) string { return GuestContainersDir + "/" + cid + "/rootfs" }
+
 // ShareBind bind-mounts the host file or directory src below the container's shared
 // directory (read-only when ro) and returns its path in the guest. The n-th mount of a
 // container gets mounts/<n>.

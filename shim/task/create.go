@@ -22,6 +22,9 @@ import (
 	"github.com/veil-runtime/veil/shim/pod"
 )
 
+// guestPullDriver is the agent's storage driver that pulls an image in the guest.
+const guestPullDriver = "image_guest_pull"
+
 // agentTimeout bounds the agent calls of teardown paths, where the VM may be gone.
 const agentTimeout = 5 * time.Second
 
@@ -48,8 +51,10 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 			s.discard(ctx, c)
 		}
 	}()
-	c.rootfs, err = pr.pod.MountRootfs(r.ID, r.Rootfs, filepath.Join(r.Bundle, "rootfs"))
-	if err != nil {
+	image := s.setImageDigest(ctx, r.ID, spec)
+	if c.storages = guestPullStorages(ctx, pr, r.ID, image, spec); c.storages != nil {
+		c.rootfs = c.storages[0].MountPoint
+	} else if c.rootfs, err = pr.pod.MountRootfs(r.ID, r.Rootfs, filepath.Join(r.Bundle, "rootfs")); err != nil {
 		return nil, err
 	}
 	paths := stdioPaths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
@@ -70,7 +75,6 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 
 // createInGuest opens the host's stdio and sends CreateContainer.
 func (s *Service) createInGuest(ctx context.Context, c *container, spec *specs.Spec) error {
-	s.setImageDigest(ctx, c.id, spec)
 	if sb, err := s.getContainer(c.pod.pod.ID); err == nil && sb != c {
 		pid, _, _, _ := sb.init.snapshot()
 		shareSandboxNamespaces(spec.Linux, pid)
@@ -86,13 +90,28 @@ func (s *Service) createInGuest(ctx context.Context, c *container, spec *specs.S
 		return err
 	}
 	_, err = c.agent().CreateContainer(ctx, &api.CreateContainerRequest{
-		ContainerId: c.id, OciSpec: data, Stdin: c.init.stdio.Stdin != "",
+		ContainerId: c.id, OciSpec: data, Stdin: c.init.stdio.Stdin != "", Storages: c.storages,
 	})
 	if err != nil {
 		return fmt.Errorf("create container %s in the guest: %w", c.id, err)
 	}
 	c.init.setPID(s.guestPID(ctx, c, ""))
 	return nil
+}
+
+// guestPullStorages returns the image_guest_pull storage of a container under the
+// runtime's guest_pull setting, or nil when its root file system is shared from the host: with
+// guest_pull off, for the pod's sandbox (pause) container, whose image is CRI's node-wide
+// sandbox image (docs/shim.md), and for a container without a known image.
+func guestPullStorages(ctx context.Context, pr *podRef, id, image string, spec *specs.Spec) []*api.Storage {
+	switch {
+	case !pr.guestPull || pod.IsSandboxContainer(id, spec.Annotations):
+		return nil
+	case image == "":
+		log.G(ctx).WithField("task", id).Warn("guest_pull is on, but the container has no known image: its root file system is shared from the host")
+		return nil
+	}
+	return []*api.Storage{{Driver: guestPullDriver, Source: image, MountPoint: pod.GuestRootfs(id)}}
 }
 
 // guestPID looks up a process's pid in the guest (0 when the agent does not say).
@@ -162,6 +181,7 @@ func (s *Service) podFor(ctx context.Context, id string, spec *specs.Spec, opts 
 		return nil, err
 	}
 	pr = s.watchPod(p)
+	pr.guestPull = cfg.Runtime.GuestPull
 	s.mu.Lock()
 	s.pod = pr
 	s.mu.Unlock()

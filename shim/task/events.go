@@ -24,6 +24,8 @@ type podRef struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the event loop ended
 	vmDead chan struct{} // closed when the VM exited on its own
+
+	guestPull bool // the runtime's guest_pull: containers' images are pulled in the guest
 }
 
 // dead reports whether the VM exited on its own (killed, crashed, powered off).

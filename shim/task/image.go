@@ -24,8 +24,9 @@ type images struct {
 // the digest its policy pins. Whatever the bundle carried under that name is dropped first:
 // the annotation says what containerd's store holds, nothing else. A container without an
 // image, or one containerd cannot place, gets no annotation (a policy that pins images then
-// refuses it) and a warning.
-func (s *Service) setImageDigest(ctx context.Context, id string, spec *specs.Spec) {
+// refuses it) and a warning. It returns the image's name ("" when none is known): CRI's
+// image-name annotation (the reference as the pod wrote it) or containerd's record.
+func (s *Service) setImageDigest(ctx context.Context, id string, spec *specs.Spec) string {
 	delete(spec.Annotations, policies.ImageDigestAnnotation)
 	im := &s.images
 	im.once.Do(func() {
@@ -40,25 +41,26 @@ func (s *Service) setImageDigest(ctx context.Context, id string, spec *specs.Spe
 		im.resolver = r
 	})
 	if im.resolver == nil {
-		return
+		return ""
 	}
 	l := log.G(ctx).WithField("task", id)
 	ns := namespaceOf(ctx)
 	name, err := im.resolver.ImageName(ctx, ns, id, spec.Annotations)
 	if err != nil || name == "" {
 		l.WithError(err).Debug("no image to pin: the spec gets no image digest")
-		return
+		return ""
 	}
 	d, err := im.resolver.ManifestDigest(ctx, ns, name)
 	if err != nil {
 		l.WithError(err).Warn("image digest unknown: the spec gets none")
-		return
+		return name
 	}
 	if spec.Annotations == nil {
 		spec.Annotations = map[string]string{}
 	}
 	spec.Annotations[policies.ImageDigestAnnotation] = d
 	l.WithField("image", name).WithField("digest", d).Debug("image digest")
+	return name
 }
 
 // close closes the connection to containerd, if one was made.

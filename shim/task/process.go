@@ -80,8 +80,11 @@ type container struct {
 	id     string
 	bundle string
 	rootfs string // guest path of the root filesystem
-	pod    *podRef
-	init   *process
+	// storages are the CreateContainer storages: the image_guest_pull one when the guest
+	// pulls the image, none when the root filesystem is shared.
+	storages []*api.Storage
+	pod      *podRef
+	init     *process
 
 	mu    sync.Mutex
 	execs map[string]*process
