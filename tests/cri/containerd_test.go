@@ -11,11 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/veil-runtime/veil/tests/internal/busyboximage"
+	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
 const (
@@ -27,60 +26,62 @@ const (
 
 // criEnv is a containerd with its CRI plugin, started for the tests in a temporary root.
 type criEnv struct {
-	dir, socket, logPath string
-	crictlBin            string
-	registry             *httptest.Server
-	registryHost         string // 127.0.0.1:PORT
-	busybox, pause       string // image references in the registry
-	cmd                  *exec.Cmd
+	*containerdenv.Containerd
+	crictlBin      string
+	registry       *httptest.Server
+	registryHost   string // 127.0.0.1:PORT
+	busybox, pause string // image references in the registry
 }
 
-// startEnv starts the registry (with the busybox and pause images pushed), writes the
-// containerd, CNI and Veil configurations and starts containerd.
-func startEnv() (*criEnv, error) {
-	containerd, err := toolPath("containerd")
+// startEnv is TestMain's: it keeps VEIL_IMAGE and VEIL_BIN in imageDir and binDir, starts the
+// environment (newEnv) and keeps it in env.
+func startEnv(image, bin string) (containerdenv.Env, error) {
+	imageDir, binDir = image, bin
+	var err error
+	if env, err = newEnv(); env == nil {
+		return nil, err
+	}
+	return env, err
+}
+
+// newEnv starts the registry (with the busybox and pause images pushed), writes the
+// containerd, CNI and Veil configurations and starts containerd. On an error after the
+// temporary root is made, it returns the environment to stop.
+func newEnv() (*criEnv, error) {
+	containerd, err := containerdenv.ToolPath(binDir, "containerd")
 	if err != nil {
 		return nil, fmt.Errorf("containerd not found (run scripts/containerd.sh): %w", err)
 	}
-	e := &criEnv{}
-	if e.crictlBin, err = toolPath("crictl"); err != nil {
+	crictlBin, err := containerdenv.ToolPath(binDir, "crictl")
+	if err != nil {
 		return nil, fmt.Errorf("crictl not found (run scripts/cri-tools.sh): %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(binDir, "containerd-shim-veil-v2")); err != nil {
-		return nil, fmt.Errorf("%s/containerd-shim-veil-v2 missing: build it first: %w", binDir, err)
+	if err := containerdenv.RequireShim(binDir); err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
 		return nil, fmt.Errorf("CNI plugins missing (apt-get install containernetworking-plugins): %w", err)
 	}
-	if e.dir, err = os.MkdirTemp("", "veil-cri-"); err != nil {
+	c, err := containerdenv.New("veil-cri-")
+	if err != nil {
 		return nil, err
 	}
-	e.socket = filepath.Join(e.dir, "containerd.sock")
-	e.logPath = filepath.Join(e.dir, "containerd.log")
-	e.registry = httptest.NewServer(registry.New(registry.Logger(nopLogger())))
-	e.registryHost = strings.TrimPrefix(e.registry.URL, "http://")
+	e := &criEnv{Containerd: c, crictlBin: crictlBin}
+	e.registry, e.registryHost = busyboximage.NewRegistry()
 	if err := e.pushImages(); err != nil {
 		return e, err
 	}
 	if err := e.writeConfigs(); err != nil {
 		return e, err
 	}
-	logf, err := os.Create(e.logPath)
-	if err != nil {
+	if err := e.Start(containerd, binDir, []string{"--log-level", "debug"}); err != nil {
 		return e, err
-	}
-	e.cmd = exec.Command(containerd, "--config", filepath.Join(e.dir, "containerd.toml"), "--log-level", "debug")
-	e.cmd.Stdout, e.cmd.Stderr = logf, logf
-	e.cmd.Env = append(os.Environ(), "PATH="+binDir+":"+filepath.Join(binDir, "tools")+":"+os.Getenv("PATH"))
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := e.cmd.Start(); err != nil {
-		return e, fmt.Errorf("start containerd: %w", err)
 	}
 	if !waitFor(30*time.Second, func() bool {
 		_, _, err := e.crictl(5*time.Second, "version")
 		return err == nil
 	}) {
-		return e, fmt.Errorf("containerd's CRI did not come up:\n%s", tail(e.logPath, 30))
+		return e, fmt.Errorf("containerd's CRI did not come up:\n%s", containerdenv.Tail(e.LogPath, 30))
 	}
 	if out, errOut, err := e.crictl(time.Minute, "pull", e.busybox); err != nil {
 		return e, fmt.Errorf("crictl pull %s: %w\n%s%s", e.busybox, err, out, errOut)
@@ -88,10 +89,11 @@ func startEnv() (*criEnv, error) {
 	return e, nil
 }
 
-// writeConfigs writes containerd's config (CRI on, the veil and runc handlers), the
-// registry's hosts.toml (plain HTTP on loopback), the CNI network and Veil's config.
+// writeConfigs writes containerd's config (CRI on, the veil and runc handlers, the pinned
+// sandbox image from the test's registry), the registry's hosts.toml (plain HTTP on loopback),
+// the CNI network and Veil's config.
 func (e *criEnv) writeConfigs() error {
-	certs := filepath.Join(e.dir, "certs.d")
+	certs := e.Path("certs.d")
 	hostsDir := filepath.Join(certs, e.registryHost)
 	if err := os.MkdirAll(hostsDir, 0o755); err != nil {
 		return err
@@ -101,95 +103,38 @@ func (e *criEnv) writeConfigs() error {
 	if err := os.WriteFile(filepath.Join(hostsDir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
 		return err
 	}
-	cniDir := filepath.Join(e.dir, "cni")
-	if err := os.MkdirAll(cniDir, 0o755); err != nil {
+	cniDir := e.Path("cni")
+	network := containerdenv.Bridge{Name: "veil-cri-test", Bridge: bridgeName, Subnet: subnet, IPAMDir: e.Path("ipam")}
+	if err := network.Write(cniDir, "10-veil-test.conflist"); err != nil {
 		return err
 	}
-	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "veil-cri-test", "plugins": [{
-  "type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false, "hairpinMode": true,
-  "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}],
-           "dataDir": %q}}]}
-`, bridgeName, subnet, filepath.Join(e.dir, "ipam"))
-	if err := os.WriteFile(filepath.Join(cniDir, "10-veil-test.conflist"), []byte(conf), 0o644); err != nil {
+	if err := containerdenv.WriteVeilConfig(e.Path("veil.toml"), imageDir); err != nil {
 		return err
 	}
-	veil := fmt.Sprintf("[hypervisor]\nimage = %q\nmemory_mib = 512\nvcpus = 1\naccel = \"auto\"\nboot_timeout = \"120s\"\n", imageDir)
-	if err := os.WriteFile(filepath.Join(e.dir, "veil.toml"), []byte(veil), 0o644); err != nil {
-		return err
-	}
-	return e.writeContainerdConfig(certs, cniDir)
+	return e.WriteConfig(e.CRIConfig(containerdenv.CRIConfig{
+		Sandbox:        e.pause,
+		RegistryConfig: certs,
+		VeilConfig:     e.Path("veil.toml"),
+		CNIConfDir:     cniDir,
+		PodAnnotations: []string{"io.veil.config.*", "io.katacontainers.config.hypervisor.cc_init_data"},
+	}) + e.pullRuntime()) // the veil-pull handler of guestpull_test.go
 }
 
-// writeContainerdConfig writes containerd.toml: CRI with the veil and runc handlers, the
-// pinned sandbox image from the test's registry, CNI from Debian's plugins.
-func (e *criEnv) writeContainerdConfig(certs, cniDir string) error {
-	cfg := fmt.Sprintf(`version = 3
-root = %[1]q
-state = %[2]q
-disabled_plugins = ["io.containerd.nri.v1.nri"]
-[grpc]
-  address = %[3]q
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = 'overlayfs'
-  [plugins.'io.containerd.cri.v1.images'.pinned_images]
-    sandbox = %[4]q
-  [plugins.'io.containerd.cri.v1.images'.registry]
-    config_path = %[5]q
-[plugins.'io.containerd.cri.v1.runtime']
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  [plugins.'io.containerd.cri.v1.runtime'.containerd]
-    default_runtime_name = 'runc'
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-      runtime_type = 'io.containerd.runc.v2'
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil]
-      runtime_type = 'io.containerd.veil.v2'
-      pod_annotations = ['io.veil.config.*', 'io.katacontainers.config.hypervisor.cc_init_data']
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil.options]
-        ConfigPath = %[6]q
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['/usr/lib/cni']
-    conf_dir = %[7]q
-[plugins.'io.containerd.grpc.v1.cri']
-  stream_server_address = '127.0.0.1'
-  stream_server_port = '0'
-`, filepath.Join(e.dir, "root"), filepath.Join(e.dir, "state"), e.socket, e.pause, certs,
-		filepath.Join(e.dir, "veil.toml"), cniDir)
-	return os.WriteFile(filepath.Join(e.dir, "containerd.toml"), []byte(cfg), 0o644)
-}
-
-// stop removes every pod left, stops containerd and the registry, deletes the test bridge and
+// Stop removes every pod left, stops containerd and the registry, deletes the test bridge and
 // removes the temporary root.
-func (e *criEnv) stop() {
-	if e.cmd != nil && e.cmd.Process != nil {
-		if out, _, err := e.crictl(time.Minute, "pods", "-q"); err == nil {
-			for _, id := range strings.Fields(out) {
-				_, _, _ = e.crictl(time.Minute, "stopp", id)
-				_, _, _ = e.crictl(time.Minute, "rmp", "-f", id)
-			}
-		}
-		_ = e.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = e.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = e.cmd.Process.Kill()
-		}
+func (e *criEnv) Stop() {
+	if e.Cmd != nil {
+		containerdenv.RemovePods(func(args ...string) (string, error) {
+			out, _, err := e.crictl(time.Minute, args...)
+			return out, err
+		})
+		e.Terminate()
 	}
 	if e.registry != nil {
 		e.registry.Close()
 	}
 	_ = exec.Command("ip", "link", "del", bridgeName).Run()
-	if e.dir == "" {
-		return
-	}
-	_ = exec.Command("sh", "-c", "grep -o ' "+e.dir+"[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l").Run()
-	if os.Getenv("VEIL_TEST_KEEP") != "" {
-		fmt.Fprintf(os.Stderr, "tests/cri: VEIL_TEST_KEEP: kept %s\n", e.dir)
-		return
-	}
-	_ = os.RemoveAll(e.dir)
+	e.RemoveRoot(e.KeepRoot("tests/cri"))
 }
 
 // hostServer serves "hello from the host" over HTTP on every host address; the pod reaches it

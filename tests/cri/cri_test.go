@@ -22,7 +22,7 @@ func podConfig(t *testing.T, name string, annotations map[string]string) string 
 	t.Helper()
 	cfg := map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "veil-test", "uid": name + "-uid", "attempt": 1},
-		"log_directory": filepath.Join(env.dir, "logs", name),
+		"log_directory": filepath.Join(env.Dir, "logs", name),
 		"linux":         map[string]any{},
 		"annotations":   annotations,
 	}
@@ -166,8 +166,8 @@ func checkGone(t *testing.T, podID, vm string) {
 			t.Errorf("mount left after rmp: %s", line)
 		}
 	}
-	netns, _ := filepath.Glob(filepath.Join(env.dir, "state", "*", "netns", "*"))
-	netns2, _ := filepath.Glob(filepath.Join(env.dir, "state", "netns", "*"))
+	netns, _ := filepath.Glob(filepath.Join(env.Dir, "state", "*", "netns", "*"))
+	netns2, _ := filepath.Glob(filepath.Join(env.Dir, "state", "netns", "*"))
 	if left := append(netns, netns2...); len(left) > 0 {
 		t.Errorf("network namespaces left after rmp: %v", left)
 	}

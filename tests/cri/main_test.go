@@ -11,12 +11,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
 // handler is the CRI runtime handler under test.
@@ -28,26 +28,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	imageDir, binDir = os.Getenv("VEIL_IMAGE"), os.Getenv("VEIL_BIN")
-	if imageDir == "" || binDir == "" {
-		fmt.Fprintln(os.Stderr, "tests/cri: VEIL_IMAGE and VEIL_BIN are not set: run `make e2e`")
-		os.Exit(1)
-	}
-	var err error
-	env, err = startEnv()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tests/cri:", err)
-		if env != nil {
-			env.stop()
-		}
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "containerd log (last lines):\n%s\n", tail(env.logPath, 120))
-	}
-	env.stop()
-	os.Exit(code)
+	containerdenv.Main(m, "tests/cri", 120, startEnv)
 }
 
 // crictl runs crictl against the test's containerd and returns its stdout; it fails the test
@@ -65,8 +46,8 @@ func crictl(t testing.TB, args ...string) string {
 func (e *criEnv) crictl(timeout time.Duration, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	full := append([]string{"--runtime-endpoint", "unix://" + e.socket, "--image-endpoint",
-		"unix://" + e.socket, "--timeout", timeout.String()}, args...)
+	full := append([]string{"--runtime-endpoint", "unix://" + e.Socket, "--image-endpoint",
+		"unix://" + e.Socket, "--timeout", timeout.String()}, args...)
 	cmd := exec.CommandContext(ctx, e.crictlBin, full...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -79,32 +60,5 @@ func (e *criEnv) crictl(timeout time.Duration, args ...string) (string, string, 
 
 // waitFor polls cond every 100 ms until it holds or d passed.
 func waitFor(d time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func toolPath(name string) (string, error) {
-	for _, dir := range []string{filepath.Join(binDir, "tools"), binDir} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return exec.LookPath(name)
+	return containerdenv.WaitFor(d, 100*time.Millisecond, cond)
 }

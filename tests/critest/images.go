@@ -4,7 +4,6 @@ package main
 
 import (
 	"archive/tar"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -14,16 +13,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-)
 
-// pauseScript is the sandbox's process: it waits for SIGTERM or SIGINT, as pause does.
-const pauseScript = "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"
+	"github.com/veil-runtime/veil/tests/internal/busyboximage"
+)
 
 const (
 	passwd = "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/false\n" +
@@ -91,7 +84,7 @@ func main() { fmt.Printf("Effective uid: %d\n", os.Geteuid()) }
 func testImages(nnp []byte) []image {
 	const cri = "k8s-staging-cri-tools/"
 	www := map[string]file{"www/index.html": {data: "<html><body>Welcome to nginx!</body></html>\n", mode: 0o644}}
-	sh := v1.Config{Cmd: []string{"sh"}}
+	sh := busyboximage.Shell()
 	user := func(u string) v1.Config { return v1.Config{Cmd: []string{"sh"}, User: u} }
 	nginx := v1.Config{Cmd: []string{"nginx", "-g", "daemon off; master process"}}
 	hostnet := nginx
@@ -104,8 +97,8 @@ func testImages(nnp []byte) []image {
 		{refs: []string{"e2e-test-images/nonewprivs:1.3"}, cfg: v1.Config{Cmd: []string{"/usr/local/bin/nnp"}},
 			extra: map[string]file{"usr/local/bin/nnp": {data: string(nnp), mode: 0o4755}}},
 		{refs: []string{cri + "hostnet-nginx-amd64:latest"}, cfg: hostnet, extra: www},
-		{refs: []string{"pause:3.10"}, cfg: v1.Config{Entrypoint: []string{"/bin/sh", "-c", pauseScript}}},
-		{refs: []string{"pause:3.9"}, cfg: v1.Config{Entrypoint: []string{"/bin/sh", "-c", pauseScript}}},
+		{refs: []string{"pause:3.10"}, cfg: busyboximage.Pause()},
+		{refs: []string{"pause:3.9"}, cfg: busyboximage.Pause()},
 		{refs: []string{cri + "test-image-user-uid:latest"}, cfg: user("1002")},
 		{refs: []string{cri + "test-image-user-username:latest"}, cfg: user("www-data")},
 		{refs: []string{cri + "test-image-user-uid-group:latest"}, cfg: user("1003:users")},
@@ -168,28 +161,15 @@ func pushImages(host, busyboxRoot string) error {
 			}
 			layers = append(layers, l)
 		}
-		img, err := mutate.AppendLayers(empty.Image, layers...)
+		cfg := im.cfg
+		cfg.Labels = map[string]string{"io.veil.critest.image": im.refs[0]}
+		img, err := busyboximage.Image(cfg, layers...)
 		if err != nil {
-			return err
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			return err
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture, cf.Config = "linux", "amd64", im.cfg
-		cf.Config.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, im.cfg.Env...)
-		cf.Config.Labels = map[string]string{"io.veil.critest.image": im.refs[0]}
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
 			return err
 		}
 		for _, ref := range im.refs {
-			tag, err := name.NewTag(host+"/"+ref, name.Insecure)
-			if err != nil {
+			if err := busyboximage.Push(host+"/"+ref, img); err != nil {
 				return err
-			}
-			if err := remote.Write(tag, img); err != nil {
-				return fmt.Errorf("push %s: %w", ref, err)
 			}
 		}
 	}
@@ -249,8 +229,6 @@ func busyboxLayer(root string) (v1.Layer, error) {
 
 // filesLayer makes a layer of the standard directories, files and hard links (name to target).
 func filesLayer(files map[string]file, links map[string]string) (v1.Layer, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
 	dirs := map[string]bool{}
 	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var", "www", "home", "var/run", "usr/bin", "usr/sbin"} {
 		dirs[d] = true
@@ -265,40 +243,36 @@ func filesLayer(files map[string]file, links map[string]string) (v1.Layer, error
 		names = append(names, d)
 	}
 	sort.Strings(names)
-	for _, d := range names {
-		mode := int64(0o755)
-		if d == "tmp" {
-			mode = 0o1777
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: mode}); err != nil {
-			return nil, err
-		}
-	}
 	fileNames := make([]string, 0, len(files))
 	for n := range files {
 		fileNames = append(fileNames, n)
 	}
 	sort.Strings(fileNames)
-	for _, n := range fileNames {
-		f := files[n]
-		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
-			return nil, err
+	return busyboximage.Layer(func(tw *tar.Writer) error {
+		for _, d := range names {
+			mode := int64(0o755)
+			if d == "tmp" {
+				mode = 0o1777
+			}
+			if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: mode}); err != nil {
+				return err
+			}
 		}
-		if _, err := io.WriteString(tw, f.data); err != nil {
-			return nil, err
+		for _, n := range fileNames {
+			f := files[n]
+			if err := tw.WriteHeader(&tar.Header{Name: n, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
+				return err
+			}
+			if _, err := io.WriteString(tw, f.data); err != nil {
+				return err
+			}
 		}
-	}
-	for _, n := range sortedKeys(links) {
-		if err := tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeLink, Linkname: links[n], Mode: 0o755}); err != nil {
-			return nil, err
+		for _, n := range sortedKeys(links) {
+			if err := tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeLink, Linkname: links[n], Mode: 0o755}); err != nil {
+				return err
+			}
 		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	data := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
+		return nil
 	})
 }
 

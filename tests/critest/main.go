@@ -24,10 +24,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/veil-runtime/veil/tests/internal/busyboximage"
+	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
 const (
@@ -78,12 +78,13 @@ func run() int {
 			return 2
 		}
 	}
-	dir, err := os.MkdirTemp("", "veil-critest-")
+	c, err := containerdenv.New("veil-critest-")
 	if err != nil {
 		log.Print(err)
 		return 2
 	}
-	e := &env{dir: dir, bin: bin, tools: tools, image: img}
+	c.KillGroup = true
+	e := &env{Containerd: c, bin: bin, tools: tools, image: img}
 	defer e.stop()
 	if err := e.start(*busyboxRoot); err != nil {
 		log.Printf("set-up failed: %v", err)
@@ -91,7 +92,7 @@ func run() int {
 	}
 	report := *reportDir
 	if report == "" {
-		report = dir
+		report = e.Dir
 	}
 	_ = os.MkdirAll(report, 0o755)
 	var results []result
@@ -134,18 +135,15 @@ func run() int {
 
 // env is the registry and containerd of one critest run.
 type env struct {
-	dir, bin, tools, image string
-	socket, logPath        string
-	reg                    *httptest.Server
-	cmd                    *exec.Cmd
-	tmp                    string // TMPDIR of critest: a shared bind mount (mount propagation tests)
+	*containerdenv.Containerd
+	bin, tools, image string
+	reg               *httptest.Server
+	tmp               string // TMPDIR of critest: a shared bind mount (mount propagation tests)
 }
 
 func (e *env) start(busyboxRoot string) error {
-	e.socket = filepath.Join(e.dir, "containerd.sock")
-	e.logPath = filepath.Join(e.dir, "containerd.log")
-	e.reg = httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	host := strings.TrimPrefix(e.reg.URL, "http://")
+	reg, host := busyboximage.NewRegistry()
+	e.reg = reg
 	log.Printf("pushing test images to %s", host)
 	if err := pushImages(host, busyboxRoot); err != nil {
 		return err
@@ -155,7 +153,7 @@ func (e *env) start(busyboxRoot string) error {
 	}
 	// critest makes its host-path volumes with os.MkdirTemp: give it a directory that is a
 	// shared mount, as mount propagation needs (/ is a private mount here).
-	e.tmp = filepath.Join(e.dir, "tmp")
+	e.tmp = e.Path("tmp")
 	if err := os.MkdirAll(e.tmp, 0o1777); err != nil {
 		return err
 	}
@@ -164,31 +162,24 @@ func (e *env) start(busyboxRoot string) error {
 			return fmt.Errorf("mount %v: %v: %s", args, err, out)
 		}
 	}
-	logf, err := os.Create(e.logPath)
-	if err != nil {
+	if err := e.Start(filepath.Join(e.tools, "containerd"), e.bin, nil); err != nil {
 		return err
 	}
-	e.cmd = exec.Command(filepath.Join(e.tools, "containerd"), "--config", filepath.Join(e.dir, "containerd.toml"))
-	e.cmd.Stdout, e.cmd.Stderr = logf, logf
-	e.cmd.Env = append(os.Environ(), "PATH="+e.bin+":"+e.tools+":"+os.Getenv("PATH"))
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := e.cmd.Start(); err != nil {
-		return fmt.Errorf("start containerd: %w", err)
+	if !containerdenv.WaitFor(30*time.Second, 200*time.Millisecond, func() bool {
+		_, err := os.Stat(e.Socket)
+		return err == nil
+	}) {
+		return fmt.Errorf("containerd did not come up; see %s", e.LogPath)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if _, err := os.Stat(e.socket); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd did not come up; see %s", e.logPath)
-		}
-	}
-	log.Printf("containerd up (root %s, log %s)", e.dir, e.logPath)
+	log.Printf("containerd up (root %s, log %s)", e.Dir, e.LogPath)
 	return nil
 }
 
+// writeConfigs writes hosts.toml mirrors of the upstream registries critest names (the test
+// registry), the CNI network (bridge and portmap), Veil's config and containerd's config (CRI
+// with the veil and runc handlers, NRI on).
 func (e *env) writeConfigs() error {
-	certs := filepath.Join(e.dir, "certs.d")
+	certs := e.Path("certs.d")
 	for _, upstream := range []string{"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"} {
 		d := filepath.Join(certs, upstream)
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -199,59 +190,23 @@ func (e *env) writeConfigs() error {
 			return err
 		}
 	}
-	cniDir := filepath.Join(e.dir, "cni")
-	if err := os.MkdirAll(cniDir, 0o755); err != nil {
+	cniDir := e.Path("cni")
+	network := containerdenv.Bridge{Name: "veil-critest", Bridge: bridgeName, Subnet: subnet, IPAMDir: e.Path("ipam"),
+		IPMasq: true, PortMap: true}
+	if err := network.Write(cniDir, "10-veil-critest.conflist"); err != nil {
 		return err
 	}
-	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "veil-critest", "plugins": [{
-  "type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true, "hairpinMode": true,
-  "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}],
-           "dataDir": %q}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
-`, bridgeName, subnet, filepath.Join(e.dir, "ipam"))
-	if err := os.WriteFile(filepath.Join(cniDir, "10-veil-critest.conflist"), []byte(conf), 0o644); err != nil {
+	if err := containerdenv.WriteVeilConfig(e.Path("veil.toml"), e.image); err != nil {
 		return err
 	}
-	veil := fmt.Sprintf("[hypervisor]\nimage = %q\nmemory_mib = 512\nvcpus = 1\naccel = \"auto\"\nboot_timeout = \"120s\"\n", e.image)
-	if err := os.WriteFile(filepath.Join(e.dir, "veil.toml"), []byte(veil), 0o644); err != nil {
-		return err
-	}
-	cfg := fmt.Sprintf(`version = 3
-root = %[1]q
-state = %[2]q
-[grpc]
-  address = %[3]q
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = 'overlayfs'
-  [plugins.'io.containerd.cri.v1.images'.pinned_images]
-    sandbox = 'registry.k8s.io/pause:3.10'
-  [plugins.'io.containerd.cri.v1.images'.registry]
-    config_path = %[4]q
-[plugins.'io.containerd.cri.v1.runtime']
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  enable_selinux = false
-  [plugins.'io.containerd.cri.v1.runtime'.containerd]
-    default_runtime_name = 'runc'
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-      runtime_type = 'io.containerd.runc.v2'
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil]
-      runtime_type = 'io.containerd.veil.v2'
-      pod_annotations = ['io.veil.config.*']
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil.options]
-        ConfigPath = %[5]q
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['/usr/lib/cni']
-    conf_dir = %[6]q
-[plugins.'io.containerd.grpc.v1.cri']
-  stream_server_address = '127.0.0.1'
-  stream_server_port = '0'
-[plugins.'io.containerd.nri.v1.nri']
-  disable = false
-  socket_path = %[7]q
-`, filepath.Join(e.dir, "root"), filepath.Join(e.dir, "state"), e.socket, certs,
-		filepath.Join(e.dir, "veil.toml"), cniDir, filepath.Join(e.dir, "nri.sock"))
-	return os.WriteFile(filepath.Join(e.dir, "containerd.toml"), []byte(cfg), 0o644)
+	return e.WriteConfig(e.CRIConfig(containerdenv.CRIConfig{
+		Sandbox:        "registry.k8s.io/pause:3.10",
+		RegistryConfig: certs,
+		VeilConfig:     e.Path("veil.toml"),
+		CNIConfDir:     cniDir,
+		PodAnnotations: []string{"io.veil.config.*"},
+		NRISocket:      e.Path("nri.sock"),
+	}))
 }
 
 var (
@@ -265,8 +220,8 @@ var (
 // parses ginkgo's summary.
 func (e *env) critest(handler, report string) (result, error) {
 	r := result{handler: handler, log: filepath.Join(report, "critest-"+handler+".log")}
-	args := []string{"--runtime-endpoint", "unix://" + e.socket, "--image-endpoint", "unix://" + e.socket,
-		"--ginkgo.no-color", "--ginkgo.timeout", "40m", "--nri-socket", filepath.Join(e.dir, "nri.sock")}
+	args := []string{"--runtime-endpoint", "unix://" + e.Socket, "--image-endpoint", "unix://" + e.Socket,
+		"--ginkgo.no-color", "--ginkgo.timeout", "40m", "--nri-socket", e.Path("nri.sock")}
 	if *parallel > 1 {
 		args = append(args, "--parallel", fmt.Sprint(*parallel))
 	}
@@ -288,7 +243,7 @@ func (e *env) critest(handler, report string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, *critestBin, args...)
-	cmd.Dir = e.dir
+	cmd.Dir = e.Dir
 	cmd.Env = append(os.Environ(), "TMPDIR="+e.tmp, "PATH="+e.tools+":"+os.Getenv("PATH"))
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -346,32 +301,21 @@ func (e *env) critest(handler, report string) (result, error) {
 // stop removes the pods left, stops containerd and the registry, deletes the bridge and the
 // temporary root (unless -keep).
 func (e *env) stop() {
-	if e.cmd != nil && e.cmd.Process != nil {
+	if e.Cmd != nil {
 		crictl := filepath.Join(e.tools, "crictl")
-		ep := "unix://" + e.socket
-		if out, err := exec.Command(crictl, "--runtime-endpoint", ep, "pods", "-q").Output(); err == nil {
-			for _, id := range strings.Fields(string(out)) {
-				_ = exec.Command(crictl, "--runtime-endpoint", ep, "stopp", id).Run()
-				_ = exec.Command(crictl, "--runtime-endpoint", ep, "rmp", "-f", id).Run()
-			}
-		}
-		_ = e.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = e.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-		}
+		ep := "unix://" + e.Socket
+		containerdenv.RemovePods(func(args ...string) (string, error) {
+			out, err := exec.Command(crictl, append([]string{"--runtime-endpoint", ep}, args...)...).Output()
+			return string(out), err
+		})
+		e.Terminate()
 	}
 	if e.reg != nil {
 		e.reg.Close()
 	}
 	_ = exec.Command("ip", "link", "del", bridgeName).Run()
-	_ = exec.Command("sh", "-c", "grep -o ' "+e.dir+"[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l").Run()
 	if *keep {
-		log.Printf("kept %s", e.dir)
-		return
+		log.Printf("kept %s", e.Dir)
 	}
-	_ = os.RemoveAll(e.dir)
+	e.RemoveRoot(*keep)
 }

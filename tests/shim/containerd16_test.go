@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
 // TestContainerd16 runs the shim under Debian's containerd 1.6 (task API v2, the address
@@ -26,9 +28,9 @@ func TestContainerd16(t *testing.T) {
 	}
 	defer func() {
 		if t.Failed() {
-			t.Logf("containerd 1.6 log (last lines):\n%s", tail(e16.logPath, 60))
+			t.Logf("containerd 1.6 log (last lines):\n%s", containerdenv.Tail(e16.LogPath, 60))
 		}
-		e16.stop()
+		e16.Stop()
 	}()
 	if v := ctrOn(t, e16, time.Minute, "version"); !strings.Contains(v.stdout, "1.6.") {
 		t.Fatalf("ctr version: %q, want a 1.6 server", v.stdout)

@@ -160,7 +160,7 @@ func TestConcurrentRuns(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		t.Logf("containerd log (shim warnings and errors):\n%s", grepLog(env.logPath, "level=warning", "level=error"))
+		t.Logf("containerd log (shim warnings and errors):\n%s", grepLog(env.LogPath, "level=warning", "level=error"))
 	}
 	t.Logf("%d concurrent ctr run --rm took %s", concurrentRuns, time.Since(start).Round(time.Millisecond))
 }

@@ -10,12 +10,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
 // runtime is the runtime type under test.
@@ -27,23 +27,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	imageDir, binDir = os.Getenv("VEIL_IMAGE"), os.Getenv("VEIL_BIN")
-	if imageDir == "" || binDir == "" {
-		fmt.Fprintln(os.Stderr, "tests/shim: VEIL_IMAGE and VEIL_BIN are not set: run `make e2e`")
-		os.Exit(1)
-	}
-	var err error
-	env, err = startContainerd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tests/shim:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "containerd log (last lines):\n%s\n", tail(env.logPath, 80))
-	}
-	env.stop()
-	os.Exit(code)
+	containerdenv.Main(m, "tests/shim", 80, startContainerd)
 }
 
 // ctrResult is one ctr invocation's outcome.
@@ -137,32 +121,5 @@ func taskStatus(t testing.TB, id string) string {
 
 // waitFor polls cond every 50 ms until it holds or d passed.
 func waitFor(d time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func toolPath(name string) (string, error) {
-	for _, dir := range []string{filepath.Join(binDir, "tools"), binDir} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return exec.LookPath(name)
+	return containerdenv.WaitFor(d, 50*time.Millisecond, cond)
 }

@@ -1,0 +1,295 @@
+//go:build e2e
+
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/veil-runtime/veil/agent/storage"
+	"github.com/veil-runtime/veil/policy/genpolicy"
+	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/shim/pod"
+	"github.com/veil-runtime/veil/tests/internal/busyboximage"
+	"github.com/veil-runtime/veil/tests/internal/containerdenv"
+)
+
+// pullHandler is the CRI runtime handler whose Veil config has guest_pull on; its config file
+// (pullConfigName in the test root) is written by TestGuestPull, since the shim reads it only
+// when a pod starts.
+const (
+	pullHandler    = "veil-pull"
+	pullConfigName = "veil-pull.toml"
+)
+
+// pullRuntime is the containerd.toml fragment of the veil-pull handler (appended to the CRI
+// configuration, which defines the other handlers).
+func (e *criEnv) pullRuntime() string {
+	return fmt.Sprintf(`[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.%s]
+  runtime_type = 'io.containerd.veil.v2'
+  pod_annotations = ['io.veil.config.*', 'io.katacontainers.config.hypervisor.cc_init_data']
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.%[1]s.options]
+    ConfigPath = %q
+`, "'"+pullHandler+"'", e.Path(pullConfigName))
+}
+
+// guestPullPodYAML is the pod of TestGuestPull: app runs from the pulled image and prints the
+// guest's mount of its root; tampered names an image whose manifest the registry swaps.
+const guestPullPodYAML = `apiVersion: v1
+kind: Pod
+metadata:
+  name: pulled
+spec:
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  containers:
+  - name: app
+    image: %s
+    command: ["sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; exec sleep 3600"]
+    env:
+    - name: GREETING
+      value: hello
+  - name: tampered
+    image: %s
+    command: ["sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; exec sleep 3600"]
+    env:
+    - name: GREETING
+      value: hello
+`
+
+// gatewayRegistry serves the test registry's content on every host address (the pod reaches
+// it on the CNI bridge's gateway): a reverse proxy that, once tamper is set, answers
+// manifest requests of veil-test/tampered with the busybox image's manifest.
+type gatewayRegistry struct {
+	srv    *http.Server
+	port   int
+	tamper atomic.Bool
+}
+
+func startGatewayRegistry(t *testing.T) *gatewayRegistry {
+	t.Helper()
+	l, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := url.Parse(env.registry.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatewayRegistry{port: l.Addr().(*net.TCPAddr).Port}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	g.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.tamper.Load() && strings.HasPrefix(r.URL.Path, "/v2/veil-test/tampered/manifests/") {
+			r.URL.Path = "/v2/veil-test/busybox/manifests/latest"
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	go func() { _ = g.srv.Serve(l) }()
+	t.Cleanup(func() { _ = g.srv.Close() })
+	return g
+}
+
+// ensureBridge creates the CNI bridge with the gateway address when no pod has made it yet,
+// so that the host reaches the gateway registry before the first pod (the bridge plugin
+// takes an existing bridge that already has its gateway address).
+func ensureBridge(t *testing.T) {
+	t.Helper()
+	if exec.Command("ip", "link", "show", bridgeName).Run() == nil {
+		return
+	}
+	for _, args := range [][]string{
+		{"link", "add", bridgeName, "type", "bridge"},
+		{"addr", "add", gatewayIP + "/24", "dev", bridgeName},
+		{"link", "set", bridgeName, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// writeGuestPullConfigs writes the veil-pull handler's Veil config (guest_pull on) and the
+// gateway registry's hosts.toml (containerd on the host reaches it on loopback).
+func writeGuestPullConfigs(t *testing.T, gw string, port int) {
+	t.Helper()
+	cfg := containerdenv.VeilConfig(imageDir) + "[runtime]\nguest_pull = true\n"
+	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(env.Path("certs.d"), gw)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	server := fmt.Sprintf("http://127.0.0.1:%d", port)
+	hosts := fmt.Sprintf("server = %q\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", server, server)
+	if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGuestPull runs a pod under the veil-pull handler (guest_pull on) with a policy
+// veil-genpolicy made with --guest-pull and initdata that lets the agent reach the gateway
+// registry over plain HTTP: the container runs from the image the agent pulled into
+// /run/veil/images (its root is an overlay on the cache, and the host shares no rootfs for
+// it), and a container whose registry content no longer matches the pinned digest is refused.
+func TestGuestPull(t *testing.T) {
+	networkPrereqs(t)
+	ensureBridge(t)
+	reg := startGatewayRegistry(t)
+	gw := fmt.Sprintf("%s:%d", gatewayIP, reg.port)
+	writeGuestPullConfigs(t, gw, reg.port)
+
+	// The image the registry will later serve tampered content for.
+	layer, err := busyboximage.Static("var")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := busyboximage.Shell()
+	cfg.Env = append(cfg.Env, "VARIANT=tampered")
+	if err := push(env.registryHost+"/veil-test/tampered:v1", layer, cfg); err != nil {
+		t.Fatal(err)
+	}
+	busybox, tampered := gw+"/veil-test/busybox:latest", gw+"/veil-test/tampered:v1"
+	for _, ref := range []string{busybox, tampered} {
+		crictl(t, "pull", ref)
+	}
+
+	// genpolicy resolves through the loopback name of the same registry (it allows plain
+	// HTTP on loopback only); the policy pins digests, not names.
+	settings := genpolicy.DefaultSettings()
+	settings.SandboxImage = env.pause
+	veilTOML := fmt.Sprintf("[image]\ninsecure_registries = [%q]\n", gw)
+	yaml := fmt.Sprintf(guestPullPodYAML, env.registryHost+"/veil-test/busybox:latest", env.registryHost+"/veil-test/tampered:v1")
+	res, err := genpolicy.Generate(context.Background(), []byte(yaml), genpolicy.Options{
+		Resolver:  &genpolicy.RegistryResolver{PlainHTTPLoopback: true},
+		Settings:  settings,
+		GuestPull: true,
+		ExtraData: map[string]string{initdata.KeyAgent: veilTOML},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := res.Workloads[0]
+
+	podCfg := podConfig(t, "pulled", map[string]string{initdata.Annotation: w.Annotation})
+	podID := crictl(t, "runp", "--runtime", pullHandler, podCfg)
+	vm := pod.VMID(criNamespace, podID)
+	t.Cleanup(func() {
+		_, _, _ = env.crictl(time.Minute, "stopp", podID)
+		_, _, _ = env.crictl(time.Minute, "rmp", "-f", podID)
+	})
+	cmd := []string{"sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; exec sleep 3600"}
+	greeting := []map[string]string{{"key": "GREETING", "value": "hello"}}
+
+	cid := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "app", 0, busybox, greeting, cmd), busybox), podCfg)
+	crictl(t, "start", cid)
+	out := waitLog(t, cid, "pulled-ok")
+	checkPulled(t, out, w.Data.Containers[0].ImageDigest)
+	// The host shares the sandbox container's rootfs, and only bind mounts of the app's.
+	shared := filepath.Join(pod.DirOf(vm), "shared")
+	if _, err := os.Stat(filepath.Join(shared, cid, "rootfs")); !os.IsNotExist(err) {
+		t.Errorf("the host shares a rootfs for the pulled container: %s (err %v)", filepath.Join(shared, cid, "rootfs"), err)
+	}
+	if _, err := os.Stat(filepath.Join(shared, podID, "rootfs")); err != nil {
+		t.Errorf("the sandbox container's shared rootfs: %v", err)
+	}
+
+	// The registry now answers for the tampered image with another manifest: the guest's
+	// pull by the pinned digest must refuse it, and the pod keeps running.
+	reg.tamper.Store(true)
+	bad := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "tampered", 0, tampered, greeting, cmd), tampered), podCfg)
+	stdout, errOut, err := env.crictl(2*time.Minute, "start", bad)
+	if err == nil {
+		t.Fatalf("a container whose registry content does not match its digest started (stdout %q)", stdout)
+	}
+	if !strings.Contains(errOut, "digest mismatch") {
+		t.Fatalf("tampered image: want a digest mismatch, got %q", errOut)
+	}
+	t.Logf("tampered image refused: %s", lineWith(errOut, "digest mismatch"))
+	if st := crictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}}", cid); st != "CONTAINER_RUNNING" {
+		t.Fatalf("after the refusal: state %q", st)
+	}
+	crictl(t, "rm", "-f", bad)
+	crictl(t, "stopp", podID)
+	crictl(t, "rmp", podID)
+	checkGone(t, podID, vm)
+
+	// The same policy on the handler that shares containerd's rootfs: the pinned digest
+	// alone no longer suffices, the app is refused.
+	sharedCfg := podConfig(t, "pulled-shared", map[string]string{initdata.Annotation: w.Annotation})
+	sharedPod := crictl(t, "runp", "--runtime", handler, sharedCfg)
+	t.Cleanup(func() {
+		_, _, _ = env.crictl(time.Minute, "stopp", sharedPod)
+		_, _, _ = env.crictl(time.Minute, "rmp", "-f", sharedPod)
+	})
+	id := crictl(t, "create", sharedPod, userImage(t, policyContainerConfig(t, "app", 0, busybox, greeting, cmd), busybox), sharedCfg)
+	if _, errOut, err := env.crictl(2*time.Minute, "start", id); err == nil ||
+		!strings.Contains(errOut, "must be an image_guest_pull storage (the pod requires guest pull)") {
+		t.Fatalf("a shared rootfs under the guest-pull policy: err %v, stderr %q", err, errOut)
+	} else {
+		t.Logf("shared rootfs refused: %s", lineWith(errOut, "guest pull"))
+	}
+	crictl(t, "stopp", sharedPod)
+	crictl(t, "rmp", sharedPod)
+	checkGone(t, sharedPod, pod.VMID(criNamespace, sharedPod))
+}
+
+// lineWith returns the first line of s that contains want, for the test's log.
+func lineWith(s, want string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, want) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+// userImage sets the container config's image.user_specified_image to ref, the name CRI puts
+// in the image-name annotation (without it, containerd's name for the image: the busybox image
+// also has a loopback name, which the guest cannot reach).
+func userImage(t *testing.T, path, ref string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["image"] = map[string]any{"image": ref, "user_specified_image": ref}
+	if data, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkPulled fails unless the container's log shows its root as an overlay whose lower
+// directory is the guest's image cache entry for digest.
+func checkPulled(t *testing.T, log, digest string) {
+	t.Helper()
+	hex := strings.TrimPrefix(digest, "sha256:")
+	lower := "lowerdir=" + storage.ImagesDir + "/images/sha256/" + hex + "/"
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, " - overlay ") && strings.Contains(line, lower) {
+			t.Logf("the container's root in the guest: %s", line)
+			return
+		}
+	}
+	t.Fatalf("the container's root is not an overlay on %s...:\n%s", lower, log)
+}
