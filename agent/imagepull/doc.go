@@ -19,6 +19,14 @@
 //     root);
 //  5. renames the staging directory into place: a failed pull leaves nothing behind.
 //
+// Encrypted layers (ocicrypt "+encrypted" media types) are decrypted when
+// Options.KeyProvider is set, and refused with ErrUnsupported otherwise. NewKBSKeyProvider
+// reads Confidential Containers' "attestation-agent" key annotation: the layer options are
+// sealed with AES-256-GCM under a key-encryption key that it fetches from the KBS through a
+// ResourceGetter (agent/cdh.Hub). The blob as served (the ciphertext) is checked against the
+// manifest digest, ocicrypt's blockcipher decrypts it and checks its HMAC, and the decrypted
+// tar is checked against the diff_id.
+//
 // Plain HTTP is refused except to Options.InsecureRegistries (go-containerregistry would
 // otherwise use it for loopback and private addresses), and Options.Limits bound the
 // manifest, the config, the layer count and the unpacked size. Errors wrap one of the Err*
@@ -48,6 +56,6 @@
 // docker/cli's credential config pulled in by authn. Unpacking from a loopback registry runs
 // at about 96 MB/s on 2 vCPUs (BenchmarkPull).
 //
-// This package does not import shim/, hypervisor/ or the KBS server; it is not yet wired
-// into the agent's API (see docs/imagepull.md for what is left).
+// This package does not import shim/, hypervisor/ or the KBS server. The agent uses it for
+// its image_guest_pull storage; decryption is not wired there yet (docs/imagepull.md).
 package imagepull

@@ -23,8 +23,13 @@ var (
 	ErrLimit = errors.New("limit exceeded")
 	// ErrPlatform: an index has no manifest for the platform, or the config names another one.
 	ErrPlatform = errors.New("platform not available")
-	// ErrUnsupported: a layer media type this package cannot unpack (encrypted, foreign).
+	// ErrUnsupported: a layer media type this package cannot unpack (foreign layers, or
+	// encrypted layers without Options.KeyProvider).
 	ErrUnsupported = errors.New("unsupported content")
+	// ErrDecrypt: an encrypted layer's key could not be obtained or opened (no wrapped key for
+	// the provider, a malformed annotation, a KBS refusal, a wrong key-encryption key), or
+	// its ciphertext fails ocicrypt's HMAC.
+	ErrDecrypt = errors.New("layer decryption failed")
 	// ErrOptions: the Options are inconsistent (no destination, two destinations, ...).
 	ErrOptions = errors.New("invalid options")
 )
@@ -88,6 +93,12 @@ type Options struct {
 	// With it, Image.RootFS is a shared, read-only tree: callers mount an overlay on it and
 	// never write into it.
 	CacheDir string
+
+	// KeyProvider unwraps the keys of encrypted layers (ocicrypt "+encrypted" media types),
+	// e.g. NewKBSKeyProvider(hub) with an agent/cdh.Hub. Nil refuses encrypted layers with
+	// ErrUnsupported. Decrypted content is unpacked like any other: Dest and CacheDir must
+	// be guest-private.
+	KeyProvider KeyProvider
 
 	// NoSameOwner unpacks files as the calling user instead of the owners recorded in the
 	// layers (for unprivileged tests; the agent runs as root and keeps the owners).

@@ -40,6 +40,11 @@ type Layer struct {
 	DiffID    v1.Hash `json:"diffID"`    // uncompressed tar, as in the config's rootfs.diff_ids
 	Size      int64   `json:"size"`      // compressed bytes
 	MediaType string  `json:"mediaType"` // as in the manifest
+	// Encrypted reports a layer that was decrypted (ocicrypt "+encrypted" media type):
+	// Digest is then the encrypted blob's, DiffID the decrypted tar's.
+	Encrypted bool `json:"encrypted,omitempty"`
+
+	annotations map[string]string // the manifest descriptor's: the wrapped layer keys
 }
 
 // Pull fetches the image ref names, pinned to a digest (by ref itself, name@sha256:..., or
@@ -177,7 +182,7 @@ func fetch(ctx context.Context, r name.Reference, pin v1.Hash, plt v1.Platform, 
 	if err := checkConfig(img, res, plt, lim); err != nil {
 		return nil, err
 	}
-	u := &unpacker{root: rootfs, max: lim.MaxUnpackedBytes, left: lim.MaxUnpackedBytes, noSameOwner: o.NoSameOwner}
+	u := &unpacker{root: rootfs, max: lim.MaxUnpackedBytes, left: lim.MaxUnpackedBytes, noSameOwner: o.NoSameOwner, keys: o.KeyProvider}
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: layers: %w", res.ManifestDigest, err)

@@ -135,7 +135,8 @@ func checkConfig(img v1.Image, res *Image, plt v1.Platform, lim Limits) error {
 	res.ConfigDigest, res.Config = m.Config.Digest, cf.Config
 	res.Layers = make([]Layer, len(m.Layers))
 	for i, l := range m.Layers {
-		res.Layers[i] = Layer{Digest: l.Digest, DiffID: cf.RootFS.DiffIDs[i], Size: l.Size, MediaType: string(l.MediaType)}
+		res.Layers[i] = Layer{Digest: l.Digest, DiffID: cf.RootFS.DiffIDs[i], Size: l.Size, MediaType: string(l.MediaType),
+			Encrypted: isEncrypted(l.MediaType), annotations: l.Annotations}
 	}
 	return nil
 }

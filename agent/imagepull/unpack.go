@@ -22,16 +22,19 @@ type unpacker struct {
 	max         int64 // Limits.MaxUnpackedBytes
 	left        int64 // unpacked-byte budget left; negative: unlimited
 	noSameOwner bool
+	keys        KeyProvider // Options.KeyProvider
 }
 
-// checkMediaType refuses layers this package cannot unpack.
+// checkMediaType refuses layers this package cannot unpack. Encrypted layers are checked by
+// the media type they have once decrypted.
 func checkMediaType(mt types.MediaType) error {
+	base := types.MediaType(strings.TrimSuffix(string(mt), encryptedSuffix))
 	switch {
-	case strings.Contains(string(mt), "encrypted"):
-		return fmt.Errorf("media type %q: encrypted layers need KBS keys and ocicrypt, not yet wired: %w", mt, ErrUnsupported)
-	case mt == types.DockerForeignLayer || strings.Contains(string(mt), "nondistributable"):
+	case strings.Contains(string(base), "encrypted"):
+		return fmt.Errorf("media type %q is not an ocicrypt layer type: %w", mt, ErrUnsupported)
+	case base == types.DockerForeignLayer || strings.Contains(string(mt), "nondistributable"):
 		return fmt.Errorf("media type %q: foreign layers are not pulled: %w", mt, ErrUnsupported)
-	case mt.IsLayer():
+	case base.IsLayer():
 		return nil
 	default:
 		return fmt.Errorf("media type %q is not a layer: %w", mt, ErrUnsupported)
@@ -43,10 +46,21 @@ func checkMediaType(mt types.MediaType) error {
 // counted against the budget and applied with containerd's archive.Apply, which handles
 // whiteouts and keeps every path inside root. Content is written before the digests are
 // known to match: the caller unpacks into a staging directory and removes it on error.
+//
+// An encrypted layer's key is unwrapped first; the blob as served is hashed against the
+// manifest digest, then decrypted (ocicrypt), decompressed, and its tar checked against the
+// diff_id like any other.
 func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) error {
 	where := fmt.Sprintf("layer %d (%s)", i, want.Digest)
 	if err := checkMediaType(types.MediaType(want.MediaType)); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
+	}
+	var lc *layerCipher
+	if want.Encrypted {
+		var err error
+		if lc, err = layerKey(ctx, u.keys, want); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
 	}
 	rc, err := l.Compressed()
 	if err != nil {
@@ -57,9 +71,22 @@ func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) er
 	}
 	defer rc.Close()
 	zr := &hashReader{r: rc, h: sha256.New()}
-	err = u.unpack(ctx, zr, want)
+	var src io.Reader = zr
+	if lc != nil {
+		if src, err = lc.reader(zr); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	err = u.unpack(ctx, src, want)
 	if ctx.Err() != nil || errors.Is(err, ErrLimit) {
 		return fmt.Errorf("%s: %w", where, errors.Join(ctx.Err(), err))
+	}
+	var herr error
+	if lc != nil {
+		// Read the ciphertext to its end through the decrypter: ocicrypt checks its HMAC there.
+		if _, herr = io.Copy(io.Discard, src); herr != nil && !errors.Is(herr, ErrDecrypt) {
+			herr = fmt.Errorf("decrypt: %w: %w", herr, ErrDecrypt)
+		}
 	}
 	// Read to the end so the verifying reader checks the blob's digest and size; a tampered
 	// blob is reported as such even when it also broke decompression or the tar stream.
@@ -68,6 +95,9 @@ func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) er
 			derr = fmt.Errorf("%w (unpacking also failed: %v)", derr, err)
 		}
 		return fmt.Errorf("%s: %w", where, derr)
+	}
+	if herr != nil {
+		return fmt.Errorf("%s: %w", where, herr)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
