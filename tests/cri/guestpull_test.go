@@ -57,13 +57,13 @@ spec:
   containers:
   - name: app
     image: %s
-    command: ["sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; exec sleep 3600"]
+    command: ["sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"]
     env:
     - name: GREETING
       value: hello
   - name: tampered
     image: %s
-    command: ["sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; exec sleep 3600"]
+    command: ["sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"]
     env:
     - name: GREETING
       value: hello
@@ -190,12 +190,12 @@ func TestGuestPull(t *testing.T) {
 		_, _, _ = env.crictl(time.Minute, "stopp", podID)
 		_, _, _ = env.crictl(time.Minute, "rmp", "-f", podID)
 	})
-	cmd := []string{"sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; exec sleep 3600"}
+	cmd := []string{"sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"}
 	greeting := []map[string]string{{"key": "GREETING", "value": "hello"}}
 
 	cid := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "app", 0, busybox, greeting, cmd), busybox), podCfg)
 	crictl(t, "start", cid)
-	out := waitLog(t, cid, "pulled-ok")
+	out := waitLog(t, cid, "mounts-listed") // the log may hold "pulled-ok" before the mounts
 	checkPulled(t, out, w.Data.Containers[0].ImageDigest)
 	// The host shares the sandbox container's rootfs, and only bind mounts of the app's.
 	shared := filepath.Join(pod.DirOf(vm), "shared")
