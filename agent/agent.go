@@ -19,6 +19,7 @@ import (
 	"github.com/veil-runtime/veil/agent/server"
 	"github.com/veil-runtime/veil/agent/storage"
 	"github.com/veil-runtime/veil/agent/transport"
+	"github.com/veil-runtime/veil/attestation/attester"
 	"github.com/veil-runtime/veil/policy"
 	"github.com/veil-runtime/veil/policy/policies"
 )
@@ -69,7 +70,11 @@ func Run(ctx context.Context, opts Options) error {
 	// when the policy allows it.
 	decisions := policy.NewDecisionLog(0)
 	// Nothing is served before the policy is known: a bad initdata ends the agent here.
-	launched, err := loadPolicy(ctx, opts, policy.WithDecisionLog(decisions))
+	launched, att, err := loadPolicy(ctx, opts, policy.WithDecisionLog(decisions))
+	if err != nil {
+		return err
+	}
+	keys, err := keyProvider(ctx, launched, att)
 	if err != nil {
 		return err
 	}
@@ -78,7 +83,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("create agent service: %w", err)
 	}
-	srv.SetGuestPull(&storage.GuestPull{Dir: opts.ImagesDir, InsecureRegistries: launched.Settings.Image.InsecureRegistries})
+	srv.SetGuestPull(&storage.GuestPull{
+		Dir:                opts.ImagesDir,
+		InsecureRegistries: launched.Settings.Image.InsecureRegistries,
+		KeyProvider:        keys,
+	})
 	srv.SetPolicyEngine(engine)
 	srv.SetDecisionLog(decisions)
 	// server.Interceptor is outermost: it recovers panics and converts errors for the policy
@@ -163,12 +172,22 @@ func listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 
 // loadPolicy returns the engine of the policy to enforce and the agent's settings: in a guest
 // those of the initdata disk (or allow-all without one, in a plain VM), else opts.Policy and
-// zero settings. The engine is built with popts.
-func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*launch.Launched, error) {
+// zero settings. The engine is built with popts. When the settings name a KBS it also returns
+// the attester of the TEE the boot checked the initdata with (nil for tee none, and outside
+// a guest); a TEE that cannot make one stops the boot.
+func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*launch.Launched, attester.Attester, error) {
 	if opts.Guest {
 		c := launch.DefaultConfig(server.DetectTEE(ctx))
 		c.Options = append(c.Options, popts...)
-		return launch.Boot(ctx, c)
+		l, err := launch.Boot(ctx, c)
+		if err != nil || l.Settings.KBS.URL == "" {
+			return l, nil, err
+		}
+		att, err := c.Attester(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("initdata: kbs.url %s: %w", l.Settings.KBS.URL, err)
+		}
+		return l, att, nil
 	}
 	text := opts.Policy
 	if text == "" {
@@ -176,9 +195,9 @@ func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*lau
 	}
 	e, err := policy.New(text, popts...)
 	if err != nil {
-		return nil, fmt.Errorf("agent policy: %w", err)
+		return nil, nil, fmt.Errorf("agent policy: %w", err)
 	}
-	return &launch.Launched{Engine: e}, nil
+	return &launch.Launched{Engine: e}, nil, nil
 }
 
 // prepareGuest brings lo up and creates /run/veil (the only place the host may write).

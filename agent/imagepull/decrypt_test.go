@@ -118,7 +118,7 @@ func TestEncryptedRefused(t *testing.T) {
 				[]byte(`{"cipher":"AES_256_CTR_HMAC_SHA256","hmac":"` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `","cipheroptions":{}}`))
 		}, is: imagepull.ErrDecrypt, want: []string{"fails its HMAC-SHA256"}},
 		{name: "wrong diff_id", edit: func(a *mutate.Addendum) {
-			a.Layer.(*encLayer).diffID = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
+			a.Layer.(*encLayer).Diff = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
 		}, is: imagepull.ErrDigestMismatch, want: []string{"diff_ids"}},
 		{name: "tampered blob", tamper: true, is: imagepull.ErrDigestMismatch, want: []string{"layer 1", "compressed blob"}},
 		{name: "no key provider", noKeys: true, is: imagepull.ErrUnsupported, want: []string{"no key provider", "[kbs] url"}},

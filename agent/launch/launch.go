@@ -63,6 +63,9 @@ type Launched struct {
 	Engine *policy.Engine
 	// Settings are the agent's settings (zero without a veil.toml entry or without initdata).
 	Settings Settings
+	// InitData is the initdata document's text as delivered (its digest is the launch's host
+	// data), "" without initdata: the guest sends it with its evidence to a KBS.
+	InitData string
 }
 
 // Load finds and reads the initdata disk and returns the policy engine the agent must
@@ -148,9 +151,10 @@ func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 	}
 	log.G(ctx).Infof("initdata: policy installed (%d bytes of %s)", len(text), initdata.KeyPolicy)
 	if _, ok := doc.Data[initdata.KeyAgent]; ok {
-		log.G(ctx).Infof("initdata: agent settings from %s: insecure registries %q", initdata.KeyAgent, settings.Image.InsecureRegistries)
+		log.G(ctx).Infof("initdata: agent settings from %s: insecure registries %q, KBS %q", initdata.KeyAgent,
+			settings.Image.InsecureRegistries, settings.KBS.URL)
 	}
-	return &Launched{Engine: e, Settings: settings}, nil
+	return &Launched{Engine: e, Settings: settings, InitData: string(raw)}, nil
 }
 
 // Verify compares the launch's host data with digest (nil: no initdata, so the host data

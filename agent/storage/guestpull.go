@@ -55,6 +55,9 @@ type GuestPull struct {
 	// InsecureRegistries are the registries (host[:port]) that may be reached over plain
 	// HTTP. They must come from measured configuration (initdata), never from the host.
 	InsecureRegistries []string
+	// KeyProvider opens the keys of encrypted layers (imagepull.NewKBSKeyProvider of the
+	// agent/cdh hub of the measured KBS); nil refuses encrypted layers.
+	KeyProvider imagepull.KeyProvider
 }
 
 func (g *GuestPull) root() string {
@@ -101,6 +104,7 @@ func (g *GuestPull) Mount(ctx context.Context, id string, s *api.Storage, digest
 		Digest:             digest,
 		CacheDir:           g.dir(),
 		InsecureRegistries: g.InsecureRegistries,
+		KeyProvider:        g.KeyProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s storage at %s: %w", GuestPullDriver, mp, err)

@@ -117,7 +117,7 @@ func (e *criEnv) writeConfigs() error {
 		VeilConfig:     e.Path("veil.toml"),
 		CNIConfDir:     cniDir,
 		PodAnnotations: []string{"io.veil.config.*", "io.katacontainers.config.hypervisor.cc_init_data"},
-	}) + e.pullRuntime()) // the veil-pull handler of guestpull_test.go
+	}) + e.pullRuntime() + e.encryptedProcessor()) // guestpull_test.go's handler, encrypted_test.go's decoder
 }
 
 // Stop removes every pod left, stops containerd and the registry, deletes the test bridge and

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -56,6 +57,7 @@ type KBS struct {
 	Env   *kbstest.Env
 	Front *httptest.Server
 
+	opts    Options
 	handler atomic.Pointer[http.Handler]
 	mu      sync.Mutex
 	counts  map[string]int
@@ -65,34 +67,73 @@ type KBS struct {
 // trustSim false, the verifier does not trust the sim authority (every attestation fails).
 func NewKBS(tb testing.TB, trustSim bool) *KBS {
 	tb.Helper()
-	k := &KBS{counts: map[string]int{}}
-	k.Env = newEnv(tb, trustSim, nil)
+	return NewKBSWith(tb, Options{Untrusted: !trustSim})
+}
+
+// Options configure NewKBSWith; the zero value is NewKBS(tb, true).
+type Options struct {
+	// Authority is the sim authority the verifier trusts; nil means Authority(tb). A VM test
+	// passes the one its guest image was built with (sim.LoadAuthority).
+	Authority *sim.Authority
+	// Untrusted makes the verifier trust no sim authority (every attestation fails).
+	Untrusted bool
+	// Measurements are the launch measurements the reference values accept; nil means
+	// Measurement.
+	Measurements [][48]byte
+	// Addr is the address the front end listens on ("0.0.0.0:0" for a guest on the pod
+	// network); "" means loopback.
+	Addr string
+}
+
+// NewKBSWith starts a KBS configured by o.
+func NewKBSWith(tb testing.TB, o Options) *KBS {
+	tb.Helper()
+	k := &KBS{counts: map[string]int{}, opts: o}
+	k.Env = newEnv(tb, o, nil)
 	h := http.Handler(k.Env.KBS)
 	k.handler.Store(&h)
-	k.Front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	k.Front = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k.mu.Lock()
 		k.counts[r.URL.Path]++
 		k.mu.Unlock()
 		(*k.handler.Load()).ServeHTTP(w, r)
 	}))
+	if o.Addr != "" {
+		l, err := net.Listen("tcp", o.Addr)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		_ = k.Front.Listener.Close()
+		k.Front.Listener = l
+	}
+	k.Front.Start()
 	tb.Cleanup(k.Front.Close)
 	return k
 }
 
-func newEnv(tb testing.TB, trustSim bool, st store.Store) *kbstest.Env {
+func newEnv(tb testing.TB, o Options, st store.Store) *kbstest.Env {
 	tb.Helper()
-	a := Authority(tb)
+	a := o.Authority
+	if a == nil {
+		a = Authority(tb)
+	}
 	vc := verifier.Config{}
-	if trustSim {
+	if !o.Untrusted {
 		vc.SimSNPRoots, vc.SimTDXRoots = a.SNPRoots(), a.TDXRoots()
 	}
 	v, err := verifier.New(vc)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	refs := &appraisal.ReferenceValues{
-		SNP: &appraisal.SNPReference{AllowSimulated: true, Measurements: []string{hex.EncodeToString(Measurement[:])}},
+	ms := o.Measurements
+	if ms == nil {
+		ms = [][48]byte{Measurement}
 	}
+	snpRef := &appraisal.SNPReference{AllowSimulated: true}
+	for _, m := range ms {
+		snpRef.Measurements = append(snpRef.Measurements, hex.EncodeToString(m[:]))
+	}
+	refs := &appraisal.ReferenceValues{SNP: snpRef}
 	ap, err := builtin.NewAppraiser(context.Background(), appraisal.DefaultPolicy, refs)
 	if err != nil {
 		tb.Fatal(err)
@@ -113,8 +154,12 @@ func newEnv(tb testing.TB, trustSim bool, st store.Store) *kbstest.Env {
 	})
 }
 
-// URL is the front end's base URL.
+// URL is the front end's base URL (its listening address: 0.0.0.0 for Options.Addr
+// "0.0.0.0:0"; see Port).
 func (k *KBS) URL() string { return k.Front.URL }
+
+// Port is the front end's TCP port.
+func (k *KBS) Port() int { return k.Front.Listener.Addr().(*net.TCPAddr).Port }
 
 // Put stores a resource ("repo/type/tag").
 func (k *KBS) Put(tb testing.TB, path string, data []byte) {
@@ -139,7 +184,7 @@ func (k *KBS) Count(path string) int {
 // new token key and no sessions: the guest's token and cookie are no longer accepted.
 func (k *KBS) Restart(tb testing.TB) {
 	tb.Helper()
-	env := newEnv(tb, true, k.Env.Store)
+	env := newEnv(tb, k.opts, k.Env.Store)
 	h := http.Handler(env.KBS)
 	k.handler.Store(&h)
 }

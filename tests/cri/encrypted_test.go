@@ -1,0 +1,283 @@
+//go:build e2e
+
+package cri
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
+	"github.com/veil-runtime/veil/agent/imagepull/imagepulltest"
+	"github.com/veil-runtime/veil/attestation/sim"
+	"github.com/veil-runtime/veil/attestation/sim/psp"
+	"github.com/veil-runtime/veil/policy/genpolicy"
+	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/shim/sandbox"
+	"github.com/veil-runtime/veil/tests/internal/busyboximage"
+	"github.com/veil-runtime/veil/tests/internal/containerdenv"
+)
+
+// plainLayerName is the file (in the test root) holding the plain tar of the encrypted test
+// images' encrypted layer, for containerd on the host (encryptedProcessor).
+const plainLayerName = "encrypted-layer.tar"
+
+// encryptedProcessor is the containerd.toml fragment that lets containerd on the host unpack
+// the encrypted test images (CRI needs them unpacked to create a container, and the shim needs
+// their manifest digest): it replaces containerd's default ocicrypt decoder with one that
+// discards the ciphertext and writes the plain tar the test left in plainLayerName. The host
+// never decrypts anything; the guest pulls and decrypts the real layer (the host's snapshot
+// is not shared under guest pull).
+func (e *criEnv) encryptedProcessor() string {
+	return fmt.Sprintf(`
+[stream_processors]
+  [stream_processors.'io.containerd.ocicrypt.decoder.v1.tar.gzip']
+    accepts = ['application/vnd.oci.image.layer.v1.tar+gzip+encrypted']
+    returns = 'application/vnd.oci.image.layer.v1.tar'
+    path = '/bin/sh'
+    args = ['-c', 'cat >/dev/null && exec cat "$0"', %q]
+`, e.Path(plainLayerName))
+}
+
+// simImage is the guest image with a sim authority, built once per test binary into the test
+// root (the kernel comes from the image cache, so this only packs an initrd).
+var simImage struct {
+	once sync.Once
+	dir  string
+	auth *sim.Authority
+	err  error
+}
+
+func simGuestImage(t *testing.T) (string, *sim.Authority) {
+	t.Helper()
+	simImage.once.Do(func() {
+		authDir, image := env.Path("sim-authority"), env.Path("sim-image")
+		for _, args := range [][]string{
+			{"sim-authority", "--out", authDir},
+			{"build", "--init", filepath.Join(binDir, "veil-init"), "--agent", filepath.Join(binDir, "veil-agent"),
+				"--sim-authority", filepath.Join(authDir, sim.AuthorityFile), "--out", image},
+		} {
+			if out, err := exec.Command(filepath.Join(binDir, "veil-image"), args...).CombinedOutput(); err != nil {
+				simImage.err = fmt.Errorf("veil-image %s: %v\n%s", strings.Join(args, " "), err, out)
+				return
+			}
+		}
+		simImage.dir = image
+		simImage.auth, simImage.err = sim.LoadAuthority(filepath.Join(authDir, sim.AuthorityFile))
+	})
+	if simImage.err != nil {
+		t.Fatal(simImage.err)
+	}
+	return simImage.dir, simImage.auth
+}
+
+// simMeasurement is the launch measurement the shim's sim PSP reports for a VM of image
+// under a handler without kernel_params: the image's command line plus veil.tee=sim.
+func simMeasurement(t *testing.T, image string) [48]byte {
+	t.Helper()
+	img, err := sandbox.LoadImage(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdline := strings.Join(append(append([]string{}, img.Cmdline...), psp.KernelParam+"="+psp.KernelParamSim), " ")
+	m, err := psp.LaunchMeasurement(img.Manifest.Kernel.SHA384, img.Manifest.Initrd.SHA384, cmdline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// pushEncrypted pushes an OCI image to ref: the busybox layer, then plain (a tar) encrypted
+// under kek named kid, as coco-keyprovider does.
+func pushEncrypted(t *testing.T, ref string, plain, kek []byte, kid string) {
+	t.Helper()
+	base, err := busyboximage.Static("var")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := imagepulltest.EncryptLayer(plain, imagepulltest.Wrapping{KEK: kek, Kid: kid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	if img, err = mutate.Append(img, mutate.Addendum{Layer: base, MediaType: types.OCILayer}, add); err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config = v1.Config{Cmd: []string{"sh"}, Env: []string{busyboximage.Path}}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	if err := busyboximage.Push(ref, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// secretTar is the encrypted layer's content: /secret/message.
+func secretTar(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	msg := "the layer was decrypted in the guest\n"
+	for _, h := range []*tar.Header{
+		{Name: "secret/", Mode: 0o755, Typeflag: tar.TypeDir},
+		{Name: "secret/message", Mode: 0o644, Size: int64(len(msg)), Typeflag: tar.TypeReg},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tw.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// encryptedPodYAML: app runs from the encrypted image and prints the decrypted file; nokey's
+// layer key is wrapped under a KEK the KBS does not have.
+const encryptedPodYAML = `apiVersion: v1
+kind: Pod
+metadata:
+  name: encrypted
+spec:
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  containers:
+  - name: app
+    image: %s
+    command: ["sh", "-c", "echo encrypted-ok; cat /secret/message; exec sleep 3600"]
+  - name: nokey
+    image: %s
+    command: ["sh", "-c", "echo encrypted-ok; cat /secret/message; exec sleep 3600"]
+`
+
+// TestEncryptedImage runs a pod of the sim TEE under the veil-pull handler (guest_pull on)
+// whose initdata names a KBS on the CNI gateway: the agent attests to it with the sim
+// authority of its guest image, gets the key-encryption key kbs:///default/key/1, and the
+// container runs from the image whose layer it decrypted. A container whose layer key is
+// wrapped under a KEK the KBS does not have is refused with the KBS's answer, and the pod
+// keeps running; so is the image in a pod whose KBS does not trust the sim authority.
+func TestEncryptedImage(t *testing.T) {
+	networkPrereqs(t)
+	ensureBridge(t)
+	image, auth := simGuestImage(t)
+	reg := startGatewayRegistry(t)
+	gw := fmt.Sprintf("%s:%d", gatewayIP, reg.port)
+	writeGuestPullConfigs(t, gw, reg.port)
+	// The handler's Veil config, again: the sim TEE and the image with the sim authority.
+	cfg := containerdenv.VeilConfig(image) + "tee = \"sim\"\n[runtime]\nguest_pull = true\n"
+	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	kbs := cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(t, image)}, Addr: "0.0.0.0:0"})
+	kek := imagepulltest.NewKEK()
+	kbs.Put(t, "default/key/1", kek)
+	kbsURL := fmt.Sprintf("http://%s:%d", gatewayIP, kbs.Port())
+
+	plain := secretTar(t)
+	if err := os.WriteFile(env.Path(plainLayerName), plain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pushEncrypted(t, env.registryHost+"/veil-test/encrypted:v1", plain, kek, "kbs:///default/key/1")
+	pushEncrypted(t, env.registryHost+"/veil-test/nokey:v1", plain, kek, "kbs:///default/key/2")
+	app, nokey := gw+"/veil-test/encrypted:v1", gw+"/veil-test/nokey:v1"
+	for _, ref := range []string{app, nokey} {
+		crictl(t, "pull", ref)
+	}
+
+	podID, podCfg := runEncryptedPod(t, "encrypted", gw, kbsURL)
+	cmd := []string{"sh", "-c", "echo encrypted-ok; cat /secret/message; exec sleep 3600"}
+
+	cid := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "app", 0, app, nil, cmd), app), podCfg)
+	crictl(t, "start", cid)
+	out := waitLog(t, cid, "decrypted in the guest")
+	t.Logf("the container of the encrypted image: %q", strings.TrimSpace(out))
+	if n := kbs.Count("/kbs/v0/attest"); n != 1 {
+		t.Errorf("%d attestations to the KBS, want 1", n)
+	}
+
+	bad := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "nokey", 0, nokey, nil, cmd), nokey), podCfg)
+	stdout, errOut, err := env.crictl(2*time.Minute, "start", bad)
+	if err == nil {
+		t.Fatalf("a container whose layer key the KBS cannot open started (stdout %q)", stdout)
+	}
+	if !strings.Contains(errOut, "layer decryption failed") || !strings.Contains(errOut, "kbs:///default/key/2") {
+		t.Fatalf("missing KEK: want a decryption error naming the key, got %q", errOut)
+	}
+	t.Logf("missing KEK refused: %s", lineWith(errOut, "kbs:///default/key/2"))
+	if st := crictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}}", cid); st != "CONTAINER_RUNNING" {
+		t.Fatalf("after the refusal: state %q", st)
+	}
+	crictl(t, "rm", "-f", bad)
+	crictl(t, "stopp", podID)
+	crictl(t, "rmp", podID)
+
+	// A KBS that does not trust the sim authority (it holds the KEK): the attestation, and so
+	// the layer, is refused; the pod keeps running.
+	untrusting := cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Untrusted: true, Addr: "0.0.0.0:0"})
+	untrusting.Put(t, "default/key/1", kek)
+	podID, podCfg = runEncryptedPod(t, "encrypted-untrusted", gw, fmt.Sprintf("http://%s:%d", gatewayIP, untrusting.Port()))
+	refused := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "app", 0, app, nil, cmd), app), podCfg)
+	if _, errOut, err = env.crictl(2*time.Minute, "start", refused); err == nil {
+		t.Fatal("a container started although the KBS refused the guest's attestation")
+	}
+	if !strings.Contains(errOut, "layer decryption failed") || !strings.Contains(errOut, "AttestationError") {
+		t.Fatalf("untrusted sim root: want the KBS's AttestationError, got %q", errOut)
+	}
+	t.Logf("attestation refused: %s", lineWith(errOut, "AttestationError"))
+	if st := crictl(t, "inspectp", "-o", "go-template", "--template", "{{.status.state}}", podID); st != "SANDBOX_READY" {
+		t.Fatalf("after the refusal: pod state %q", st)
+	}
+	crictl(t, "rm", "-f", refused)
+	crictl(t, "stopp", podID)
+	crictl(t, "rmp", podID)
+}
+
+// runEncryptedPod starts a pod (sim TEE, veil-pull handler) with the initdata and policy of
+// encryptedPodYAML, its veil.toml naming the gateway registry and the KBS at kbsURL; the pod
+// is removed when the test ends.
+func runEncryptedPod(t *testing.T, name, gw, kbsURL string) (podID, podCfg string) {
+	t.Helper()
+	settings := genpolicy.DefaultSettings()
+	settings.SandboxImage = env.pause
+	veilTOML := fmt.Sprintf("[image]\ninsecure_registries = [%q]\n[kbs]\nurl = %q\n", gw, kbsURL)
+	yaml := fmt.Sprintf(encryptedPodYAML, env.registryHost+"/veil-test/encrypted:v1", env.registryHost+"/veil-test/nokey:v1")
+	res, err := genpolicy.Generate(context.Background(), []byte(yaml), genpolicy.Options{
+		Resolver:  &genpolicy.RegistryResolver{PlainHTTPLoopback: true},
+		Settings:  settings,
+		GuestPull: true,
+		ExtraData: map[string]string{initdata.KeyAgent: veilTOML},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podCfg = podConfig(t, name, map[string]string{initdata.Annotation: res.Workloads[0].Annotation})
+	podID = crictl(t, "runp", "--runtime", pullHandler, podCfg)
+	t.Cleanup(func() {
+		_, _, _ = env.crictl(time.Minute, "stopp", podID)
+		_, _, _ = env.crictl(time.Minute, "rmp", "-f", podID)
+	})
+	return podID, podCfg
+}
