@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // kills the namespace's init with SIGINT, which is what the test sees.
 func TestRunAsPID1(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for PID and mount namespaces (run the tests as root)")
+		t.Fatal("needs root for PID and mount namespaces (run the tests as root)")
 	}
 	var out bytes.Buffer
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -25,7 +25,7 @@ const testMAC = "02:00:00:00:00:01"
 func inNetns(t *testing.T, fn func()) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace (run the tests as root)")
+		t.Fatal("needs root to create a network namespace (run the tests as root)")
 	}
 	done := make(chan struct{})
 	go func() {

@@ -62,7 +62,7 @@ func TestCreateSandbox(t *testing.T) {
 // The hostname is set in a new UTS namespace of a locked thread, so the host keeps its own.
 func TestCreateSandboxHostname(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a UTS namespace (run the tests as root)")
+		t.Fatal("needs root for a UTS namespace (run the tests as root)")
 	}
 	s := newRootedServer(t)
 	errc := make(chan error, 1)

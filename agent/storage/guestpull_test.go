@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/sys/mountinfo"
@@ -26,14 +27,21 @@ import (
 // registry's host, the reference by tag and the manifest digest.
 func pushRandom(t *testing.T) (host, ref, digest string) {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host = strings.TrimPrefix(srv.URL, "http://")
 	img, err := random.Image(512, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref = host + "/test/app:1"
+	return push(t, img, "test/app:1")
+}
+
+// push writes img as repo (repo:tag) to a new loopback registry, closed when t ends, and
+// returns the registry's host, the reference and the manifest digest.
+func push(t *testing.T, img v1.Image, repo string) (host, ref, digest string) {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host = strings.TrimPrefix(srv.URL, "http://")
+	ref = host + "/" + repo
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +59,7 @@ func pushRandom(t *testing.T) (host, ref, digest string) {
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("mounting an overlay needs root: run the test as root")
+		t.Fatal("mounting an overlay needs root: run the test as root")
 	}
 }
 

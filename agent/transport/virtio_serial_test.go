@@ -135,7 +135,7 @@ func openPty(t *testing.T) (*os.File, string) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pty (try: mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts): %v", err)
+		t.Fatalf("no pty (try: mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts): %v", err)
 	}
 	t.Cleanup(func() { _ = master.Close() })
 	var n uint32

@@ -19,7 +19,7 @@ import (
 func requireQEMU(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath(DefaultQEMU); err != nil {
-		t.Skip("needs qemu-system-x86_64: apt-get install qemu-system-x86")
+		t.Fatal("needs qemu-system-x86_64: apt-get install qemu-system-x86")
 	}
 }
 

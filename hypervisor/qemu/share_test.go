@@ -19,10 +19,10 @@ import (
 func requireVirtiofsd(t *testing.T) {
 	t.Helper()
 	if _, err := newOptions(nil).virtiofsdBinary(); err != nil {
-		t.Skip("needs virtiofsd: apt-get install qemu-system-common (7.2) or virtiofsd")
+		t.Fatal("needs virtiofsd: apt-get install qemu-system-common (7.2) or virtiofsd")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("virtiofsd needs root for its namespace sandbox")
+		t.Fatal("virtiofsd needs root for its namespace sandbox")
 	}
 }
 

@@ -16,7 +16,7 @@ func startQEMU(t *testing.T) (string, *exec.Cmd) {
 	t.Helper()
 	bin, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("needs qemu-system-x86_64: apt-get install qemu-system-x86")
+		t.Fatal("needs qemu-system-x86_64: apt-get install qemu-system-x86")
 	}
 	dir, err := os.MkdirTemp("", "veil-qmp-")
 	if err != nil {
