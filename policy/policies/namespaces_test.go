@@ -8,6 +8,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/policy/policies"
 	"github.com/veil-runtime/veil/policy/policytest"
 )
 
@@ -87,5 +88,13 @@ func TestMountOptionsAreSets(t *testing.T) {
 		if d.Allow != tc.allow {
 			t.Errorf("/sys with options %v: allow %v (%s), want %v", tc.options, d.Allow, d.Reason, tc.allow)
 		}
+	}
+}
+
+// TestSandboxNamespaceDirAgrees: the baseline's literal is the agent API's constant, which the
+// shim writes and the agent resolves.
+func TestSandboxNamespaceDirAgrees(t *testing.T) {
+	if want := `sandbox_namespace_dir := "` + api.SandboxNamespaceDir + `"`; !strings.Contains(policies.BaselineRules, want) {
+		t.Fatalf("baseline.rego lacks %s", want)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 // AllowAll allows every request of the agent API.
@@ -215,10 +217,6 @@ var setFields = map[string]bool{
 	"shared_namespaces": true, "namespaces": true,
 }
 
-// sandboxNamespaceDir is api.SandboxNamespaceDir (policy does not import the agent API for a
-// constant); the baseline's sandbox_namespace_dir says the same.
-const sandboxNamespaceDir = "/run/veil/sandbox/ns"
-
 // namespaceSet is an entry's namespaces as the spec of the common case writes them, for the
 // fast path to compare in one step: the four required ones, those the entry shares joined by
 // the sandbox path, the others the container's own.
@@ -226,7 +224,7 @@ func namespaceSet(shared []string) []any {
 	var out []any
 	for _, t := range []string{"ipc", "mount", "pid", "uts"} {
 		if slices.Contains(shared, t) {
-			out = append(out, map[string]any{"type": t, "path": sandboxNamespaceDir + "/" + t})
+			out = append(out, map[string]any{"type": t, "path": api.SandboxNamespaceDir + "/" + t})
 		} else {
 			out = append(out, map[string]any{"type": t})
 		}
