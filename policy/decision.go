@@ -24,8 +24,10 @@ type Decision struct {
 	// draining. The caller returns the reply with its data cleared (eof kept), not an error.
 	// Withhold is never true on an allowed decision.
 	Withhold bool
-	// StateChanged is true when the decision applied a state change.
+	// StateChanged is true when the decision carries a state change: Commit applies it.
 	StateChanged bool
+
+	statePatch map[string]any // the policy's merge patch; nil for none
 }
 
 // final settles the derived fields: Withhold only applies to denials, and a denial always
@@ -35,6 +37,7 @@ func (d Decision) final() Decision {
 		d.Withhold = false
 		return d
 	}
+	d.statePatch, d.StateChanged = nil, false
 	if d.Reason == "" {
 		d.Reason = "not allowed"
 	}

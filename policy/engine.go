@@ -13,8 +13,11 @@
 // into the OCI spec object itself. The rule allows the request only when it evaluates to true
 // or to an object whose "allow" is true; a missing rule, an undefined value, an evaluation
 // error or anything else denies. An object result may carry "reason" (the text of a denial)
-// and "state" (a JSON merge patch, RFC 7386, applied to the state document when the request
-// is allowed), so later requests are judged against earlier ones.
+// and "state" (a JSON merge patch, RFC 7386), so later requests are judged against earlier
+// ones. The state changes only once the request was allowed and carried out: Judge decides
+// without touching the state, and Commit applies the decision's patch after the handler
+// succeeded (the Interceptor does both), so a request that the agent then refuses (a
+// container id already in use, say) leaves the policy's state as it was.
 //
 // Interceptor plugs an Engine into the agent's ttrpc server. policy/policies holds the
 // shipped policies, policy/initdata the measured configuration that carries a policy, and
@@ -146,17 +149,45 @@ func compile(filename, text string) (*compiled, error) {
 	return c, nil
 }
 
-// Decide judges req, the request of method (its short name "ExecProcess" or its full ttrpc
-// name). It always returns a Decision; a non-nil error says why the decision is a denial
-// that the policy itself did not make (unknown method, bad request, evaluation error), and
-// Decision.Allow is then false.
-func (e *Engine) Decide(ctx context.Context, method string, req proto.Message) (Decision, error) {
+// Judge judges req, the request of method (its short name "ExecProcess" or its full ttrpc
+// name), against the current state, which it leaves as it is: an allowed decision carries the
+// policy's state patch, for Commit once the request has been carried out. It always returns a
+// Decision; a non-nil error says why the decision is a denial that the policy itself did not
+// make (unknown method, bad request, evaluation error), and Decision.Allow is then false.
+func (e *Engine) Judge(ctx context.Context, method string, req proto.Message) (Decision, error) {
 	start := time.Now()
 	d, err := e.decide(ctx, method, req)
 	if e.log != nil {
 		e.log.record(start, d, req)
 	}
 	return d, err
+}
+
+// Commit applies the state patch of d, an allowed decision of Judge whose request the agent
+// carried out. A denial, or a decision without a patch, changes nothing.
+func (e *Engine) Commit(d Decision) error {
+	if !d.Allow || d.statePatch == nil {
+		return nil
+	}
+	if err := e.applyState(d.statePatch); err != nil {
+		return fmt.Errorf("apply state from %s: %w", d.Rule, err)
+	}
+	return nil
+}
+
+// Decide is Judge followed at once by Commit: for a caller that judges a request it does not
+// carry out itself (tests, benchmarks, tools that replay requests). The Decision's
+// StateChanged says whether the state moved.
+func (e *Engine) Decide(ctx context.Context, method string, req proto.Message) (Decision, error) {
+	d, err := e.Judge(ctx, method, req)
+	if err != nil {
+		return d, err
+	}
+	if err := e.Commit(d); err != nil {
+		d.Allow, d.Reason = false, err.Error()
+		return d.final(), err
+	}
+	return d, nil
 }
 
 func (e *Engine) decide(ctx context.Context, method string, req proto.Message) (Decision, error) {
@@ -194,10 +225,7 @@ func (e *Engine) decide(ctx context.Context, method string, req proto.Message) (
 	res := interpret(rs[0].Expressions[0].Value)
 	d.Allow, d.Reason = res.allow, res.reason
 	if d.Allow && res.state != nil {
-		if err := e.applyState(res.state); err != nil {
-			return deny(d, "apply state from %s: %w", m.Rule, err)
-		}
-		d.StateChanged = true
+		d.statePatch, d.StateChanged = res.state, true
 	}
 	return d.final(), nil
 }

@@ -9,23 +9,28 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// Decider judges requests; *Engine is one.
+// Decider judges requests and records what the allowed ones changed; *Engine is one.
 type Decider interface {
-	Decide(ctx context.Context, method string, req proto.Message) (Decision, error)
+	// Judge decides on req without changing any state.
+	Judge(ctx context.Context, method string, req proto.Message) (Decision, error)
+	// Commit applies an allowed decision's state change once its request was carried out.
+	Commit(d Decision) error
 }
 
 var _ Decider = (*Engine)(nil)
 
 // Interceptor returns a ttrpc unary server interceptor that decodes each request into the
-// type its method takes (from the service descriptor), asks d, and then either calls the
-// handler with exactly the request that was judged, or returns PermissionDenied with
-// "<RequestType> denied by policy: <reason>". For ReadStdout and ReadStderr a denial runs
-// the handler anyway, so that the pipes drain, and returns its reply with the data cleared.
-// A method that is not in the agent API is denied. Chain it after the agent's own
-// interceptor (panic recovery, error conversion), so that it sits next to the handlers:
+// type its method takes (from the service descriptor), asks d to judge it, and then either
+// calls the handler with exactly the request that was judged, or returns PermissionDenied
+// with "<RequestType> denied by policy: <reason>". The policy's state changes only when the
+// handler succeeded (judge, act, then commit). For the methods whose denial withholds rather
+// than refuses (Method.Withhold: ReadStdout, ReadStderr, ListProcesses) a denial runs the
+// handler anyway, so that the pipes drain and the host still learns the pids, and returns
+// its reply with the output or the command lines cleared. A method that is not in the agent
+// API is denied. Chain it after the agent's own interceptor (panic recovery, error
+// conversion), so that it sits next to the handlers:
 //
 //	ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(server.Interceptor, policy.Interceptor(engine)))
 func Interceptor(d Decider) ttrpc.UnaryServerInterceptor {
@@ -39,7 +44,7 @@ func Interceptor(d Decider) ttrpc.UnaryServerInterceptor {
 		if err := unmarshal(req); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "decode %s: %v", m.Rule, err)
 		}
-		dec, err := d.Decide(ctx, m.Name, req)
+		dec, err := d.Judge(ctx, m.Name, req)
 		if errors.Is(err, ErrMalformedRequest) {
 			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", m.Rule, err)
 		}
@@ -47,10 +52,16 @@ func Interceptor(d Decider) ttrpc.UnaryServerInterceptor {
 			return nil, dec.Err()
 		}
 		resp, err := handler(ctx, judged(req))
-		if err != nil || dec.Allow {
+		if err != nil {
 			return resp, err
 		}
-		return withhold(resp)
+		if !dec.Allow {
+			return m.withhold(resp)
+		}
+		if err := d.Commit(dec); err != nil {
+			return nil, status.Errorf(codes.Internal, "%s was carried out, but the policy's state could not record it: %v", m.Name, err)
+		}
+		return resp, nil
 	}
 }
 
@@ -66,19 +77,4 @@ func judged(req proto.Message) func(any) error {
 		proto.Merge(dst, req)
 		return nil
 	}
-}
-
-// withhold clears the "data" field of a reply (ReadStreamResponse), keeping the rest (eof).
-func withhold(resp any) (any, error) {
-	m, ok := resp.(proto.Message)
-	if !ok {
-		return nil, status.Errorf(codes.Internal, "policy interceptor: cannot withhold the data of a %T", resp)
-	}
-	r := m.ProtoReflect()
-	fd := r.Descriptor().Fields().ByName("data")
-	if fd == nil || fd.Kind() != protoreflect.BytesKind {
-		return nil, status.Errorf(codes.Internal, "policy interceptor: %s has no data to withhold", r.Descriptor().FullName())
-	}
-	r.Clear(fd)
-	return resp, nil
 }

@@ -50,8 +50,13 @@ func callInterceptor(t *testing.T, e *policy.Engine, m policy.Method, req proto.
 			return nil, err
 		}
 		handled = got
-		if m.Withhold {
+		switch m.Name {
+		case "ReadStdout", "ReadStderr":
 			return &api.ReadStreamResponse{Data: []byte("container output"), Eof: true}, nil
+		case "ListProcesses":
+			return &api.ListProcessesResponse{Processes: []*api.ProcessInfo{
+				{Pid: 7, ExecId: "e1", Args: []string{"sh", "-c", "secret command line"}},
+			}}, nil
 		}
 		return &api.Empty{}, nil
 	}
@@ -81,9 +86,8 @@ func TestInterceptorEveryMethod(t *testing.T) {
 			}
 			resp, handled, err = callInterceptor(t, denyAll, m, req)
 			if m.Withhold {
-				r, ok := resp.(*api.ReadStreamResponse)
-				if err != nil || handled == nil || !ok || len(r.Data) != 0 || !r.Eof {
-					t.Fatalf("withheld read: resp %v, err %v, handled %v", resp, err, handled)
+				if err != nil || handled == nil || !withheld(resp) {
+					t.Fatalf("withheld reply: resp %v, err %v, handled %v", resp, err, handled)
 				}
 				return
 			}
@@ -95,6 +99,83 @@ func TestInterceptorEveryMethod(t *testing.T) {
 				t.Fatalf("err = %v, want PermissionDenied %q", err, want)
 			}
 		})
+	}
+}
+
+// withheld reports whether resp is a withheld reply: a read with no data but its eof, or a
+// process list with pids and no command lines.
+func withheld(resp any) bool {
+	switch r := resp.(type) {
+	case *api.ReadStreamResponse:
+		return len(r.Data) == 0 && r.Eof
+	case *api.ListProcessesResponse:
+		ps := r.GetProcesses()
+		return len(ps) == 1 && ps[0].GetPid() == 7 && ps[0].GetExecId() == "e1" && len(ps[0].GetArgs()) == 0
+	}
+	return false
+}
+
+// The policy's state moves only when the handler succeeded: a CreateContainer that the agent
+// refuses (an id in use) leaves the id bound to the container it was created as.
+func TestInterceptorCommitsAfterSuccess(t *testing.T) {
+	const rules = `package agent_policy
+
+CreateContainerRequest := {"allow": true, "state": {"containers": {input.request.container_id: {"entry": input.request.oci_spec.annotations.entry}}}}
+
+RemoveContainerRequest := {"allow": true, "state": {"containers": {input.request.container_id: null}}}
+`
+	e := mustEngine(t, rules)
+	icpt := policy.Interceptor(e)
+	call := func(method string, req proto.Message, fail error) error {
+		payload, _ := proto.Marshal(req)
+		handler := func(ctx context.Context, um func(any) error) (any, error) {
+			got, _ := policy.NewRequest(method)
+			if err := um(got); err != nil {
+				return nil, err
+			}
+			return &api.Empty{}, fail
+		}
+		_, err := icpt(context.Background(), func(v any) error { return proto.Unmarshal(payload, v.(proto.Message)) },
+			&ttrpc.UnaryServerInfo{FullMethod: "/veil.agent.v1.Agent/" + method}, handler)
+		return err
+	}
+	create := func(id, entry string) *api.CreateContainerRequest {
+		return &api.CreateContainerRequest{ContainerId: id, OciSpec: []byte(`{"annotations":{"entry":"` + entry + `"}}`)}
+	}
+	entryOf := func(id string) any {
+		cs, _ := e.State()["containers"].(map[string]any)
+		c, _ := cs[id].(map[string]any)
+		return c["entry"]
+	}
+	if err := call("CreateContainer", create("c1", "web"), nil); err != nil {
+		t.Fatal(err)
+	}
+	inUse := errors.New("container c1: already exists")
+	if err := call("CreateContainer", create("c1", "debug"), inUse); !errors.Is(err, inUse) {
+		t.Fatalf("the handler's error: %v", err)
+	}
+	if got := entryOf("c1"); got != "web" {
+		t.Fatalf("after a refused re-create, c1 is %v in the state, want web", got)
+	}
+	if err := call("RemoveContainer", &api.RemoveContainerRequest{ContainerId: "c1"}, errors.New("busy")); err == nil {
+		t.Fatal("a failed remove reported success")
+	}
+	if got := entryOf("c1"); got != "web" {
+		t.Fatalf("after a failed remove, c1 is %v in the state, want web", got)
+	}
+	if err := call("RemoveContainer", &api.RemoveContainerRequest{ContainerId: "c1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := entryOf("c1"); got != nil {
+		t.Fatalf("after the remove, c1 is %v in the state", got)
+	}
+	// Judge alone never moves the state; Commit of a denial does nothing.
+	d, err := e.Judge(context.Background(), "CreateContainer", create("c2", "web"))
+	if err != nil || !d.Allow || !d.StateChanged || entryOf("c2") != nil {
+		t.Fatalf("Judge: %+v, %v; c2 in the state: %v", d, err, entryOf("c2"))
+	}
+	if err := e.Commit(d); err != nil || entryOf("c2") != "web" {
+		t.Fatalf("Commit: %v; c2 is %v", err, entryOf("c2"))
 	}
 }
 

@@ -1,7 +1,12 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -22,14 +27,55 @@ type Method struct {
 	// "CreateContainerRequest". Several methods may share a rule (ReadStdout and ReadStderr
 	// both take a ReadStreamRequest); input.method tells them apart.
 	Rule string
-	// Withhold is true for the methods whose reply carries container output (ReadStdout,
-	// ReadStderr): when the policy denies them the call still runs, so that the pipes drain,
-	// and the data is withheld instead of returning an error.
+	// Withhold is true for the methods whose reply carries what a container says or runs
+	// (ReadStdout and ReadStderr its output, ListProcesses its command lines): when the policy
+	// denies them the call still runs, so that the pipes drain and the host still learns the
+	// pids, and that content is withheld instead of returning an error.
 	Withhold bool
 }
 
-// withholdMethods are the methods whose denial means "drain and withhold", not "refuse".
-var withholdMethods = map[string]bool{"ReadStdout": true, "ReadStderr": true}
+// withholdMethods are the methods whose denial means "run and withhold", not "refuse", each
+// with the function that clears what is withheld from its reply.
+var withholdMethods = map[string]func(proto.Message) error{
+	"ReadStdout":    clearData,
+	"ReadStderr":    clearData,
+	"ListProcesses": clearArgs,
+}
+
+// clearData clears the output of a ReadStreamResponse, keeping eof.
+func clearData(m proto.Message) error {
+	r, ok := m.(*api.ReadStreamResponse)
+	if !ok {
+		return fmt.Errorf("policy interceptor: cannot withhold the data of a %T", m)
+	}
+	r.Data = nil
+	return nil
+}
+
+// clearArgs clears the command lines of a ListProcessesResponse, keeping pids and exec ids.
+func clearArgs(m proto.Message) error {
+	r, ok := m.(*api.ListProcessesResponse)
+	if !ok {
+		return fmt.Errorf("policy interceptor: cannot withhold the command lines of a %T", m)
+	}
+	for _, p := range r.GetProcesses() {
+		p.Args = nil
+	}
+	return nil
+}
+
+// withhold clears what a denial withholds from resp, the reply of a Withhold method.
+func (e methodEntry) withhold(resp any) (any, error) {
+	m, ok := resp.(proto.Message)
+	clear := withholdMethods[e.Name]
+	if !ok || clear == nil {
+		return nil, status.Errorf(codes.Internal, "policy interceptor: %s has nothing to withhold from a %T", e.Name, resp)
+	}
+	if err := clear(m); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return resp, nil
+}
 
 // methodTable is built once from the service descriptor.
 var methodTable = buildMethods()
@@ -57,7 +103,7 @@ func buildMethods() map[string]methodEntry {
 				Name:       name,
 				FullMethod: "/" + string(sd.FullName()) + "/" + name,
 				Rule:       string(md.Input().Name()),
-				Withhold:   withholdMethods[name],
+				Withhold:   withholdMethods[name] != nil,
 			},
 			input: mt,
 		}
