@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/launch"
 	"github.com/veil-runtime/veil/agent/network"
 	"github.com/veil-runtime/veil/agent/server"
@@ -24,7 +25,7 @@ import (
 	"github.com/veil-runtime/veil/policy/policies"
 )
 
-// DefaultStateDir is where libcontainer keeps the containers' state: outside storage.Root,
+// DefaultStateDir is where libcontainer keeps the containers' state: outside api.GuestRoot,
 // so that no CopyFile or storage of the host can reach it.
 const DefaultStateDir = "/run/veil-agent/containers"
 
@@ -50,7 +51,7 @@ type Options struct {
 	// Policy is the Rego policy enforced when Guest is off; "" means policies.AllowAll.
 	Policy string
 	// ImagesDir is where image_guest_pull storages are cached and overlaid; "" means
-	// storage.ImagesDir.
+	// api.ImagesDir.
 	ImagesDir string
 }
 
@@ -82,6 +83,9 @@ func Run(ctx context.Context, opts Options) error {
 	srv, err := server.New(opts.StateDir)
 	if err != nil {
 		return fmt.Errorf("create agent service: %w", err)
+	}
+	if opts.ImagesDir == "" {
+		opts.ImagesDir = api.ImagesDir
 	}
 	srv.SetGuestPull(&storage.GuestPull{
 		Dir:                opts.ImagesDir,
@@ -205,8 +209,8 @@ func prepareGuest(ctx context.Context) error {
 	if err := network.SetupLoopback(); err != nil {
 		log.G(ctx).WithError(err).Warn("loopback not up")
 	}
-	if err := os.MkdirAll(storage.Root, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", storage.Root, err)
+	if err := os.MkdirAll(api.GuestRoot, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", api.GuestRoot, err)
 	}
 	return nil
 }

@@ -9,12 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/veil-runtime/veil/agent/api"
-	"github.com/veil-runtime/veil/agent/storage"
-	"github.com/veil-runtime/veil/policy/policies"
 )
 
 // killWait bounds how long teardown waits for processes after SIGKILL.
@@ -22,10 +17,10 @@ const killWait = 10 * time.Second
 
 // ctr is one container of the Manager.
 type ctr struct {
-	id       string
-	lc       *libcontainer.Container
-	unmounts []func() error // undo the storages, in mount order; run in reverse at removal
-	events   *eventQueue
+	id      string
+	lc      *libcontainer.Container
+	unmount func() error // undoes the storages, root and bind sources (PrepareContainer)
+	events  *eventQueue
 
 	mu       sync.Mutex
 	procs    map[string]*process // by exec id; "" is the init process
@@ -43,48 +38,6 @@ func (u *cleanups) run() {
 		_ = (*u)[i]()
 	}
 	*u = nil
-}
-
-// mountStorages mounts each storage in order, adding its unmount to undo. An
-// image_guest_pull storage is pulled by the digest that spec pins and mounted on spec's
-// root.path, which must be its mount point.
-func (m *Manager) mountStorages(ctx context.Context, id string, spec *specs.Spec, storages []*api.Storage, undo *cleanups) ([]func() error, error) {
-	var unmounts []func() error
-	for i, s := range storages {
-		var unmount func() error
-		if s.GetDriver() == storage.GuestPullDriver {
-			var err error
-			if unmount, err = m.guestPull(ctx, id, spec, s); err != nil {
-				return nil, fmt.Errorf("storages[%d]: %w", i, err)
-			}
-		} else {
-			if err := storage.Mount(s); err != nil {
-				return nil, fmt.Errorf("storages[%d]: %w", i, err)
-			}
-			mp := s.GetMountPoint()
-			unmount = func() error { return storage.Unmount(mp) }
-		}
-		unmounts = append(unmounts, unmount)
-		undo.add(unmount)
-	}
-	return unmounts, nil
-}
-
-// guestPull checks an image_guest_pull storage against the spec and mounts it.
-func (m *Manager) guestPull(ctx context.Context, id string, spec *specs.Spec, s *api.Storage) (func() error, error) {
-	if m.pull == nil {
-		return nil, fmt.Errorf("%s storage: this agent has no image pull configured: %w",
-			storage.GuestPullDriver, errdefs.ErrFailedPrecondition)
-	}
-	if s.GetMountPoint() != spec.Root.Path {
-		return nil, fmt.Errorf("%s storage mount_point %q is not the oci_spec root.path %q: %w",
-			storage.GuestPullDriver, s.GetMountPoint(), spec.Root.Path, errdefs.ErrInvalidArgument)
-	}
-	what := "oci_spec annotation " + policies.ImageDigestAnnotation
-	if err := storage.CheckDigest(spec.Annotations[policies.ImageDigestAnnotation], what); err != nil {
-		return nil, err
-	}
-	return m.pull.Mount(ctx, id, s, spec.Annotations[policies.ImageDigestAnnotation])
 }
 
 // destroy kills whatever is left of lc and removes its state and cgroup.
@@ -229,10 +182,8 @@ func (c *ctr) teardown() error {
 	for _, p := range c.processes() {
 		p.closeAll()
 	}
-	for i := len(c.unmounts) - 1; i >= 0; i-- {
-		if err := c.unmounts[i](); err != nil {
-			errs = append(errs, err)
-		}
+	if err := c.unmount(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

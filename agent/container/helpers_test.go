@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/veil-runtime/veil/agent/container/containertest"
+	"github.com/veil-runtime/veil/agent/storage"
 )
 
 func TestMain(m *testing.M) {
@@ -26,7 +27,7 @@ func specJSON(t *testing.T, s *specs.Spec) []byte        { return containertest.
 // newTestManager returns a Manager whose containers are all removed when t ends.
 func newTestManager(t *testing.T) *Manager {
 	t.Helper()
-	m, err := NewManager(t.TempDir())
+	m, err := NewManager(t.TempDir(), storage.New(""))
 	if err != nil {
 		t.Fatal(err)
 	}

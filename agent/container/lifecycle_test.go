@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/agent/storage"
 )
 
 func TestRemoveKillsAfterTimeout(t *testing.T) {
@@ -170,7 +171,7 @@ func TestStoragesMountedAndUnmounted(t *testing.T) {
 	requireRoot(t)
 	m := newTestManager(t)
 	rootfs := newRootfs(t)
-	mnt := filepath.Join(filepath.Dir(rootfs), "data")
+	mnt := filepath.Join(api.StorageDir, filepath.Base(filepath.Dir(rootfs)), "data")
 	storages := []*api.Storage{{Driver: "tmpfs", MountPoint: mnt, Options: []string{"size=1m"}}}
 	ctx := testCtx(t)
 
@@ -247,7 +248,7 @@ func TestUserAndCwdAndEnv(t *testing.T) {
 }
 
 func TestNextEventCancelled(t *testing.T) {
-	m, err := NewManager(t.TempDir())
+	m, err := NewManager(t.TempDir(), storage.New(""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,13 +45,17 @@ type Manager struct {
 	containers map[string]*ctr // a nil value reserves an id whose Create is under way
 	sandbox    string          // the sandbox container's id (SetSandbox)
 
-	pull *storage.GuestPull // image_guest_pull storages; nil: refused (SetGuestPull)
+	paths *storage.Table // mounts storages and roots, resolves the host's paths
 }
 
-// NewManager returns a Manager keeping libcontainer state under root.
-func NewManager(root string) (*Manager, error) {
+// NewManager returns a Manager keeping libcontainer state under root, whose containers'
+// storages, root file systems and bind sources paths mounts.
+func NewManager(root string, paths *storage.Table) (*Manager, error) {
 	if root == "" {
 		return nil, fmt.Errorf("container state directory is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if paths == nil {
+		return nil, fmt.Errorf("container manager: no storage table: %w", errdefs.ErrInvalidArgument)
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create container state directory: %w", err)
@@ -60,12 +64,9 @@ func NewManager(root string) (*Manager, error) {
 		root:       root,
 		events:     newEventQueue(maxQueuedEvents),
 		containers: make(map[string]*ctr),
+		paths:      paths,
 	}, nil
 }
-
-// SetGuestPull enables image_guest_pull storages, pulled and mounted by g. Call it before the
-// Manager serves any request.
-func (m *Manager) SetGuestPull(g *storage.GuestPull) { m.pull = g }
 
 // reserve claims id for a Create under way.
 func (m *Manager) reserve(id string) error {
@@ -119,9 +120,10 @@ func (m *Manager) IDs() []string {
 }
 
 // Create makes container id from the OCI spec (JSON) without starting its process: it mounts
-// storages, creates the libcontainer container in cgroup /veil/<id> and runs its init up to
-// the point where Start lets it exec. stdin keeps a stdin pipe open for WriteStdin. On any
-// failure nothing is left behind: no state, cgroup, mount or process.
+// storages, the root file system and the bind mounts' sources where the agent chooses
+// (storage.Table.PrepareContainer), creates the libcontainer container in cgroup /veil/<id>
+// and runs its init up to the point where Start lets it exec. stdin keeps a stdin pipe open
+// for WriteStdin. On any failure nothing is left behind: no state, cgroup, mount or process.
 func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin bool, storages []*api.Storage) (retErr error) {
 	if err := ValidateID("container_id", id); err != nil {
 		return err
@@ -144,10 +146,11 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 	if err := m.sandboxNamespaces(id, spec.Linux); err != nil {
 		return err
 	}
-	unmounts, err := m.mountStorages(ctx, id, spec, storages, &undo)
+	unmount, err := m.paths.PrepareContainer(ctx, id, spec, storages)
 	if err != nil {
 		return err
 	}
+	undo.add(unmount)
 	cfg, err := libcontainerConfig(id, spec)
 	if err != nil {
 		return err
@@ -160,7 +163,7 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	undo.add(func() error { return destroy(lc) })
-	c := &ctr{id: id, lc: lc, unmounts: unmounts, procs: make(map[string]*process), events: m.events}
+	c := &ctr{id: id, lc: lc, unmount: unmount, procs: make(map[string]*process), events: m.events}
 	p, err := newProcess(c, "", initProcess(spec), spec.Process.Terminal, stdin)
 	if err != nil {
 		return err

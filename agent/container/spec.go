@@ -16,8 +16,6 @@ import (
 
 	// Without it, libcontainer's cgroup managers refuse device rules.
 	_ "github.com/opencontainers/cgroups/devices"
-
-	"github.com/veil-runtime/veil/agent/storage"
 )
 
 // CgroupParent is the cgroup below which each container gets its own, /veil/<id>.
@@ -49,9 +47,6 @@ func parseSpec(b []byte) (*specs.Spec, error) {
 	case s.Hooks != nil:
 		// Hooks would run host-chosen programs with the agent's privileges in the guest.
 		return nil, invalid("hooks are not supported in the guest")
-	}
-	if err := storage.CheckPath(storage.Root, s.Root.Path, "oci_spec root.path"); err != nil {
-		return nil, err
 	}
 	if s.Linux.Seccomp != nil && !SeccompSupported {
 		return nil, fmt.Errorf("oci_spec linux.seccomp is set, but this agent was built without "+

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 )
 
 // Cache layout under Options.CacheDir (one root filesystem per pinned digest and platform):
@@ -35,10 +36,11 @@ const (
 
 // cacheEntry names one entry of the cache.
 type cacheEntry struct {
-	dir string // CacheDir
-	key string // <hex>.<platform>
-	hex string
-	plt string
+	dir  string // CacheDir
+	key  string // <hex>.<platform>
+	hex  string
+	plt  string
+	seal bool // Options.SealCache
 }
 
 // newCacheEntry returns the entry for digest d (sha256 only) and platform p.
@@ -57,8 +59,12 @@ func (e cacheEntry) lockPath() string {
 	return filepath.Join(e.dir, locksDir, e.key+".lock")
 }
 
-// load returns the cached Image, or (nil, nil) when the entry does not exist.
+// load returns the cached Image, or (nil, nil) when the entry does not exist (or, with seal,
+// is not sealed: discardUnsealed then removes it under the lock).
 func (e cacheEntry) load() (*Image, error) {
+	if e.seal && !sealed(e.final()) {
+		return nil, nil
+	}
 	b, err := os.ReadFile(filepath.Join(e.final(), imageJSON))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -137,7 +143,58 @@ func (e cacheEntry) commit(img *Image) error {
 	if err := os.Chmod(e.staging(), 0o755); err != nil {
 		return err
 	}
-	return os.Rename(e.staging(), e.final())
+	if err := os.Rename(e.staging(), e.final()); err != nil {
+		return err
+	}
+	if !e.seal {
+		return nil
+	}
+	if err := sealDir(e.final()); err != nil {
+		_ = os.RemoveAll(e.final())
+		return err
+	}
+	return nil
+}
+
+// sealDir makes dir a read-only bind mount of itself.
+func sealDir(dir string) error {
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("seal %s: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		return fmt.Errorf("seal %s read-only: %w", dir, err)
+	}
+	return nil
+}
+
+// sealed reports whether dir is the root of a read-only mount (sealDir's).
+func sealed(dir string) bool {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, dir, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS, &stx); err != nil {
+		return false
+	}
+	if stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 || stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+		return false
+	}
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Flags&unix.ST_RDONLY != 0
+}
+
+// discardUnsealed removes an entry that exists but is not sealed, with seal: it may have been
+// changed since it was verified. Call only under the lock.
+func (e cacheEntry) discardUnsealed() error {
+	if !e.seal {
+		return nil
+	}
+	if _, err := os.Lstat(e.final()); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	_ = unix.Unmount(e.final(), unix.MNT_DETACH) // a bind that is not read-only
+	if err := os.RemoveAll(e.final()); err != nil {
+		return fmt.Errorf("remove unsealed entry %s: %w", e.final(), err)
+	}
+	return nil
 }
 
 // stageDest makes a staging directory next to dest, after checking that dest is absent or

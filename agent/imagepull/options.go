@@ -94,6 +94,13 @@ type Options struct {
 	// never write into it.
 	CacheDir string
 
+	// SealCache makes each cache entry a read-only mount of itself as soon as it is
+	// committed, and reuses an entry only while it is one: the tree is verified once, as it
+	// is unpacked, and nothing in the guest can change it afterwards, so a hit needs no second
+	// verification. An entry found unsealed is removed and pulled again. It needs
+	// CAP_SYS_ADMIN; the agent sets it.
+	SealCache bool
+
 	// KeyProvider unwraps the keys of encrypted layers (ocicrypt "+encrypted" media types),
 	// e.g. NewKBSKeyProvider(hub) with an agent/cdh.Hub. Nil refuses encrypted layers with
 	// ErrUnsupported. Decrypted content is unpacked like any other: Dest and CacheDir must

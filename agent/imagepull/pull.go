@@ -71,6 +71,7 @@ func pull(ctx context.Context, ref string, o *Options) (*Image, error) {
 		return pullToDest(ctx, ref, r, pin, plt, o)
 	}
 	e := newCacheEntry(o.CacheDir, pin, plt)
+	e.seal = o.SealCache
 	if img, err := e.load(); img != nil || err != nil {
 		return img, err
 	}
@@ -81,6 +82,9 @@ func pull(ctx context.Context, ref string, o *Options) (*Image, error) {
 	defer unlock()
 	if img, err := e.load(); img != nil || err != nil {
 		return img, err // another pull finished it while we waited
+	}
+	if err := e.discardUnsealed(); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
 	}
 	rootfs, err := e.stage()
 	if err != nil {

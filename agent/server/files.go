@@ -20,26 +20,33 @@ import (
 // defaultFileMode is the mode of a copied file whose request says 0.
 const defaultFileMode = 0o644
 
-// resolveBeneath keeps every lookup below its starting directory and refuses symbolic links
-// (and /proc magic links) anywhere in the path, so that nothing the host or a container
-// placed below the root can redirect a write elsewhere.
-const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+// resolveBeneath keeps every lookup below its starting directory and on its file system, and
+// refuses symbolic links (and /proc magic links) anywhere in the path, so that nothing the
+// host or a container placed below the share can redirect a write elsewhere, nor a mount
+// placed below it take the write into another file system.
+const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
 
-// CopyFile writes a file below /run/veil. The path must be absolute and clean, without ".."
-// and without a symbolic link in any element; the data goes to a temporary file in the same
+// CopyFile writes a file on the pod's share, below api.SharedDir: the host's side of the pod,
+// never a guest-private directory, a container's root that the guest pulled or another file
+// system mounted below the share. The path must be absolute and clean, without ".." and
+// without a symbolic link in any element; the data goes to a temporary file in the same
 // directory that is then renamed over the target, so readers never see half a file. mode is
 // the permission bits (0 means 0644; the S_IFREG type bit may be set; setuid, setgid, sticky
 // and other types are refused). make_parents creates missing directories (mode 0755).
 func (s *Server) CopyFile(ctx context.Context, req *api.CopyFileRequest) (*api.Empty, error) {
-	if err := storage.CheckHostPath(s.root, req.GetPath(), "copy_file path"); err != nil {
+	shared := s.paths.Path(api.SharedDir)
+	if err := storage.CheckPath(shared, req.GetPath(), "copy_file path"); err != nil {
 		return nil, err
 	}
 	mode, err := fileMode(req.GetMode())
 	if err != nil {
 		return nil, err
 	}
-	rel := strings.TrimPrefix(req.GetPath(), s.root+"/")
-	if err := writeFileBeneath(s.root, rel, req.GetData(), mode, req.GetMakeParents()); err != nil {
+	if err := os.MkdirAll(shared, 0o755); err != nil {
+		return nil, fmt.Errorf("copy file: create %s: %w", shared, err)
+	}
+	rel := strings.TrimPrefix(req.GetPath(), shared+"/")
+	if err := writeFileBeneath(shared, rel, req.GetData(), mode, req.GetMakeParents()); err != nil {
 		return nil, fmt.Errorf("copy file %s: %w", req.GetPath(), err)
 	}
 	return &api.Empty{}, nil
@@ -60,9 +67,12 @@ func fileMode(m uint32) (uint32, error) {
 }
 
 // writeFileBeneath atomically writes data to rel, a relative path below the directory root,
-// resolving every element with openat2 so that neither ".." nor a symbolic link can lead out.
+// resolving every element with openat2 so that neither "..", a symbolic link nor a mount
+// point can lead out.
 func writeFileBeneath(root, rel string, data []byte, perm uint32, makeParents bool) error {
-	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rootFd, err := unix.Openat2(unix.AT_FDCWD, root, &unix.OpenHow{
+		Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", root, err)
 	}
@@ -160,7 +170,7 @@ func resolveError(rel string, err error) error {
 	case errors.Is(err, unix.ELOOP):
 		return fmt.Errorf("%s: a symbolic link is in the path: %w", rel, errdefs.ErrInvalidArgument)
 	case errors.Is(err, unix.EXDEV):
-		return fmt.Errorf("%s: the path leads outside the root: %w", rel, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%s: the path leads outside the share (a \"..\" or a mount point on the way): %w", rel, errdefs.ErrInvalidArgument)
 	case errors.Is(err, unix.ENOTDIR):
 		return fmt.Errorf("%s: an element of the path is not a directory: %w", rel, errdefs.ErrInvalidArgument)
 	case errors.Is(err, unix.ENOENT):

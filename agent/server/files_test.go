@@ -5,27 +5,37 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/agent/storage"
 )
 
 // newRootedServer returns a Server whose /run/veil is a temporary directory.
 func newRootedServer(t *testing.T) *Server {
 	t.Helper()
-	s, err := New(t.TempDir())
+	s, err := newServer(t.TempDir(), storage.New(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.root = t.TempDir()
 	return s
+}
+
+// sharedDir is the server's api.SharedDir, created.
+func sharedDir(t *testing.T, s *Server) string {
+	t.Helper()
+	dir := s.paths.Path(api.SharedDir)
+	must(t, os.MkdirAll(dir, 0o755))
+	return dir
 }
 
 func TestCopyFile(t *testing.T) {
 	s := newRootedServer(t)
-	root := s.root
+	root := sharedDir(t, s)
 	outside := t.TempDir()
 	secret := filepath.Join(outside, "secret")
 	must(t, os.WriteFile(secret, []byte("untouched"), 0o600))
@@ -58,6 +68,9 @@ func TestCopyFile(t *testing.T) {
 		{"a directory", root + "/dir", 0, false, errdefs.ErrInvalidArgument},
 		{"setuid", root + "/dir/suid", 0o4755, false, errdefs.ErrInvalidArgument},
 		{"directory type", root + "/dir/d", 0o40755, false, errdefs.ErrInvalidArgument},
+		{"beside the share", s.paths.Root() + "/x", 0, false, errdefs.ErrInvalidArgument},
+		{"a guest-pulled root", s.paths.Path(api.ContainerRootfs("c1")) + "/bin/sh", 0, true, errdefs.ErrInvalidArgument},
+		{"the image cache", s.paths.Path(api.ImagesDir) + "/x", 0, true, errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := &api.CopyFileRequest{Path: tc.path, Data: []byte("hello"), Mode: tc.mode, MakeParents: tc.parents}
@@ -82,9 +95,32 @@ func TestCopyFile(t *testing.T) {
 	}
 }
 
+// CopyFile stays on the share's own file system: a mount below the share (whatever put it
+// there) is not crossed.
+func TestCopyFileStaysOnTheShare(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("mounting a tmpfs needs root: run the tests as root")
+	}
+	s := newRootedServer(t)
+	mnt := filepath.Join(sharedDir(t, s), "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	must(t, unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"))
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	for _, p := range []string{mnt + "/x", mnt + "/sub/x"} {
+		_, err := s.CopyFile(context.Background(), &api.CopyFileRequest{Path: p, Data: []byte("x"), MakeParents: true})
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "mount point") {
+			t.Errorf("CopyFile(%s) = %v, want InvalidArgument about a mount point", p, err)
+		}
+	}
+	if ents, _ := os.ReadDir(mnt); len(ents) != 0 {
+		t.Fatalf("CopyFile wrote into the mount below the share: %v", ents)
+	}
+}
+
 func TestCopyFileReplaces(t *testing.T) {
 	s := newRootedServer(t)
-	path := s.root + "/f"
+	shared := sharedDir(t, s)
+	path := shared + "/f"
 	for _, data := range []string{"first version, longer", "second"} {
 		req := &api.CopyFileRequest{Path: path, Data: []byte(data), Mode: 0o600}
 		if _, err := s.CopyFile(context.Background(), req); err != nil {
@@ -92,7 +128,7 @@ func TestCopyFileReplaces(t *testing.T) {
 		}
 		checkFile(t, path, data, 0o600)
 	}
-	entries, _ := os.ReadDir(s.root)
+	entries, _ := os.ReadDir(shared)
 	if len(entries) != 1 {
 		t.Fatalf("root holds %d entries, want only f (no temporary file left)", len(entries))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -13,12 +14,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/container"
-	"github.com/veil-runtime/veil/agent/storage"
 )
-
-// resolvConf is where CreateSandbox writes the DNS lines, relative to the server's root
-// (/run/veil/sandbox/resolv.conf in the guest); containers bind-mount it.
-const resolvConf = "sandbox/resolv.conf"
 
 // maxDNSLine bounds one line of resolv.conf.
 const maxDNSLine = 256
@@ -33,8 +29,8 @@ func (s *Server) Version(ctx context.Context, req *api.VersionRequest) (*api.Ver
 	return &api.VersionResponse{AgentVersion: AgentVersion, ApiVersion: APIVersion}, nil
 }
 
-// CreateSandbox mounts the sandbox storages, writes the DNS lines into
-// /run/veil/sandbox/resolv.conf and sets the hostname. It runs once per VM; on failure it
+// CreateSandbox mounts the sandbox storages (the pod's share at api.SharedDir), writes the
+// DNS lines into api.ResolvConf and sets the hostname. It runs once per VM; on failure it
 // undoes its mounts.
 func (s *Server) CreateSandbox(ctx context.Context, req *api.CreateSandboxRequest) (*api.Empty, error) {
 	if err := checkSandboxRequest(req); err != nil {
@@ -45,11 +41,11 @@ func (s *Server) CreateSandbox(ctx context.Context, req *api.CreateSandboxReques
 	if s.sandboxID != "" {
 		return nil, fmt.Errorf("sandbox %s already created: %w", s.sandboxID, errdefs.ErrAlreadyExists)
 	}
-	var mounted []string
+	var mounted []func() error
 	err := s.setUpSandbox(req, &mounted)
 	if err != nil {
 		for i := len(mounted) - 1; i >= 0; i-- {
-			if uerr := storage.Unmount(mounted[i]); uerr != nil {
+			if uerr := mounted[i](); uerr != nil {
 				log.G(ctx).WithError(uerr).Warn("undo sandbox storage")
 			}
 		}
@@ -62,17 +58,22 @@ func (s *Server) CreateSandbox(ctx context.Context, req *api.CreateSandboxReques
 }
 
 // setUpSandbox does the work of CreateSandbox, appending each mount point to mounted.
-func (s *Server) setUpSandbox(req *api.CreateSandboxRequest, mounted *[]string) error {
-	for _, st := range req.GetStorages() {
-		if err := storage.Mount(st); err != nil {
-			return fmt.Errorf("sandbox storage: %w", err)
+func (s *Server) setUpSandbox(req *api.CreateSandboxRequest, mounted *[]func() error) error {
+	for i, st := range req.GetStorages() {
+		undo, err := s.paths.Mount(st)
+		if err != nil {
+			return fmt.Errorf("sandbox storages[%d]: %w", i, err)
 		}
-		*mounted = append(*mounted, st.GetMountPoint())
+		*mounted = append(*mounted, undo)
 	}
 	if len(req.GetDns()) > 0 {
 		data := []byte(strings.Join(req.GetDns(), "\n") + "\n")
-		if err := writeFileBeneath(s.root, resolvConf, data, 0o644, true); err != nil {
-			return fmt.Errorf("write %s: %w", filepath.Join(s.root, resolvConf), err)
+		dir, name := filepath.Split(s.paths.Path(api.ResolvConf))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		if err := writeFileBeneath(dir, name, data, 0o644, false); err != nil {
+			return fmt.Errorf("write %s: %w", s.paths.Path(api.ResolvConf), err)
 		}
 	}
 	if h := req.GetHostname(); h != "" {
@@ -126,7 +127,7 @@ func (s *Server) DestroySandbox(ctx context.Context, req *api.DestroySandboxRequ
 		errs = append(errs, fmt.Errorf("remove containers: %w", err))
 	}
 	for i := len(s.sandboxMounts) - 1; i >= 0; i-- {
-		if err := storage.Unmount(s.sandboxMounts[i]); err != nil {
+		if err := s.sandboxMounts[i](); err != nil {
 			errs = append(errs, fmt.Errorf("sandbox storage: %w", err))
 		}
 	}

@@ -41,6 +41,9 @@ func TestCreateSandbox(t *testing.T) {
 		{SandboxId: "pod1", Dns: []string{""}},
 		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: "/etc"}}},
 		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "nfs", MountPoint: "/run/veil/x"}}},
+		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: s.paths.Path(api.SharedDir)}}},
+		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: s.paths.Path(api.ImagesDir)}}},
+		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: s.paths.Path(api.SandboxDir)}}},
 	} {
 		if _, err := s.CreateSandbox(ctx, bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("CreateSandbox(%v) = %v, want invalid argument", bad, err)
@@ -50,7 +53,7 @@ func TestCreateSandbox(t *testing.T) {
 	if _, err := s.CreateSandbox(ctx, req); err != nil {
 		t.Fatalf("CreateSandbox: %v", err)
 	}
-	b, err := os.ReadFile(filepath.Join(s.root, "sandbox", "resolv.conf"))
+	b, err := os.ReadFile(s.paths.Path(api.ResolvConf))
 	if err != nil || string(b) != "nameserver 10.0.0.1\nsearch svc.local\n" {
 		t.Fatalf("resolv.conf = %q, %v", b, err)
 	}

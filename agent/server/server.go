@@ -32,9 +32,9 @@ const APIVersion = 1
 type Server struct {
 	containers *container.Manager
 
-	// root is the only directory below which the host may place files and mounts
-	// (storage.Root; tests use a temporary directory).
-	root string
+	// paths mounts the host's storages and resolves the paths it names, below its root
+	// (api.GuestRoot; tests use a temporary directory).
+	paths *storage.Table
 
 	// destroyed is closed once DestroySandbox has run.
 	destroyed   chan struct{}
@@ -42,7 +42,7 @@ type Server struct {
 
 	mu            sync.Mutex     // guards the sandbox fields below
 	sandboxID     string         // "" until CreateSandbox
-	sandboxMounts []string       // mount points of the sandbox storages, in mount order
+	sandboxMounts []func() error // undo the sandbox storages, in mount order
 	policy        PolicyReplacer // SetPolicy's engine; nil until SetPolicyEngine
 	decisions     DecisionLog    // ReadDecisionLog's log; nil until SetDecisionLog
 }
@@ -51,15 +51,18 @@ var _ api.AgentService = (*Server)(nil)
 
 // SetGuestPull lets CreateContainer mount image_guest_pull storages with g. Call it before
 // serving.
-func (s *Server) SetGuestPull(g *storage.GuestPull) { s.containers.SetGuestPull(g) }
+func (s *Server) SetGuestPull(g *storage.GuestPull) { s.paths.Pull = g }
 
-// New returns a Server whose containers keep their state under stateDir.
-func New(stateDir string) (*Server, error) {
-	m, err := container.NewManager(stateDir)
+// New returns a Server whose containers keep their state under stateDir, with the guest's
+// directories at api.GuestRoot.
+func New(stateDir string) (*Server, error) { return newServer(stateDir, storage.New(api.GuestRoot)) }
+
+func newServer(stateDir string, paths *storage.Table) (*Server, error) {
+	m, err := container.NewManager(stateDir, paths)
 	if err != nil {
 		return nil, err
 	}
-	return &Server{containers: m, root: storage.Root, destroyed: make(chan struct{})}, nil
+	return &Server{containers: m, paths: paths, destroyed: make(chan struct{})}, nil
 }
 
 // Register adds the service to a ttrpc server.

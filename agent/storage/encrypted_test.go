@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/cdh"
 	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull"
@@ -84,10 +83,10 @@ func TestGuestPullEncrypted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			host, ref, digest := pushEncrypted(t, kek, tc.kid)
-			root := t.TempDir()
+			root := mountedTempDir(t)
 			mp := filepath.Join(root, "containers", "c1", "rootfs")
-			g := &GuestPull{Root: root, InsecureRegistries: []string{host}, KeyProvider: tc.kp}
-			undo, err := g.Mount(ctx, "c1", &api.Storage{Driver: GuestPullDriver, Source: ref, MountPoint: mp}, digest)
+			g := &GuestPull{Dir: root + "/images", InsecureRegistries: []string{host}, KeyProvider: tc.kp}
+			undo, err := g.Mount(ctx, "c1", ref, digest, mp)
 			if err == nil {
 				_ = undo()
 				t.Fatal("mounted")
@@ -102,10 +101,10 @@ func TestGuestPullEncrypted(t *testing.T) {
 	}
 
 	host, ref, digest := pushEncrypted(t, kek, "kbs:///default/key/1")
-	root := t.TempDir()
+	root := mountedTempDir(t)
 	mp := filepath.Join(root, "containers", "c1", "rootfs")
-	g := &GuestPull{Root: root, InsecureRegistries: []string{host}, KeyProvider: kp}
-	undo, err := g.Mount(ctx, "c1", &api.Storage{Driver: GuestPullDriver, Source: ref, MountPoint: mp}, digest)
+	g := &GuestPull{Dir: root + "/images", InsecureRegistries: []string{host}, KeyProvider: kp}
+	undo, err := g.Mount(ctx, "c1", ref, digest, mp)
 	if err != nil {
 		t.Fatal(err)
 	}

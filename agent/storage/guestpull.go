@@ -16,41 +16,16 @@ import (
 	"github.com/veil-runtime/veil/agent/imagepull"
 )
 
-// GuestPullDriver is the storage driver of a container root file system that the agent pulls
-// itself: Source is the image reference as the pod wrote it, MountPoint the spec's root.path.
-const GuestPullDriver = "image_guest_pull"
-
-// ImagesDir is the guest-private directory of pulled images (imagepull's cache) and of the
-// overlays' per-container upper and work directories. It lies below Root, on the guest's
-// /run tmpfs (guest memory), but the host may neither mount on it nor write into it
-// (CheckHostPath).
-const ImagesDir = Root + "/images"
-
 // overlayDir holds one directory per container, with upper/ and work/ of its overlay.
 const overlayDir = "overlay"
 
 // digestPattern is the form of the pin a guest pull accepts.
 var digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
-// CheckHostPath is CheckPath for a path the host chose below root: it must also lie outside
-// root's images directory (ImagesDir for Root), which only the agent writes.
-func CheckHostPath(root, p, what string) error {
-	if err := CheckPath(root, p, what); err != nil {
-		return err
-	}
-	if images := root + "/images"; p == images || strings.HasPrefix(p, images+"/") {
-		return fmt.Errorf("%s %q is in the guest's image cache %s: %w", what, p, images, errdefs.ErrInvalidArgument)
-	}
-	return nil
-}
-
 // GuestPull pulls container images in the guest and mounts them as root file systems.
 type GuestPull struct {
-	// Root is the directory the mount points must lie below; "" means Root (tests use a
-	// temporary directory).
-	Root string
-	// Dir holds the cache and the overlays' directories; "" means Root's images directory
-	// (ImagesDir).
+	// Dir holds the cache and the overlays' upper and work directories: api.ImagesDir in the
+	// guest, guest memory that no host-named path reaches.
 	Dir string
 	// InsecureRegistries are the registries (host[:port]) that may be reached over plain
 	// HTTP. They must come from measured configuration (initdata), never from the host.
@@ -58,26 +33,15 @@ type GuestPull struct {
 	// KeyProvider opens the keys of encrypted layers (imagepull.NewKBSKeyProvider of the
 	// agent/cdh hub of the measured KBS); nil refuses encrypted layers.
 	KeyProvider imagepull.KeyProvider
-}
-
-func (g *GuestPull) root() string {
-	if g.Root == "" {
-		return Root
-	}
-	return g.Root
-}
-
-func (g *GuestPull) dir() string {
-	if g.Dir == "" {
-		return g.root() + "/images"
-	}
-	return g.Dir
+	// NoSeal leaves cache entries writable (imagepull.Options.SealCache): for tests that
+	// cannot mount. The agent seals them.
+	NoSeal bool
 }
 
 // CheckDigest returns an InvalidArgument error naming what unless d is "sha256:<64 hex>".
 func CheckDigest(d, what string) error {
 	if d == "" {
-		return fmt.Errorf("%s is missing: an %s storage pulls by the digest it pins: %w", what, GuestPullDriver, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%s is missing: an %s storage pulls by the digest it pins: %w", what, api.DriverGuestPull, errdefs.ErrInvalidArgument)
 	}
 	if !digestPattern.MatchString(d) {
 		return fmt.Errorf("%s %q is not a sha256 digest (sha256:<64 hex digits>): %w", what, d, errdefs.ErrInvalidArgument)
@@ -85,38 +49,32 @@ func CheckDigest(d, what string) error {
 	return nil
 }
 
-// Mount pulls s.Source pinned to digest (checked by imagepull against the registry's content)
-// into the cache and mounts an overlay of it on s.MountPoint, its upper and work directories
-// private to container id. The returned function undoes the mount and removes the
-// container's directories; the cache entry stays. On error nothing is left but the cache.
-func (g *GuestPull) Mount(ctx context.Context, id string, s *api.Storage, digest string) (func() error, error) {
-	mp := s.GetMountPoint()
-	if err := CheckHostPath(g.root(), mp, "storage mount_point"); err != nil {
-		return nil, err
-	}
-	if s.GetSource() == "" {
-		return nil, fmt.Errorf("%s storage at %s has no image reference: %w", GuestPullDriver, mp, errdefs.ErrInvalidArgument)
+// Mount pulls ref pinned to digest (checked by imagepull against the registry's content) into
+// the cache and mounts an overlay of it on mp, the container's root path, its upper and work
+// directories private to container id. The returned function undoes the mount and removes
+// the container's directories; the cache entry stays. On error nothing is left but the cache.
+func (g *GuestPull) Mount(ctx context.Context, id, ref, digest, mp string) (func() error, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("%s storage at %s has no image reference: %w", api.DriverGuestPull, mp, errdefs.ErrInvalidArgument)
 	}
 	if err := CheckDigest(digest, "image digest"); err != nil {
 		return nil, err
 	}
-	img, err := imagepull.Pull(ctx, s.GetSource(), imagepull.Options{
+	img, err := imagepull.Pull(ctx, ref, imagepull.Options{
 		Digest:             digest,
-		CacheDir:           g.dir(),
+		CacheDir:           g.Dir,
 		InsecureRegistries: g.InsecureRegistries,
 		KeyProvider:        g.KeyProvider,
+		SealCache:          !g.NoSeal,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s storage at %s: %w", GuestPullDriver, mp, err)
+		return nil, fmt.Errorf("%s storage at %s: %w", api.DriverGuestPull, mp, err)
 	}
-	log.G(ctx).WithField("container", id).WithField("image", s.GetSource()).WithField("digest", digest).
+	log.G(ctx).WithField("container", id).WithField("image", ref).WithField("digest", digest).
 		Infof("image pulled in the guest: %s", img.RootFS)
-	cdir := filepath.Join(g.dir(), overlayDir, id)
+	cdir := filepath.Join(g.Dir, overlayDir, id)
 	undo := func() error {
-		err := unmount(g.root(), mp)
-		if parent := filepath.Dir(mp); parent != g.root() {
-			_ = os.Remove(parent) // the container's directory, when it is empty now
-		}
+		err := unmount(mp)
 		if rerr := os.RemoveAll(cdir); rerr != nil && err == nil {
 			err = fmt.Errorf("remove %s: %w", cdir, rerr)
 		}

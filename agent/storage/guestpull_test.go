@@ -18,8 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 
-	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/imagepull"
 )
 
@@ -59,7 +59,7 @@ func push(t *testing.T, img v1.Image, repo string) (host, ref, digest string) {
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Fatal("mounting an overlay needs root: run the test as root")
+		t.Fatal("mounting needs root: run the test as root")
 	}
 }
 
@@ -69,15 +69,32 @@ func mounted(t *testing.T, p string) bool {
 	return err == nil && ok
 }
 
+// mountedTempDir is a temporary directory under which the test may leave mounts (the sealed
+// image cache): they are detached, deepest first, before the directory is removed.
+func mountedTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for i := len(infos) - 1; i >= 0; i-- {
+			_ = unix.Unmount(infos[i].Mountpoint, unix.MNT_DETACH)
+		}
+	})
+	return dir
+}
+
 func TestGuestPullMount(t *testing.T) {
 	needRoot(t)
 	host, ref, digest := pushRandom(t)
-	root := t.TempDir()
-	g := &GuestPull{Root: root, InsecureRegistries: []string{host}}
+	root := mountedTempDir(t)
+	g := &GuestPull{Dir: root + "/images", InsecureRegistries: []string{host}}
 	mp := filepath.Join(root, "containers", "c1", "rootfs")
-	s := &api.Storage{Driver: GuestPullDriver, Source: ref, MountPoint: mp}
 
-	undo, err := g.Mount(context.Background(), "c1", s, digest)
+	undo, err := g.Mount(context.Background(), "c1", ref, digest, mp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +116,13 @@ func TestGuestPullMount(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cached[0], "written")); !os.IsNotExist(err) {
 		t.Fatalf("a container's write reached the cache (err %v)", err)
 	}
+	// The cache entry is sealed: read-only to the agent itself.
+	if err := os.WriteFile(filepath.Join(cached[0], "planted"), []byte("x"), 0o644); !errors.Is(err, unix.EROFS) {
+		t.Fatalf("a write into the sealed cache entry: %v, want EROFS", err)
+	}
 	// A second container of the same image shares the cache entry, not the first's writes.
 	mp2 := filepath.Join(root, "containers", "c2", "rootfs")
-	undo2, err := g.Mount(context.Background(), "c2", &api.Storage{Driver: GuestPullDriver, Source: ref, MountPoint: mp2}, digest)
+	undo2, err := g.Mount(context.Background(), "c2", ref, digest, mp2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +134,7 @@ func TestGuestPullMount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range []string{mp, mp2, filepath.Join(root, "containers", "c1"), filepath.Join(root, "images", overlayDir, "c1")} {
+	for _, p := range []string{mp, mp2, filepath.Join(root, "images", overlayDir, "c1")} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left after undo (err %v)", p, err)
 		}
@@ -123,32 +144,65 @@ func TestGuestPullMount(t *testing.T) {
 	}
 }
 
+// An entry that is not sealed (a leftover, or one changed behind the agent's back) is never
+// reused: it is removed and pulled again.
+func TestGuestPullUnsealedEntryPulledAgain(t *testing.T) {
+	needRoot(t)
+	host, ref, digest := pushRandom(t)
+	root := mountedTempDir(t)
+	unsealed := &GuestPull{Dir: root + "/images", InsecureRegistries: []string{host}, NoSeal: true}
+	mp := filepath.Join(root, "containers", "c1", "rootfs")
+	undo, err := unsealed.Mount(context.Background(), "c1", ref, digest, mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := undo(); err != nil {
+		t.Fatal(err)
+	}
+	cached, _ := filepath.Glob(filepath.Join(root, "images", "images", "sha256", "*", "*", "rootfs"))
+	if len(cached) != 1 {
+		t.Fatalf("cache entries: %v", cached)
+	}
+	if err := os.WriteFile(filepath.Join(cached[0], "planted"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g := &GuestPull{Dir: root + "/images", InsecureRegistries: []string{host}}
+	undo, err = g.Mount(context.Background(), "c1", ref, digest, mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer undo()
+	if _, err := os.Stat(filepath.Join(mp, "planted")); !os.IsNotExist(err) {
+		t.Fatalf("the unsealed entry was reused: planted file visible (err %v)", err)
+	}
+	if !mounted(t, filepath.Dir(cached[0])) {
+		t.Fatal("the entry pulled again is not sealed")
+	}
+}
+
 func TestGuestPullRefused(t *testing.T) {
 	needRoot(t)
 	host, ref, digest := pushRandom(t)
-	root := t.TempDir()
+	root := mountedTempDir(t)
 	mp := filepath.Join(root, "containers", "c1", "rootfs")
 	other := "sha256:" + strings.Repeat("ab", 32)
 	for _, tc := range []struct {
 		name     string
 		insecure []string
-		s        *api.Storage
+		ref      string
 		digest   string
 		want     error
 		wantText string
 	}{
-		{"no digest", []string{host}, &api.Storage{Source: ref, MountPoint: mp}, "", errdefs.ErrInvalidArgument, "image digest is missing"},
-		{"malformed digest", []string{host}, &api.Storage{Source: ref, MountPoint: mp}, "sha256:abc", errdefs.ErrInvalidArgument, "not a sha256 digest"},
-		{"no source", []string{host}, &api.Storage{MountPoint: mp}, digest, errdefs.ErrInvalidArgument, "no image reference"},
-		{"mount point in the cache", []string{host}, &api.Storage{Source: ref, MountPoint: root + "/images/x"}, digest, errdefs.ErrInvalidArgument, "image cache"},
-		{"mount point outside the root", []string{host}, &api.Storage{Source: ref, MountPoint: "/tmp/x"}, digest, errdefs.ErrInvalidArgument, "is not below"},
-		{"plain HTTP not listed", nil, &api.Storage{Source: ref, MountPoint: mp}, digest, imagepull.ErrInsecure, ""},
-		{"another digest", []string{host}, &api.Storage{Source: ref, MountPoint: mp}, other, nil, "pull " + ref},
+		{"no digest", []string{host}, ref, "", errdefs.ErrInvalidArgument, "image digest is missing"},
+		{"malformed digest", []string{host}, ref, "sha256:abc", errdefs.ErrInvalidArgument, "not a sha256 digest"},
+		{"no source", []string{host}, "", digest, errdefs.ErrInvalidArgument, "no image reference"},
+		{"plain HTTP not listed", nil, ref, digest, imagepull.ErrInsecure, ""},
+		{"another digest", []string{host}, ref, other, nil, "pull " + ref},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := &GuestPull{Root: root, InsecureRegistries: tc.insecure}
-			tc.s.Driver = GuestPullDriver
-			undo, err := g.Mount(context.Background(), "c1", tc.s, tc.digest)
+			g := &GuestPull{Dir: root + "/images", InsecureRegistries: tc.insecure}
+			undo, err := g.Mount(context.Background(), "c1", tc.ref, tc.digest, mp)
 			if err == nil {
 				_ = undo()
 				t.Fatal("mounted")
@@ -166,18 +220,5 @@ func TestGuestPullRefused(t *testing.T) {
 				t.Fatalf("overlay directory left (err %v)", err)
 			}
 		})
-	}
-}
-
-func TestMountRefusesGuestPullAndCache(t *testing.T) {
-	for _, s := range []*api.Storage{
-		{Driver: GuestPullDriver, Source: "r", MountPoint: Root + "/x"},
-		{Driver: "tmpfs", MountPoint: ImagesDir},
-		{Driver: "tmpfs", MountPoint: ImagesDir + "/images/sha256"},
-		{Driver: "bind", Source: ImagesDir + "/images", MountPoint: Root + "/x"},
-	} {
-		if err := Mount(s); !errors.Is(err, errdefs.ErrInvalidArgument) {
-			t.Errorf("%v: error %v, want InvalidArgument", s, err)
-		}
 	}
 }

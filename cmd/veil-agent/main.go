@@ -1,6 +1,7 @@
 // Command veil-agent is the guest side of Veil: the agent proper (package agent), started by
 // the guest's init (cmd/veil-init) with --guest. Started by libcontainer as "veil-agent init"
-// it is a container's init. Its flags let it run outside a VM, for tests:
+// it is a container's init; started as "pause" (an image whose /init is the agent) it is the
+// pause bundle's process. Its flags let it run outside a VM, for tests:
 // veil-agent --listen unix:/tmp/agent.sock.
 package main
 
@@ -18,11 +19,15 @@ import (
 	"github.com/veil-runtime/veil/agent"
 	"github.com/veil-runtime/veil/agent/container"
 	"github.com/veil-runtime/veil/agent/initsys"
+	"github.com/veil-runtime/veil/agent/pause"
 	"github.com/veil-runtime/veil/agent/server"
 )
 
 func main() {
 	container.InitIfRequested() // first: libcontainer's re-exec as "init" never returns
+	if pause.Requested() {
+		pause.Run() // never returns
+	}
 	os.Exit(run())
 }
 

@@ -70,7 +70,7 @@ func runContainer(ctx context.Context, sb *sandbox.Sandbox, id string, o RunOpti
 	if _, err := agent.CreateSandbox(ctx, &api.CreateSandboxRequest{SandboxId: id, Hostname: o.Spec.Hostname}); err != nil {
 		return 0, fmt.Errorf("create sandbox: %w", err)
 	}
-	mnt := "/run/veil/shared/" + id + "/rootfs"
+	mnt := api.StorageDir + "/" + id + "/rootfs" // a storage of the host's own, not the pod's share
 	o.Spec.RootPath = mnt
 	spec, err := Spec(o.Spec)
 	if err != nil {
@@ -78,7 +78,7 @@ func runContainer(ctx context.Context, sb *sandbox.Sandbox, id string, o RunOpti
 	}
 	_, err = agent.CreateContainer(ctx, &api.CreateContainerRequest{
 		ContainerId: id, OciSpec: spec, Stdin: o.Interactive,
-		Storages: []*api.Storage{{Driver: "virtiofs", Source: rootfsTag, MountPoint: mnt}},
+		Storages: []*api.Storage{{Driver: api.DriverVirtioFS, Source: rootfsTag, MountPoint: mnt}},
 	})
 	if err != nil {
 		return 0, fmt.Errorf("create container: %w", err)

@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 // containerDir is the host directory of one container below the shared directory.
@@ -42,14 +44,6 @@ func (p *Pod) MountRootfs(cid string, rootfs []*types.Mount, bundleRootfs string
 	}
 	return p.guestPath(target), nil
 }
-
-// GuestContainersDir holds, in the guest, the root file systems the agent pulls itself: outside
-// the share (GuestShared), where the host has no say over what lies on the path.
-const GuestContainersDir = "/run/veil/containers"
-
-// GuestRootfs is the guest path of the root filesystem of container cid when the guest pulls
-// its image (an image_guest_pull storage mounted there).
-func GuestRootfs(cid string) string { return GuestContainersDir + "/" + cid + "/rootfs" }
 
 // ShareBind bind-mounts the host file or directory src below the container's shared
 // directory (read-only when ro) and returns its path in the guest. The n-th mount of a
@@ -97,7 +91,7 @@ func CleanupContainer(vmID, cid string) error {
 
 func (p *Pod) guestPath(host string) string {
 	rel, _ := filepath.Rel(p.SharedDir(), host)
-	return filepath.Join(GuestShared, rel)
+	return filepath.Join(api.SharedDir, rel)
 }
 
 // Cleanup unmounts every mount at or below dir, deepest first, then removes dir. It never

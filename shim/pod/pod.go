@@ -2,7 +2,7 @@
 // directory that is shared into it through a single virtio-fs share. Container root
 // filesystems and bind-mount sources are mounted below that directory after the VM booted;
 // the directory is a shared mount, so they propagate into virtiofsd's mount namespace and
-// the guest sees them under GuestShared.
+// the guest sees them under api.SharedDir.
 package pod
 
 import (
@@ -28,10 +28,6 @@ import (
 const (
 	// Root holds one directory per pod: Root/<vm id>/shared is the shared directory.
 	Root = "/run/veil/shim"
-	// ShareTag is the virtio-fs tag of the pod's shared directory.
-	ShareTag = "veil-shared"
-	// GuestShared is where the guest mounts the share (CreateSandbox storage).
-	GuestShared = "/run/veil/shared"
 	// DebugLogLevel is the guest log level a debug console asks for.
 	debugLogLevel = "veil.log_level=debug"
 )
@@ -105,7 +101,7 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, i
 		Machine: h.Machine, Accel: hypervisor.Accel(h.Accel), KernelParams: params,
 		TEE:         hypervisor.TEEConfig{Kind: hypervisor.TEE(h.TEE), Firmware: h.Firmware},
 		BootTimeout: h.BootTimeout.Duration,
-		SharedDirs:  []hypervisor.SharedDir{{Tag: ShareTag, HostPath: p.SharedDir()}},
+		SharedDirs:  []hypervisor.SharedDir{{Tag: api.ShareTag, HostPath: p.SharedDir()}},
 		InitData:    initData,
 	}
 	var err error
@@ -126,7 +122,7 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, i
 	}
 	_, err = sb.Agent.CreateSandbox(ctx, &api.CreateSandboxRequest{
 		SandboxId: id,
-		Storages:  []*api.Storage{{Driver: "virtiofs", Source: ShareTag, MountPoint: GuestShared}},
+		Storages:  []*api.Storage{{Driver: api.DriverVirtioFS, Source: api.ShareTag, MountPoint: api.SharedDir}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: CreateSandbox: %w", id, err)

@@ -22,9 +22,6 @@ import (
 	"github.com/veil-runtime/veil/shim/pod"
 )
 
-// guestPullDriver is the agent's storage driver that pulls an image in the guest.
-const guestPullDriver = "image_guest_pull"
-
 // agentTimeout bounds the agent calls of teardown paths, where the VM may be gone.
 const agentTimeout = 5 * time.Second
 
@@ -52,7 +49,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		}
 	}()
 	image := s.setImageDigest(ctx, r.ID, spec)
-	if c.storages = guestPullStorages(ctx, pr, r.ID, image, spec); c.storages != nil {
+	if c.storages = guestRootStorages(ctx, pr, r.ID, image, spec); c.storages != nil {
 		c.rootfs = c.storages[0].MountPoint
 	} else if c.rootfs, err = pr.pod.MountRootfs(r.ID, r.Rootfs, filepath.Join(r.Bundle, "rootfs")); err != nil {
 		return nil, err
@@ -99,19 +96,40 @@ func (s *Service) createInGuest(ctx context.Context, c *container, spec *specs.S
 	return nil
 }
 
-// guestPullStorages returns the image_guest_pull storage of a container under the
-// runtime's guest_pull setting, or nil when its root file system is shared from the host: with
-// guest_pull off, for the pod's sandbox (pause) container, whose image is CRI's node-wide
-// sandbox image (docs/shim.md), and for a container without a known image.
-func guestPullStorages(ctx context.Context, pr *podRef, id, image string, spec *specs.Spec) []*api.Storage {
+// guestRootStorages returns the storage of a container's root file system when the guest
+// provides it, or nil when it is shared from the host. Under the runtime's guest_pull setting
+// a pod container's image is pulled in the guest (api.DriverGuestPull), and the pod's sandbox
+// (pause) container runs the guest image's own pause program (api.DriverPause, its spec made
+// the pause bundle's by pauseProcess), so that the host's code runs nowhere in the pod. A
+// container without a known image keeps a root shared from the host, with a warning.
+func guestRootStorages(ctx context.Context, pr *podRef, id, image string, spec *specs.Spec) []*api.Storage {
 	switch {
-	case !pr.guestPull || pod.IsSandboxContainer(id, spec.Annotations):
+	case !pr.guestPull:
 		return nil
+	case pod.IsSandboxContainer(id, spec.Annotations):
+		pauseProcess(spec)
+		return []*api.Storage{{Driver: api.DriverPause, MountPoint: api.ContainerRootfs(id)}}
 	case image == "":
 		log.G(ctx).WithField("task", id).Warn("guest_pull is on, but the container has no known image: its root file system is shared from the host")
 		return nil
 	}
-	return []*api.Storage{{Driver: guestPullDriver, Source: image, MountPoint: pod.GuestRootfs(id)}}
+	return []*api.Storage{{Driver: api.DriverGuestPull, Source: image, MountPoint: api.ContainerRootfs(id)}}
+}
+
+// pauseProcess makes spec's process the pause bundle's: api.PauseCommand alone, as api.PauseUID,
+// without capabilities or variables, with no_new_privileges, on a read-only root. The image
+// the host's CRI chose for the sandbox plays no part, so its digest goes too.
+func pauseProcess(spec *specs.Spec) {
+	p := spec.Process
+	p.Args, p.Env, p.Cwd = []string{api.PauseCommand}, nil, "/"
+	p.User = specs.User{UID: api.PauseUID, GID: api.PauseUID, AdditionalGids: []uint32{api.PauseUID}}
+	p.Capabilities = &specs.LinuxCapabilities{}
+	p.NoNewPrivileges = true
+	if spec.Root == nil {
+		spec.Root = &specs.Root{}
+	}
+	spec.Root.Readonly = true
+	delete(spec.Annotations, api.ImageDigestAnnotation)
 }
 
 // guestPID looks up a process's pid in the guest (0 when the agent does not say).

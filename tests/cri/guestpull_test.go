@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-runtime/veil/agent/storage"
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
@@ -46,24 +46,27 @@ func (e *criEnv) pullRuntime() string {
 }
 
 // guestPullPodYAML is the pod of TestGuestPull: app runs from the pulled image and prints the
-// guest's mount of its root; tampered names an image whose manifest the registry swaps.
+// command line of the pod's first process (the sandbox container's: the pod shares its
+// process namespace) and the guest's mount of its root; tampered names an image whose
+// manifest the registry swaps.
 const guestPullPodYAML = `apiVersion: v1
 kind: Pod
 metadata:
   name: pulled
 spec:
+  shareProcessNamespace: true
   automountServiceAccountToken: false
   enableServiceLinks: false
   containers:
   - name: app
     image: %s
-    command: ["sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"]
+    command: ["sh", "-c", "echo pulled-ok; echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"]
     env:
     - name: GREETING
       value: hello
   - name: tampered
     image: %s
-    command: ["sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"]
+    command: ["sh", "-c", "echo pulled-ok; echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"]
     env:
     - name: GREETING
       value: hello
@@ -190,26 +193,31 @@ func TestGuestPull(t *testing.T) {
 		_, _, _ = env.crictl(time.Minute, "stopp", podID)
 		_, _, _ = env.crictl(time.Minute, "rmp", "-f", podID)
 	})
-	cmd := []string{"sh", "-c", "echo pulled-ok; grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"}
+	cmd := []string{"sh", "-c", `echo pulled-ok; echo pid1=$(tr '\0' ' ' < /proc/1/cmdline); grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600`}
 	greeting := []map[string]string{{"key": "GREETING", "value": "hello"}}
 
-	cid := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "app", 0, busybox, greeting, cmd), busybox), podCfg)
+	cid := crictl(t, "create", podID, sharePID(t, userImage(t, policyContainerConfig(t, "app", 0, busybox, greeting, cmd), busybox)), podCfg)
 	crictl(t, "start", cid)
 	out := waitLog(t, cid, "mounts-listed") // the log may hold "pulled-ok" before the mounts
 	checkPulled(t, out, w.Data.Containers[0].ImageDigest)
-	// The host shares the sandbox container's rootfs, and only bind mounts of the app's.
+	// The host shares no root file system: the app's is pulled in the guest, the sandbox
+	// container's is the guest's pause bundle; only bind mounts' sources are shared.
 	shared := filepath.Join(pod.DirOf(vm), "shared")
-	if _, err := os.Stat(filepath.Join(shared, cid, "rootfs")); !os.IsNotExist(err) {
-		t.Errorf("the host shares a rootfs for the pulled container: %s (err %v)", filepath.Join(shared, cid, "rootfs"), err)
+	for _, id := range []string{cid, podID} {
+		if _, err := os.Stat(filepath.Join(shared, id, "rootfs")); !os.IsNotExist(err) {
+			t.Errorf("the host shares a rootfs for %s: %s (err %v)", id, filepath.Join(shared, id, "rootfs"), err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(shared, podID, "rootfs")); err != nil {
-		t.Errorf("the sandbox container's shared rootfs: %v", err)
+	// The pod's first process is the guest's pause program, not the host's pause image
+	// (busybox's sh running busyboximage.PauseScript here).
+	if !strings.Contains(out, "pid1=/pause\n") {
+		t.Fatalf("the sandbox container does not run the guest's /pause:\n%s", out)
 	}
 
 	// The registry now answers for the tampered image with another manifest: the guest's
 	// pull by the pinned digest must refuse it, and the pod keeps running.
 	reg.tamper.Store(true)
-	bad := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "tampered", 0, tampered, greeting, cmd), tampered), podCfg)
+	bad := crictl(t, "create", podID, sharePID(t, userImage(t, policyContainerConfig(t, "tampered", 0, tampered, greeting, cmd), tampered)), podCfg)
 	stdout, errOut, err := env.crictl(2*time.Minute, "start", bad)
 	if err == nil {
 		t.Fatalf("a container whose registry content does not match its digest started (stdout %q)", stdout)
@@ -226,24 +234,49 @@ func TestGuestPull(t *testing.T) {
 	crictl(t, "rmp", podID)
 	checkGone(t, podID, vm)
 
-	// The same policy on the handler that shares containerd's rootfs: the pinned digest
-	// alone no longer suffices, the app is refused.
+	// The same policy on the handler that shares containerd's rootfs: the pod's sandbox
+	// container would run the host's pause image, and is refused, so the pod never starts.
 	sharedCfg := podConfig(t, "pulled-shared", map[string]string{initdata.Annotation: w.Annotation})
-	sharedPod := crictl(t, "runp", "--runtime", handler, sharedCfg)
-	t.Cleanup(func() {
-		_, _, _ = env.crictl(time.Minute, "stopp", sharedPod)
-		_, _, _ = env.crictl(time.Minute, "rmp", "-f", sharedPod)
-	})
-	id := crictl(t, "create", sharedPod, userImage(t, policyContainerConfig(t, "app", 0, busybox, greeting, cmd), busybox), sharedCfg)
-	if _, errOut, err := env.crictl(2*time.Minute, "start", id); err == nil ||
-		!strings.Contains(errOut, "must be an image_guest_pull storage (the pod requires guest pull)") {
-		t.Fatalf("a shared rootfs under the guest-pull policy: err %v, stderr %q", err, errOut)
-	} else {
-		t.Logf("shared rootfs refused: %s", lineWith(errOut, "guest pull"))
+	stdout, errOut, err = env.crictl(3*time.Minute, "runp", "--runtime", handler, sharedCfg)
+	if err == nil {
+		_, _, _ = env.crictl(time.Minute, "stopp", strings.TrimSpace(stdout))
+		_, _, _ = env.crictl(time.Minute, "rmp", "-f", strings.TrimSpace(stdout))
+		t.Fatal("a pod whose sandbox container runs the host's pause image started under the guest-pull policy")
 	}
-	crictl(t, "stopp", sharedPod)
-	crictl(t, "rmp", sharedPod)
-	checkGone(t, sharedPod, pod.VMID(criNamespace, sharedPod))
+	if !strings.Contains(errOut, "must be the guest's pause bundle") {
+		t.Fatalf("the host's pause image under the guest-pull policy: stderr %q", errOut)
+	}
+	t.Logf("the host's pause image refused: %s", lineWith(errOut, "pause bundle"))
+}
+
+// sharePID makes the container config at path join the pod's process namespace (CRI's
+// NamespaceMode POD), as the kubelet does for a pod with shareProcessNamespace.
+func sharePID(t *testing.T, path string) string {
+	t.Helper()
+	return editConfig(t, path, func(cfg map[string]any) {
+		cfg["linux"].(map[string]any)["security_context"].(map[string]any)["namespace_options"] = map[string]any{"pid": 0}
+	})
+}
+
+// editConfig applies edit to the JSON config at path and returns path.
+func editConfig(t *testing.T, path string, edit func(map[string]any)) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	edit(cfg)
+	if data, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // lineWith returns the first line of s that contains want, for the test's log.
@@ -261,22 +294,9 @@ func lineWith(s, want string) string {
 // also has a loopback name, which the guest cannot reach).
 func userImage(t *testing.T, path, ref string) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["image"] = map[string]any{"image": ref, "user_specified_image": ref}
-	if data, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return editConfig(t, path, func(cfg map[string]any) {
+		cfg["image"] = map[string]any{"image": ref, "user_specified_image": ref}
+	})
 }
 
 // checkPulled fails unless the container's log shows its root as an overlay whose lower
@@ -284,7 +304,7 @@ func userImage(t *testing.T, path, ref string) string {
 func checkPulled(t *testing.T, log, digest string) {
 	t.Helper()
 	hex := strings.TrimPrefix(digest, "sha256:")
-	lower := "lowerdir=" + storage.ImagesDir + "/images/sha256/" + hex + "/"
+	lower := "lowerdir=" + api.ImagesDir + "/images/sha256/" + hex + "/"
 	for _, line := range strings.Split(log, "\n") {
 		if strings.Contains(line, " - overlay ") && strings.Contains(line, lower) {
 			t.Logf("the container's root in the guest: %s", line)

@@ -107,7 +107,7 @@ func testBadRequests(t *testing.T, sb *sandbox.Sandbox) {
 	if _, err := sb.Agent.StartContainer(c, &api.StartContainerRequest{ContainerId: "sleeper2"}); err != nil {
 		t.Fatal(err)
 	}
-	goodSpec, err := ctl.Spec(ctl.SpecOptions{Args: []string{"true"}, RootPath: "/run/veil/shared/dup/rootfs"})
+	goodSpec, err := ctl.Spec(ctl.SpecOptions{Args: []string{"true"}, RootPath: api.StorageDir + "/dup/rootfs"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,12 +144,12 @@ func testBadRequests(t *testing.T, sb *sandbox.Sandbox) {
 			return err
 		}, errdefs.ErrInvalidArgument, "/run/veil"},
 		{"missing binary", func() error {
-			spec, err := ctl.Spec(ctl.SpecOptions{Args: []string{"/bin/no-such-binary"}, RootPath: "/run/veil/shared/nobin/rootfs"})
+			spec, err := ctl.Spec(ctl.SpecOptions{Args: []string{"/bin/no-such-binary"}, RootPath: api.StorageDir + "/nobin/rootfs"})
 			if err != nil {
 				return nil
 			}
 			_, err = sb.Agent.CreateContainer(c, &api.CreateContainerRequest{ContainerId: "nobin", OciSpec: spec,
-				Storages: []*api.Storage{{Driver: "virtiofs", Source: "rootfs", MountPoint: "/run/veil/shared/nobin/rootfs"}}})
+				Storages: []*api.Storage{{Driver: "virtiofs", Source: "rootfs", MountPoint: api.StorageDir + "/nobin/rootfs"}}})
 			return err
 		}, errdefs.ErrInvalidArgument, "no-such-binary"},
 		{"exec of a missing binary", func() error {

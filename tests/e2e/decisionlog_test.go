@@ -61,7 +61,7 @@ func TestDecisionLogDebugPolicy(t *testing.T) {
 	const execReason = `container "svc" was not created under this policy`
 	wantDenied(t, "ExecProcess", err, "ExecProcessRequest denied by policy: "+execReason)
 	spec, err := ctl.Spec(ctl.SpecOptions{Args: []string{"sh", "-c", "echo " + secretArg},
-		Env: []string{"TOKEN=" + secretEnv}, RootPath: "/run/veil/shared/web/rootfs"})
+		Env: []string{"TOKEN=" + secretEnv}, RootPath: api.SharedRootfs("web")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func testTerminal(t *testing.T, sb *sandbox.Sandbox) {
 func testSeccomp(t *testing.T, sb *sandbox.Sandbox) {
 	c := ctx(t, time.Minute)
 	const id = "seccomp"
-	mnt := "/run/veil/shared/" + id + "/rootfs"
+	mnt := api.StorageDir + "/" + id + "/rootfs"
 	raw, err := ctl.Spec(ctl.SpecOptions{Args: []string{"sh", "-c", "mkdir /tmp/denied; echo status=$?"}, RootPath: mnt})
 	if err != nil {
 		t.Fatal(err)

@@ -129,7 +129,7 @@ type containerOpts struct {
 // newContainer creates (but does not start) a container running args on the shared rootfs.
 func newContainer(t *testing.T, sb *sandbox.Sandbox, id string, args []string, o containerOpts) {
 	t.Helper()
-	mnt := "/run/veil/shared/" + id + "/rootfs"
+	mnt := api.StorageDir + "/" + id + "/rootfs"
 	spec, err := ctl.Spec(ctl.SpecOptions{Args: args, RootPath: mnt, Terminal: o.terminal, MemoryLimitBytes: o.memLimit})
 	if err != nil {
 		t.Fatal(err)

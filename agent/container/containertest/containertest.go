@@ -14,7 +14,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/veil-runtime/veil/agent/storage"
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 // Busybox is the static busybox the root file systems are made of.
@@ -32,14 +32,14 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
-// Rootfs makes a busybox root file system below storage.Root (where the agent accepts a
-// spec's root.path), removed when t ends, and returns its path.
+// Rootfs makes a busybox root file system on the pod's share (api.SharedDir, where the
+// agent accepts a spec's root.path from the host), removed when t ends, and returns its path.
 func Rootfs(t testing.TB) string {
 	t.Helper()
-	if err := os.MkdirAll(storage.Root, 0o755); err != nil {
+	if err := os.MkdirAll(api.SharedDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp(storage.Root, "ctest-")
+	dir, err := os.MkdirTemp(api.SharedDir, "ctest-")
 	if err != nil {
 		t.Fatal(err)
 	}
