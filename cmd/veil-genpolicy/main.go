@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -41,14 +42,16 @@ func (f initdataFlag) Set(v string) error {
 }
 
 func main() {
-	if err := run(context.Background(), os.Args[1:]); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "veil-genpolicy:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+// run is the command; it reports digests and warnings on stderr.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("veil-genpolicy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	in := fs.String("f", "", "pod or workload YAML (- for stdin)")
 	out := fs.String("o", "-", "where to write the YAML with the initdata annotation (- for stdout)")
@@ -59,10 +62,11 @@ func run(ctx context.Context, args []string) error {
 	plainHTTP := fs.Bool("plain-http-loopback", false, "allow plain HTTP to registries on loopback addresses")
 	withhold := fs.Bool("withhold-output", false, "withhold the containers' stdout and stderr from the host")
 	sandboxImage := fs.String("sandbox-image", "", "the pod sandbox (pause) image, as containerd's sandbox_image (default "+
-		genpolicy.DefaultSettings().SandboxImage+"; \"none\" leaves the sandbox out)")
+		genpolicy.DefaultSettings().SandboxImage+"; \"none\" leaves the sandbox out; with --guest-pull only \"none\" matters: "+
+		"the sandbox runs the guest image's pause program)")
 	decisionLog := fs.Bool("decision-log", false, "a debugging policy: let the host read the agent's decision log")
-	guestPull := fs.Bool("guest-pull", false, "require the pod's containers to run from images the guest pulls itself "+
-		"(the runtime's guest_pull on)")
+	guestPull := fs.Bool("guest-pull", false, "require the pod's containers to run from images the guest pulls itself, "+
+		"and the sandbox to run the guest image's pause program (the runtime's guest_pull on)")
 	extra := initdataFlag{}
 	fs.Var(extra, "initdata", "more initdata entries, KEY=FILE (aa.toml=aa.toml); repeatable")
 	if err := fs.Parse(args); err != nil {
@@ -107,18 +111,22 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return write(res, *out, *outDir, *algorithm)
+	return write(res, *out, *outDir, *algorithm, stderr)
 }
 
-// write reports each workload's digest and writes the YAML and, with outDir, the policies and
-// initdata documents.
-func write(res *genpolicy.Result, out, outDir, algorithm string) error {
+// write reports each workload's digest and the warnings, and writes the YAML and, with
+// outDir, the policies and initdata documents.
+func write(res *genpolicy.Result, out, outDir, algorithm string, stderr io.Writer) error {
+	for _, m := range res.Warnings {
+		fmt.Fprintln(stderr, "veil-genpolicy: warning:", m)
+	}
 	for _, w := range res.Workloads {
-		fmt.Fprintf(os.Stderr, "%s/%s: initdata %s %s\n", w.Kind, w.Name, algorithm, hex.EncodeToString(w.Digest))
+		fmt.Fprintf(stderr, "%s/%s: initdata %s %s\n", w.Kind, w.Name, algorithm, hex.EncodeToString(w.Digest))
 		for _, c := range w.Data.Containers {
-			fmt.Fprintf(os.Stderr, "  %s: %s@%s\n    args %q\n", c.Name, c.Image, c.ImageDigest, c.Args)
+			fmt.Fprintf(stderr, "  %s: %s@%s\n    args %q\n    user %s:%s groups %v\n", c.Name, c.Image, c.ImageDigest,
+				c.Args, id(c.Security.UID), id(c.Security.GID), c.Security.AdditionalGids)
 			if len(c.Exec) > 0 {
-				fmt.Fprintf(os.Stderr, "    exec %q\n", c.Exec)
+				fmt.Fprintf(stderr, "    exec %q\n", c.Exec)
 			}
 		}
 		if outDir == "" {
@@ -137,6 +145,14 @@ func write(res *genpolicy.Result, out, outDir, algorithm string) error {
 		return err
 	}
 	return os.WriteFile(out, res.YAML, 0o644)
+}
+
+// id shows a uid or gid of the policy: "*" when it is not pinned.
+func id(p *int64) string {
+	if p == nil {
+		return "*"
+	}
+	return strconv.FormatInt(*p, 10)
 }
 
 func readInput(path string) ([]byte, error) {

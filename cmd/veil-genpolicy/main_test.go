@@ -13,9 +13,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 
 	"github.com/veil-runtime/veil/policy/initdata"
 )
@@ -45,7 +47,8 @@ func TestRun(t *testing.T) {
 	os.WriteFile(aa, []byte("[token_configs]\n"), 0o644)
 	out := filepath.Join(dir, "out.yaml")
 	args := []string{"-f", pod, "-o", out, "--out-dir", dir, "--plain-http-loopback", "--sandbox-image", host + "/app:1", "--algorithm", "sha384", "--initdata", "aa.toml=" + aa, "--decision-log"}
-	if err := run(context.Background(), args); err != nil {
+	var stderr strings.Builder
+	if err := run(context.Background(), args, &stderr); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := os.ReadFile(filepath.Join(dir, "pod-p.initdata.toml"))
@@ -62,10 +65,51 @@ func TestRun(t *testing.T) {
 	if rego, err := os.ReadFile(filepath.Join(dir, "pod-p.rego")); err != nil || !strings.Contains(string(rego), `"decision_log": true`) {
 		t.Fatalf("pod-p.rego without the --decision-log setting (%v)", err)
 	}
-	if err := run(context.Background(), []string{"-f", pod}); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+	// The summary shows each entry's user: the image has no /etc/passwd, so root's gid is 0.
+	if !strings.Contains(stderr.String(), "user 0:0 groups [0]") {
+		t.Fatalf("stderr:\n%s", stderr.String())
+	}
+	if err := run(context.Background(), []string{"-f", pod}, io.Discard); err == nil || !strings.Contains(err.Error(), "plain HTTP") {
 		t.Fatalf("without --plain-http-loopback: %v", err)
 	}
-	if err := run(context.Background(), nil); err == nil {
+	if err := run(context.Background(), nil, io.Discard); err == nil {
 		t.Fatal("no -f accepted")
+	}
+}
+
+// An image genpolicy cannot read (an encrypted layer) gives a warning on stderr; the policy is
+// still written.
+func TestRunWarning(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := mutate.Append(empty.Image, mutate.Addendum{
+		Layer:     static.NewLayer([]byte("ciphertext"), "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"),
+		MediaType: "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.Config(img, v1.Config{Cmd: []string{"/app"}, User: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(host + "/enc:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pod := filepath.Join(dir, "pod.yaml")
+	os.WriteFile(pod, []byte("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: "+host+"/enc:1}]\n"), 0o644)
+	var stderr strings.Builder
+	args := []string{"-f", pod, "-o", filepath.Join(dir, "out.yaml"), "--plain-http-loopback", "--guest-pull"}
+	if err := run(context.Background(), args, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	want := "veil-genpolicy: warning: Pod/p: container app: image " + host + "/enc:1: layer 0 is encrypted"
+	if !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), "user *:* groups []") {
+		t.Fatalf("stderr:\n%s\nwant %q", stderr.String(), want)
 	}
 }

@@ -5,28 +5,28 @@ import (
 	"maps"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/veil-runtime/veil/policy/policies"
 )
 
-// containerData makes the policy entry of one container.
-func containerData(c *container, ps *podSpec, img *Image, s *Settings) (*policies.Container, error) {
+// containerData makes the policy entry of one container, and a warning when part of it could
+// not be known.
+func containerData(c *container, ps *podSpec, img *Image, s *Settings) (*policies.Container, string, error) {
 	if c.Name == "" {
-		return nil, errors.New("name: missing")
+		return nil, "", errors.New("name: missing")
 	}
 	if len(c.EnvFrom) > 0 {
-		return nil, errors.New("envFrom: not supported (the variables it adds are not known in advance); list them in env")
+		return nil, "", errors.New("envFrom: not supported (the variables it adds are not known in advance); list them in env")
 	}
 	env, patterns, vars := environment(c, img, ps, s)
 	args := processArgs(c, img, vars)
 	if len(args) == 0 {
-		return nil, errors.New("no command: neither the pod nor the image sets one")
+		return nil, "", errors.New("no command: neither the pod nor the image sets one")
 	}
-	sec, err := security(c, ps, img, s)
+	sec, warning, err := security(c, ps, img, s)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	cwd := c.WorkingDir
 	if cwd == "" {
@@ -42,7 +42,7 @@ func containerData(c *container, ps *podSpec, img *Image, s *Settings) (*policie
 		Security: *sec,
 		Exec:     execCommands(c, vars),
 		Stdin:    c.Stdin,
-	}, nil
+	}, warning, nil
 }
 
 // environment returns the variables allowed exactly, the patterns for those whose values
@@ -145,28 +145,35 @@ func expand(s string, vars map[string]string) string {
 }
 
 // mounts lists the runtime's mounts, the service account token, the termination log and the
-// container's volume mounts.
+// container's volume mounts. The last three are bind mounts of files the shim shares from the
+// host: volumes (policies.Mount.Volume), which the agent finds among the container's own.
 func mounts(c *container, ps *podSpec, s *Settings) map[string]policies.Mount {
 	out := maps.Clone(s.Mounts)
 	if out == nil {
 		out = map[string]policies.Mount{}
 	}
 	if s.ServiceAccountPath != "" && (ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken) {
-		out[s.ServiceAccountPath] = policies.Mount{Type: "bind", Source: s.VolumeSource, Options: []string{"ro"}}
+		out[s.ServiceAccountPath] = volume("ro")
 	}
 	term := c.TerminationMessagePath
 	if term == "" {
 		term = "/dev/termination-log"
 	}
-	out[term] = policies.Mount{Type: "bind", Source: s.VolumeSource}
+	out[term] = volume()
 	for _, vm := range c.VolumeMounts {
-		m := policies.Mount{Type: "bind", Source: s.VolumeSource}
 		if vm.ReadOnly {
-			m.Options = []string{"ro"}
+			out[vm.MountPath] = volume("ro")
+		} else {
+			out[vm.MountPath] = volume()
 		}
-		out[vm.MountPath] = m
 	}
 	return out
+}
+
+// volume is a bind mount of a file or directory the shim shares from the host, with at least
+// options.
+func volume(options ...string) policies.Mount {
+	return policies.Mount{Type: "bind", Volume: true, Options: options}
 }
 
 // execCommands lists the commands of the exec probes and lifecycle hooks, each once.
@@ -198,116 +205,3 @@ func execCommands(c *container, vars map[string]string) [][]string {
 	}
 	return cmds
 }
-
-// security makes the container's security entry. A privileged container is refused: the
-// baseline exists to keep the host out, and a privileged container hands it the guest.
-func security(c *container, ps *podSpec, img *Image, s *Settings) (*policies.Security, error) {
-	sc := c.SecurityContext
-	if sc == nil {
-		sc = &securityContext{}
-	}
-	if sc.Privileged != nil && *sc.Privileged {
-		return nil, errors.New("securityContext.privileged: a confidential pod cannot run privileged containers")
-	}
-	psc := ps.SecurityContext
-	if psc == nil {
-		psc = &podSecurityContext{}
-	}
-	caps, err := capabilitySet(s.Capabilities, sc.Capabilities)
-	if err != nil {
-		return nil, err
-	}
-	sec := &policies.Security{
-		Capabilities:    caps,
-		NoNewPrivileges: sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation,
-		NonRoot:         isTrue(firstBool(sc.RunAsNonRoot, psc.RunAsNonRoot)),
-		ReadOnlyRoot:    isTrue(sc.ReadOnlyRootFilesystem),
-		MaskedPaths:     slices.Clone(s.MaskedPaths),
-		ReadonlyPaths:   slices.Clone(s.ReadonlyPaths),
-	}
-	imgUID, imgGID := imageUser(img.User)
-	sec.UID = firstInt(sc.RunAsUser, psc.RunAsUser, imgUID)
-	sec.GID = firstInt(sc.RunAsGroup, psc.RunAsGroup, imgGID)
-	// A pod's containers join the sandbox's IPC and UTS namespaces, and its PID namespace
-	// with shareProcessNamespace, as containerd's CRI does for the kubelet.
-	sec.SharedNamespaces = []string{"ipc", "uts"}
-	if isTrue(ps.ShareProcessNamespace) {
-		sec.SharedNamespaces = append(sec.SharedNamespaces, "pid")
-	}
-	for _, sy := range psc.Sysctls {
-		sec.Sysctls = append(sec.Sysctls, sy.Name)
-	}
-	return sec, nil
-}
-
-// capabilitySet applies a securityContext's drop and add to the runtime's default set.
-func capabilitySet(defaults []string, c *capabilities) ([]string, error) {
-	set := slices.Clone(defaults)
-	if c != nil {
-		for _, d := range c.Drop {
-			if strings.EqualFold(d, "ALL") {
-				set = nil
-				break
-			}
-			set = slices.DeleteFunc(set, func(x string) bool { return x == capName(d) })
-		}
-		for _, a := range c.Add {
-			if strings.EqualFold(a, "ALL") {
-				return nil, errors.New("securityContext.capabilities.add: ALL is privileged; list the capabilities needed")
-			}
-			if n := capName(a); !slices.Contains(set, n) {
-				set = append(set, n)
-			}
-		}
-	}
-	slices.Sort(set)
-	return set, nil
-}
-
-// capName turns "net_admin" or "NET_ADMIN" into "CAP_NET_ADMIN".
-func capName(s string) string {
-	s = strings.ToUpper(s)
-	if !strings.HasPrefix(s, "CAP_") {
-		s = "CAP_" + s
-	}
-	return s
-}
-
-// imageUser reads the numeric uid and gid of an image's User ("1000", "1000:1000"). An empty
-// User runs as root. A name, or a uid without a group (whose group comes from the image's
-// /etc/passwd), cannot be resolved here and stays unpinned.
-func imageUser(user string) (uid, gid *int64) {
-	if user == "" {
-		zero, zero2 := int64(0), int64(0)
-		return &zero, &zero2
-	}
-	u, g, hasGroup := strings.Cut(user, ":")
-	if n, err := strconv.ParseInt(u, 10, 64); err == nil {
-		uid = &n
-	}
-	if n, err := strconv.ParseInt(g, 10, 64); hasGroup && err == nil {
-		gid = &n
-	}
-	return uid, gid
-}
-
-func firstBool(bs ...*bool) *bool {
-	for _, b := range bs {
-		if b != nil {
-			return b
-		}
-	}
-	return nil
-}
-
-func firstInt(ns ...*int64) *int64 {
-	for _, n := range ns {
-		if n != nil {
-			v := *n
-			return &v
-		}
-	}
-	return nil
-}
-
-func isTrue(b *bool) bool { return b != nil && *b }

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
@@ -31,15 +30,13 @@ type Options struct {
 	WithholdOutput bool
 	// DecisionLog makes a debugging policy: it lets the host read the agent's decision log.
 	DecisionLog bool
-	// GuestPull requires every container of the pod (not the sandbox container, whose root
-	// file system the shim shares) to run from an image the agent pulled itself
-	// (policies.Container.GuestPull), and allows the image_guest_pull storage driver. The
-	// runtime must have guest_pull on (docs/config.md).
+	// GuestPull requires every container of the pod to run from an image the agent pulled
+	// itself (policies.Container.GuestPull), and allows the image_guest_pull storage driver.
+	// The sandbox container then runs the guest image's own pause program
+	// (policies.Container.PauseBundle): Settings.SandboxImage is not resolved, only "" still
+	// leaves the sandbox out. The runtime must have guest_pull on (docs/config.md).
 	GuestPull bool
 }
-
-// guestPullDriver is the agent's storage driver of a root file system it pulls itself.
-const guestPullDriver = "image_guest_pull"
 
 // Workload is the policy made for one pod template.
 type Workload struct {
@@ -57,6 +54,10 @@ type Result struct {
 	// YAML is the input with the annotation added to every pod template. Documents are
 	// written back from their parsed form: key order and comments are not kept.
 	YAML []byte
+	// Warnings say what genpolicy could not know and what the policy pins instead, one line
+	// each, naming the workload and container ("Pod/web: container app: image ...: layer 1
+	// is encrypted, ..."). The policy is still made.
+	Warnings []string
 }
 
 // Generate makes a policy for every workload (Pod, Deployment, StatefulSet, DaemonSet,
@@ -85,12 +86,15 @@ func Generate(ctx context.Context, y []byte, opts Options) (*Result, error) {
 		if !ok {
 			continue
 		}
-		w, err := workload(ctx, d, tmpl, opts)
+		w, warnings, err := workload(ctx, d, tmpl, opts)
 		if err != nil {
 			return nil, fmt.Errorf("genpolicy: %s %q: %w", d.kind, d.name, err)
 		}
 		setAnnotation(tmpl, initdata.Annotation, w.Annotation)
 		res.Workloads = append(res.Workloads, *w)
+		for _, m := range warnings {
+			res.Warnings = append(res.Warnings, d.kind+"/"+d.name+": "+m)
+		}
 	}
 	if len(res.Workloads) == 0 {
 		return nil, errors.New("genpolicy: no pod or workload with a pod template in the YAML")
@@ -101,16 +105,22 @@ func Generate(ctx context.Context, y []byte, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// workload makes the policy and initdata of one pod template.
-func workload(ctx context.Context, d document, tmpl map[string]any, opts Options) (*Workload, error) {
+// workload makes the policy and initdata of one pod template, and its warnings.
+func workload(ctx context.Context, d document, tmpl map[string]any, opts Options) (*Workload, []string, error) {
 	ps, err := podSpecOf(tmpl)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	data, err := podData(ctx, ps, opts)
+	data, warnings, err := podData(ctx, ps, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	w, err := wrap(d, data, opts)
+	return w, warnings, err
+}
+
+// wrap renders the policy of data and wraps it in initdata.
+func wrap(d document, data *policies.Data, opts Options) (*Workload, error) {
 	pol, err := policies.Render(*data)
 	if err != nil {
 		return nil, err
@@ -135,25 +145,23 @@ func workload(ctx context.Context, d document, tmpl map[string]any, opts Options
 		Digest: digest, Annotation: ann}, nil
 }
 
-// podData makes the baseline's data for a pod spec.
-func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, error) {
+// podData makes the baseline's data for a pod spec, and the warnings of its containers.
+func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, []string, error) {
 	switch {
 	case ps.HostNetwork:
-		return nil, errors.New("spec.hostNetwork: a confidential pod cannot share the host's network")
+		return nil, nil, errors.New("spec.hostNetwork: a confidential pod cannot share the host's network")
 	case ps.HostPID:
-		return nil, errors.New("spec.hostPID: a confidential pod cannot share the host's processes")
+		return nil, nil, errors.New("spec.hostPID: a confidential pod cannot share the host's processes")
 	case ps.HostIPC:
-		return nil, errors.New("spec.hostIPC: a confidential pod cannot share the host's IPC")
+		return nil, nil, errors.New("spec.hostIPC: a confidential pod cannot share the host's IPC")
 	case len(ps.Containers) == 0:
-		return nil, errors.New("spec.containers: empty")
+		return nil, nil, errors.New("spec.containers: empty")
 	}
 	s := opts.Settings
 	data := &policies.Data{Sandbox: s.Sandbox, Network: s.Network, CopyFile: s.CopyFile}
 	data.Sandbox.WithholdOutput = data.Sandbox.WithholdOutput || opts.WithholdOutput
 	data.Sandbox.DecisionLog = data.Sandbox.DecisionLog || opts.DecisionLog
-	if opts.GuestPull && !slices.Contains(data.Sandbox.StorageDrivers, guestPullDriver) {
-		data.Sandbox.StorageDrivers = append(slices.Clone(data.Sandbox.StorageDrivers), guestPullDriver)
-	}
+	var warnings []string
 	all := append(append([]container{}, ps.InitContainers...), ps.Containers...)
 	images := map[string]*Image{} // each reference is resolved once
 	for i := range all {
@@ -162,23 +170,38 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, er
 		if !ok {
 			var err error
 			if img, err = opts.Resolver.Resolve(ctx, c.Image); err != nil {
-				return nil, fmt.Errorf("container %s: %w", c.Name, err)
+				return nil, nil, fmt.Errorf("container %s: %w", c.Name, err)
 			}
 			images[c.Image] = img
 		}
-		entry, err := containerData(c, ps, img, s)
+		entry, warning, err := containerData(c, ps, img, s)
 		if err != nil {
-			return nil, fmt.Errorf("container %s: %w", c.Name, err)
+			return nil, nil, fmt.Errorf("container %s: %w", c.Name, err)
+		}
+		if warning != "" {
+			warnings = append(warnings, "container "+c.Name+": "+warning)
 		}
 		entry.GuestPull = opts.GuestPull
 		data.Containers = append(data.Containers, *entry)
 	}
 	if s.SandboxImage != "" {
-		entry, err := sandboxData(ctx, s, opts.Resolver)
+		entry, warning, err := sandbox(ctx, ps, opts)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if warning != "" {
+			warnings = append(warnings, "sandbox: "+warning)
 		}
 		data.Containers = append(data.Containers, *entry)
 	}
-	return data, nil
+	return data, warnings, nil
+}
+
+// sandbox makes the entry of the pod's sandbox container for the mode opts ask for.
+func sandbox(ctx context.Context, ps *podSpec, opts Options) (*policies.Container, string, error) {
+	if opts.GuestPull {
+		e, err := guestPullSandboxData(ps, opts.Settings)
+		return e, "", err
+	}
+	return sandboxData(ctx, ps, opts.Settings, opts.Resolver)
 }

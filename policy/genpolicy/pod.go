@@ -57,13 +57,19 @@ type volumeMount struct {
 }
 
 type securityContext struct {
-	Privileged               *bool         `json:"privileged"`
-	AllowPrivilegeEscalation *bool         `json:"allowPrivilegeEscalation"`
-	RunAsNonRoot             *bool         `json:"runAsNonRoot"`
-	ReadOnlyRootFilesystem   *bool         `json:"readOnlyRootFilesystem"`
-	RunAsUser                *int64        `json:"runAsUser"`
-	RunAsGroup               *int64        `json:"runAsGroup"`
-	Capabilities             *capabilities `json:"capabilities"`
+	Privileged               *bool           `json:"privileged"`
+	AllowPrivilegeEscalation *bool           `json:"allowPrivilegeEscalation"`
+	RunAsNonRoot             *bool           `json:"runAsNonRoot"`
+	ReadOnlyRootFilesystem   *bool           `json:"readOnlyRootFilesystem"`
+	RunAsUser                *int64          `json:"runAsUser"`
+	RunAsGroup               *int64          `json:"runAsGroup"`
+	Capabilities             *capabilities   `json:"capabilities"`
+	SeccompProfile           *seccompProfile `json:"seccompProfile"`
+}
+
+type seccompProfile struct {
+	Type             string `json:"type"`
+	LocalhostProfile string `json:"localhostProfile"`
 }
 
 type capabilities struct {
@@ -72,10 +78,14 @@ type capabilities struct {
 }
 
 type podSecurityContext struct {
-	RunAsUser    *int64   `json:"runAsUser"`
-	RunAsGroup   *int64   `json:"runAsGroup"`
-	RunAsNonRoot *bool    `json:"runAsNonRoot"`
-	Sysctls      []sysctl `json:"sysctls"`
+	RunAsUser                *int64          `json:"runAsUser"`
+	RunAsGroup               *int64          `json:"runAsGroup"`
+	RunAsNonRoot             *bool           `json:"runAsNonRoot"`
+	Sysctls                  []sysctl        `json:"sysctls"`
+	FSGroup                  *int64          `json:"fsGroup"`
+	SupplementalGroups       []int64         `json:"supplementalGroups"`
+	SupplementalGroupsPolicy string          `json:"supplementalGroupsPolicy"`
+	SeccompProfile           *seccompProfile `json:"seccompProfile"`
 }
 
 type sysctl struct {

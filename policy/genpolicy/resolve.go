@@ -23,11 +23,21 @@ type Image struct {
 	Env        []string
 	WorkingDir string
 	User       string
+	// Passwd and Group are the contents of the image's /etc/passwd and /etc/group, as its
+	// flattened root file system has them (links followed); nil when it has none. Genpolicy
+	// resolves the container's user and supplementary groups in them, as containerd's CRI
+	// does in the container's root file system.
+	Passwd, Group []byte
+	// UserFilesUnknown, when not "", says why Passwd and Group could not be read (a layer
+	// is encrypted); they are nil then. Genpolicy pins only what the pod says of the user
+	// and warns (Result.Warnings).
+	UserFilesUnknown string
 }
 
 // Resolver finds an image by its reference. The registry is reached only through it, so
 // that tests and offline machines can supply their own.
 type Resolver interface {
+	// Resolve returns the image ref names, for the resolver's platform.
 	Resolve(ctx context.Context, ref string) (*Image, error)
 }
 
@@ -45,9 +55,10 @@ type RegistryResolver struct {
 	Transport http.RoundTripper
 }
 
-// Resolve fetches the manifest and config of ref for the platform. When ref names an index
-// (by tag or by digest), the digest returned is that of the platform's manifest: the one the
-// agent runs.
+// Resolve fetches the manifest and config of ref for the platform, and reads /etc/passwd
+// and /etc/group from its layers (from the top layer down, until both are settled; see
+// Image.Passwd). When ref names an index (by tag or by digest), the digest returned is that
+// of the platform's manifest: the one the agent runs.
 func (r *RegistryResolver) Resolve(ctx context.Context, ref string) (*Image, error) {
 	parsed, err := name.ParseReference(ref)
 	if err != nil {
@@ -82,13 +93,24 @@ func (r *RegistryResolver) Resolve(ctx context.Context, ref string) (*Image, err
 	if err != nil {
 		return nil, fmt.Errorf("image %q: config: %w", ref, err)
 	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("image %q: layers: %w", ref, err)
+	}
+	files, err := readUserFiles(layers)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: read /etc/passwd and /etc/group: %w", ref, err)
+	}
 	return &Image{
-		Digest:     digest.String(),
-		Entrypoint: cf.Config.Entrypoint,
-		Cmd:        cf.Config.Cmd,
-		Env:        cf.Config.Env,
-		WorkingDir: cf.Config.WorkingDir,
-		User:       cf.Config.User,
+		Digest:           digest.String(),
+		Entrypoint:       cf.Config.Entrypoint,
+		Cmd:              cf.Config.Cmd,
+		Env:              cf.Config.Env,
+		WorkingDir:       cf.Config.WorkingDir,
+		User:             cf.Config.User,
+		Passwd:           files.passwd,
+		Group:            files.group,
+		UserFilesUnknown: files.unknown,
 	}, nil
 }
 

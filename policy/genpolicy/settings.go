@@ -17,12 +17,14 @@ type Settings struct {
 	// nothing (containerd's default set).
 	Capabilities []string `json:"capabilities"`
 	// Mounts are the mounts every container gets (proc, dev, sysfs, /etc/hosts, ...), by
-	// destination.
+	// destination. Those the shim shares from the host (/etc/hosts, /dev/shm, ...) are
+	// volumes ("volume": true); the others match their source against a pattern.
 	Mounts map[string]policies.Mount `json:"mounts"`
-	// VolumeSource is the regular expression the source of a volume mount (and of the
-	// service account token and termination log) must match: a path the agent prepared. It
-	// must not match paths with ".." components.
-	VolumeSource string `json:"volume_source"`
+	// Rlimits are the resource limits a container's process may set (process.rlimits),
+	// copied into every entry, the sandbox's included. containerd's CRI sets none: it
+	// drops the default RLIMIT_NOFILE (WithoutDefaultSecuritySettings) unless the runtime
+	// has a base_runtime_spec, whose rlimits belong here.
+	Rlimits []policies.Rlimit `json:"rlimits"`
 	// ServiceAccountPath is where the service account token is mounted unless the pod sets
 	// automountServiceAccountToken: false.
 	ServiceAccountPath string `json:"service_account_path"`
@@ -37,9 +39,11 @@ type Settings struct {
 	ReadonlyPaths []string `json:"readonly_paths"`
 	// SandboxImage is the image of the pod's sandbox (pause) container: containerd's
 	// sandbox_image (pinned_images.sandbox). "" leaves the sandbox out of the policy, which
-	// then refuses the pod on a runtime that creates one.
+	// then refuses the pod on a runtime that creates one. Under guest pull it is not
+	// resolved (the guest image's pause program runs instead): only "" matters then.
 	SandboxImage string `json:"sandbox_image"`
-	// SandboxMounts are the sandbox container's mounts, by destination.
+	// SandboxMounts are the sandbox container's mounts, by destination; under guest pull
+	// too.
 	SandboxMounts map[string]policies.Mount `json:"sandbox_mounts"`
 	// Sandbox, Network and CopyFile are copied to the policy's data as they are.
 	Sandbox  policies.Sandbox  `json:"sandbox"`
@@ -47,16 +51,14 @@ type Settings struct {
 	CopyFile policies.CopyFile `json:"copy_file"`
 }
 
-// volumeSource matches the paths below /run/veil where the agent places what it mounts for a
-// container: components are anything but "." and "..", so a source cannot climb out.
-const volumeSource = `^/run/veil(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+))+$`
-
 // DefaultSettings returns the settings for containerd's CRI and Veil's shim.
 func DefaultSettings() *Settings {
 	ro := func(typ, src string) policies.Mount {
 		return policies.Mount{Type: typ, Source: src, Options: []string{"ro"}}
 	}
 	rw := func(typ, src string) policies.Mount { return policies.Mount{Type: typ, Source: src} }
+	// The bind mounts are of files containerd's CRI keeps on the host (the sandbox's
+	// /dev/shm, hosts, hostname and resolv.conf), which the shim shares: volumes.
 	return &Settings{
 		Capabilities: []string{
 			"CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID",
@@ -68,12 +70,12 @@ func DefaultSettings() *Settings {
 			"/dev":             rw("tmpfs", "^tmpfs$"),
 			"/dev/pts":         rw("devpts", "^devpts$"),
 			"/dev/mqueue":      rw("mqueue", "^mqueue$"),
-			"/dev/shm":         rw("bind", volumeSource),
+			"/dev/shm":         volume(),
 			"/sys":             ro("sysfs", "^sysfs$"),
 			"/sys/fs/cgroup":   ro("cgroup", "^cgroup$"),
-			"/etc/hosts":       rw("bind", volumeSource),
-			"/etc/hostname":    rw("bind", volumeSource),
-			"/etc/resolv.conf": rw("bind", volumeSource),
+			"/etc/hosts":       volume(),
+			"/etc/hostname":    volume(),
+			"/etc/resolv.conf": volume(),
 		},
 		SandboxImage: "registry.k8s.io/pause:3.10",
 		SandboxMounts: map[string]policies.Mount{
@@ -83,10 +85,10 @@ func DefaultSettings() *Settings {
 			"/dev/mqueue":      rw("mqueue", "^mqueue$"),
 			"/sys":             ro("sysfs", "^sysfs$"),
 			"/sys/fs/cgroup":   ro("cgroup", "^cgroup$"),
-			"/dev/shm":         ro("bind", volumeSource),
-			"/etc/resolv.conf": ro("bind", volumeSource),
+			"/dev/shm":         volume("ro"),
+			"/etc/resolv.conf": volume("ro"),
 		},
-		VolumeSource:       volumeSource,
+		Rlimits:            []policies.Rlimit{},
 		ServiceAccountPath: "/var/run/secrets/kubernetes.io/serviceaccount",
 		EnvPatterns: []string{
 			`^HOSTNAME=[A-Za-z0-9.-]*$`,
@@ -107,9 +109,25 @@ func DefaultSettings() *Settings {
 	}
 }
 
+// removedSettings are the fields that settings no longer have, with what replaced them.
+// ParseSettings refuses them by name rather than ignoring what they asked for.
+var removedSettings = map[string]string{
+	"volume_source": "volume mounts are now matched by identity (\"volume\": true in a mount: one of the " +
+		"container's own volumes on the pod's share), not by a source pattern; delete it",
+}
+
 // ParseSettings reads settings as JSON over DefaultSettings: a field the JSON sets replaces
-// the default, and an unknown field is an error.
+// the default, and an unknown field is an error. A field that was removed is an error that
+// names it (removedSettings).
 func ParseSettings(b []byte) (*Settings, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err == nil {
+		for name, why := range removedSettings {
+			if _, ok := fields[name]; ok {
+				return nil, fmt.Errorf("genpolicy settings: %s was removed: %s", name, why)
+			}
+		}
+	}
 	s := DefaultSettings()
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

@@ -15,9 +15,11 @@
 # (capability sets that differ from the entry's, extra namespaces).
 #
 # policy_data.containers is keyed by container name (names are unique in a pod). The state
-# document (input.state) remembers which entry each container was created from:
-# {"containers": {"<container id>": {"entry": "<name>"}}}. Exec, stdin and start requests are
-# judged against that entry.
+# document (input.state) remembers which entry each container was created from, and the
+# identity its process got: {"containers": {"<container id>": {"entry": "<name>", "uid": n,
+# "gid": n, "additional_gids": [...], "no_new_privileges": b, "capabilities": [...]}}}. Exec,
+# stdin and start requests are judged against that entry and identity. The agent commits a
+# rule's state change only once it carried the request out (policy.Engine.Commit).
 package agent_policy
 
 # The OCI spec annotation that names the image manifest digest the agent must run. The agent
@@ -33,6 +35,21 @@ required_namespaces := {"pid", "ipc", "uts", "mount"}
 # Where a spec names the sandbox container's namespaces (api.SandboxNamespaceDir).
 sandbox_namespace_dir := "/run/veil/sandbox/ns"
 
+# The pod's share in the guest (api.SharedDir): the shim shares a container's root at
+# <shared_dir>/<id>/rootfs and the source of its n-th bind mount at <shared_dir>/<id>/mounts/<n>.
+shared_dir := "/run/veil/shared"
+
+# Where the agent mounts the root file systems it provides (api.ContainersDir): a pulled image
+# or the pause bundle at <containers_dir>/<id>/rootfs.
+containers_dir := "/run/veil/containers"
+
+# The seccomp flags a profile may set; others (SECCOMP_FILTER_FLAG_SPEC_ALLOW turns a
+# speculation mitigation off) are refused.
+seccomp_flags := {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"}
+
+# Default actions that allow what no rule names: a required profile must not have them.
+seccomp_allowing := {"SCMP_ACT_ALLOW", "SCMP_ACT_LOG"}
+
 cap_sets := ["bounding", "effective", "permitted", "inheritable", "ambient"]
 
 # --- Requests that carry no risk of their own --------------------------------------------
@@ -45,8 +62,6 @@ default GetGuestDetailsRequest := true
 
 default DestroySandboxRequest := true
 
-default SetGuestTimeRequest := true
-
 default StatsContainerRequest := true
 
 default PauseContainerRequest := true
@@ -58,8 +73,6 @@ default UpdateContainerRequest := true
 default SignalProcessRequest := true
 
 default WaitProcessRequest := true
-
-default ListProcessesRequest := true
 
 default CloseStdinRequest := true
 
@@ -107,11 +120,24 @@ env_v(c, env) := {sprintf("environment variable %s is not allowed with this valu
 
 SetPolicyRequest := {"allow": false, "reason": "the confidential baseline does not allow replacing the policy"}
 
+# The guest's clock decides which certificates are valid (the KBS's, the registry's): the host
+# does not set it.
+SetGuestTimeRequest := {"allow": false, "reason": "the confidential baseline does not let the host set the guest's clock"}
+
 CreateSandboxRequest := decision(storage_v | dns_v)
 
+# The sandbox mounts the pod's share, and nothing else.
 storage_v := {sprintf("storage driver %q is not allowed", [s.driver]) |
 	some s in input.request.storages
 	not s.driver in policy_data.sandbox.storage_drivers
+} | {sprintf("storage %q at %q: the sandbox mounts only the pod's virtio-fs share at %s", [s.driver, s.mount_point, shared_dir]) |
+	some s in input.request.storages
+	not sandbox_share(s)
+}
+
+sandbox_share(s) if {
+	s.driver == "virtiofs"
+	s.mount_point == shared_dir
 }
 
 dns_v := {sprintf("dns line %q is not allowed", [line]) |
@@ -168,9 +194,19 @@ caps := object.get(process, "capabilities", {})
 
 requested_name := annotations[name_annotation]
 
+container_id := input.request.container_id
+
+# created(name) allows the request and records the entry and the identity of the process.
 created(name) := {
 	"allow": true,
-	"state": {"containers": {input.request.container_id: {"entry": name}}},
+	"state": {"containers": {container_id: {
+		"entry": name,
+		"uid": object.get(user, "uid", 0),
+		"gid": object.get(user, "gid", 0),
+		"additional_gids": object.get(user, "additionalGids", []),
+		"no_new_privileges": object.get(process, "noNewPrivileges", false),
+		"capabilities": object.get(caps, "bounding", []),
+	}}},
 }
 
 # The fast path judges the entry the CRI annotation names; failing that, the request may
@@ -192,6 +228,8 @@ unnamed_matches := {name |
 
 create_reason := "the policy declares no containers" if {
 	count(policy_data.containers) == 0
+} else := concat("; ", id_v) if {
+	count(id_v) > 0
 } else := sprintf("no container named %q in the policy", [requested_name]) if {
 	not policy_data.containers[requested_name]
 } else := concat("; ", container_v(requested_name)) if {
@@ -203,18 +241,25 @@ create_reason := "the policy declares no containers" if {
 	some name, _ in policy_data.containers
 ])])
 
+# A container id names one container at a time: re-creating a live id with another entry's
+# spec would hand that entry's execs to the first container.
+id_v := {sprintf("container id %q is already in use (created as %s)", [container_id, entry_of(container_id)]) |
+	entry_of(container_id)
+}
+
 # The fast path: true only when container_v would find nothing. It may fail where
 # container_v finds nothing (the request is then judged by container_v), never the reverse.
 # It reads the spec straight from the input, not through spec_obj and the other helpers that
 # make a missing part a violation: here a missing part just fails the fast path.
 container_ok(c) if {
+	not input.state.containers[container_id]
 	s := input.request.oci_spec
 	p := s.process
 	l := s.linux
 	is_object(p)
 	is_object(l)
 	not s.hooks
-	s.annotations["io.veil.image.digest"] == c.image_digest # digest_annotation
+	image_ok(c, s)
 	p.args == c.args
 	c.cwd in {"", p.cwd}
 	every e in {e | some e in p.env} - c.env { # env_ok; c.env_pattern is the alternation of c.env_patterns
@@ -223,7 +268,7 @@ container_ok(c) if {
 	every m in s.mounts {
 		a := c.mounts[m.destination]
 		a.type == m.type
-		regex.match(a.source, m.source)
+		mount_source_ok(a, m.source)
 		count(a.options - {o | some o in m.options}) == 0 # sets: see mount_allowed
 	}
 	k := p.capabilities # the common case: see caps_ok
@@ -234,17 +279,36 @@ container_ok(c) if {
 	namespaces_ok(c)
 	c.security.uid in {null, p.user.uid} # id_ok
 	c.security.gid in {null, p.user.gid}
+	every g in object.get(p.user, "additionalGids", []) { # not gid_refused
+		gid_allowed(c, p.user.gid, g)
+	}
 	c.security.non_root in {false, p.user.uid != 0} # not root_refused
 	c.security.no_new_privileges in {false, object.get(p, "noNewPrivileges", false)} # not nnp_missing
 	c.security.readonly_root in {false, object.get(s, ["root", "readonly"], false)} # not root_rw
+	every r in object.get(p, "rlimits", []) {
+		r in c.security.rlimits
+	}
+	not p.apparmorProfile # labels_v
+	not p.selinuxLabel
+	not l.mountLabel
 	count(c.security.masked_paths - {x | some x in l.maskedPaths}) == 0
 	count(c.security.readonly_paths - {x | some x in l.readonlyPaths}) == 0
 	not l.devices
-	object.subset(c.security.sysctls, object.keys(object.get(l, "sysctl", {})))
-	every d in input.request.storages {
-		d.driver in policy_data.sandbox.storage_drivers
+	every d in object.get(l, ["resources", "devices"], []) { # device_cgroup_v
+		d.allow == false
 	}
-	guest_pull_ok(c, object.get(s, ["root", "path"], ""))
+	object.subset(c.security.sysctls, object.keys(object.get(l, "sysctl", {})))
+	seccomp_ok(c, l)
+	storages_ok(c)
+	s.root.path == root_of(c)
+}
+
+# image_ok: the spec pins the entry's image; the pause bundle's root is the guest image's.
+image_ok(c, _) if c.pause_bundle
+
+image_ok(c, s) if {
+	not c.pause_bundle
+	s.annotations["io.veil.image.digest"] == c.image_digest # digest_annotation
 }
 
 cwd_ok(c) if c.cwd == ""
@@ -254,6 +318,11 @@ cwd_ok(c) if process.cwd == c.cwd
 id_ok(_, want) if want == null
 
 id_ok(got, want) if got == want
+
+# A supplementary group is the process's own gid or one the entry lists.
+gid_allowed(_, gid, g) if g == gid
+
+gid_allowed(c, _, g) if g in c.security.additional_gids
 
 root_refused(c, uid) if {
 	c.security.non_root
@@ -270,20 +339,33 @@ root_rw(c) if {
 	not spec_obj.root.readonly
 }
 
-# A mount is allowed when the entry for its destination has its type, a source pattern it
-# matches (the patterns genpolicy writes exclude ".." components) and options it includes.
+# A mount is allowed when the entry for its destination has its type, a source it allows and
+# options it includes.
 mount_allowed(c, m) if {
 	a := c.mounts[m.destination]
 	a.type == m.type
-	regex.match(a.source, m.source)
+	mount_source_ok(a, object.get(m, "source", ""))
 	# Sets: object.subset of an array counts a repeated option once per repetition.
 	count(a.options - {o | some o in object.get(m, "options", [])}) == 0
+}
+
+# A volume's source is one of this container's own on the share, <shared_dir>/<id>/mounts/<n>,
+# which the agent opens inside the share without following a link the host made; any other
+# mount's source matches the entry's pattern.
+mount_source_ok(a, src) if {
+	a.volume
+	regex.match(`^[0-9]+$`, trim_prefix(src, concat("", [shared_dir, "/", container_id, "/mounts/"])))
+}
+
+mount_source_ok(a, src) if {
+	not a.volume
+	regex.match(a.source, src)
 }
 
 # The violations of entry name: empty exactly when the request may create the container.
 container_v(name) := v if {
 	c := policy_data.containers[name]
-	v := ((((spec_v | image_v(c)) | args_v(c)) | env_v(c, env)) | mount_v(c)) | ((((capability_v(c) | namespace_v(c)) | user_v(c)) | linux_v(c)) | ((root_v(c) | storage_v) | guest_pull_v(c)))
+	v := (((((id_v | spec_v) | image_v(c)) | args_v(c)) | env_v(c, env)) | mount_v(c)) | (((((capability_v(c) | namespace_v(c)) | user_v(c)) | linux_v(c)) | (root_v(c) | storages_v(c))) | (labels_v | seccomp_v(c)))
 }
 
 spec_v contains "oci_spec is missing" if not is_object(spec)
@@ -295,6 +377,7 @@ spec_v contains "oci_spec has no linux section" if not is_object(spec_obj.linux)
 spec_v contains "hooks are not allowed" if spec_obj.hooks
 
 image_v(c) := {sprintf("image digest %q is not the policy's %q", [object.get(annotations, digest_annotation, ""), c.image_digest]) |
+	not c.pause_bundle
 	not annotations[digest_annotation] == c.image_digest
 }
 
@@ -349,10 +432,16 @@ user_v(c) := {sprintf("uid %v is not the policy's %v", [object.get(user, "uid", 
 	not id_ok(object.get(user, "uid", 0), c.security.uid)
 } | {sprintf("gid %v is not the policy's %v", [object.get(user, "gid", 0), c.security.gid]) |
 	not id_ok(object.get(user, "gid", 0), c.security.gid)
+} | {sprintf("supplementary group %v is not allowed", [g]) |
+	some g in object.get(user, "additionalGids", [])
+	not gid_allowed(c, object.get(user, "gid", 0), g)
 } | {"the container runs as root and the pod requires a non-root user" |
 	root_refused(c, object.get(user, "uid", 0))
 } | {"no_new_privileges must be set" |
 	nnp_missing(c)
+} | {sprintf("rlimit %s (soft %v, hard %v) is not allowed", [r.type, r.soft, r.hard]) |
+	some r in object.get(process, "rlimits", [])
+	not r in c.security.rlimits
 }
 
 linux_v(c) := {sprintf("masked path %s is missing", [p]) |
@@ -366,56 +455,123 @@ linux_v(c) := {sprintf("masked path %s is missing", [p]) |
 } | {sprintf("sysctl %s is not allowed", [k]) |
 	some k, _ in object.get(linux, "sysctl", {})
 	not k in c.security.sysctls
+} | device_cgroup_v
+
+# A device cgroup rule may only deny: an allowing one would let a container with CAP_MKNOD
+# reach the guest's disks and memory.
+device_cgroup_v := {sprintf("device cgroup rule allowing %s %v:%v (%s) is not allowed", [object.get(d, "type", "a"), object.get(d, "major", "*"), object.get(d, "minor", "*"), object.get(d, "access", "")]) |
+	some d in object.get(linux, ["resources", "devices"], [])
+	d.allow != false
+}
+
+# The guest has neither AppArmor nor SELinux: a label would mean nothing, so none may be set.
+labels_v := {sprintf("%s %q is set: the guest has no such security module", [k, v]) |
+	some k, v in {"process.apparmorProfile": object.get(process, "apparmorProfile", ""), "process.selinuxLabel": object.get(process, "selinuxLabel", ""), "linux.mountLabel": object.get(linux, "mountLabel", "")}
+	v != ""
 }
 
 root_v(c) := {"the root file system must be read-only" | root_rw(c)}
 
-# --- Guest pull --------------------------------------------------------------------------
-# An entry with guest_pull runs only from a root the agent pulled itself, by the digest image_v
-# pins: an image_guest_pull storage on root.path, and no other storage at, below or above
-# root.path to replace or shadow it. Else the host could pair the pin with a rootfs of its own.
+# --- Seccomp -----------------------------------------------------------------------------
+# A profile may be required (the pod asked for one); any profile must keep every syscall in
+# the guest (no listener) and the speculation mitigations on.
 
-guest_pull_ok(c, _) if not c.guest_pull
+seccomp_ok(c, l) if {
+	not l.seccomp
+	not c.security.seccomp_required
+}
 
-guest_pull_ok(c, root) if {
+seccomp_ok(c, l) if {
+	l.seccomp
+	count(seccomp_v(c)) == 0
+}
+
+seccomp_v(c) := {"a seccomp profile is required (the pod's seccompProfile)" |
+	c.security.seccomp_required
+	not linux.seccomp
+} | {sprintf("seccomp default action %s allows what no rule names; the pod requires a profile that denies", [linux.seccomp.defaultAction]) |
+	c.security.seccomp_required
+	linux.seccomp.defaultAction in seccomp_allowing
+} | {"seccomp hands syscalls to a listener (SCMP_ACT_NOTIFY)" |
+	seccomp_notifies
+} | {"seccomp names a listener" |
+	object.get(linux, ["seccomp", "listenerPath"], "") != ""
+} | {sprintf("seccomp flag %s is not allowed", [f]) |
+	some f in object.get(linux, ["seccomp", "flags"], [])
+	not f in seccomp_flags
+}
+
+seccomp_notifies if linux.seccomp.defaultAction == "SCMP_ACT_NOTIFY"
+
+seccomp_notifies if {
+	some sc in object.get(linux, ["seccomp", "syscalls"], [])
+	sc.action == "SCMP_ACT_NOTIFY"
+}
+
+# --- The root file system ----------------------------------------------------------------
+# root_of(c) is where the container's root must be: the share's <id>/rootfs for a root the
+# host shares, or <containers_dir>/<id>/rootfs for one the agent provides (a pulled image, the
+# pause bundle). The request's storages must be exactly that root's (none for a shared root):
+# the host cannot pair a pinned digest with a root of its own, mount anything over or under
+# the root, nor choose where the agent puts a pulled image.
+
+root_of(c) := concat("/", [containers_dir, container_id, "rootfs"]) if {
 	c.guest_pull
-	root_pulled(root)
-	every d in input.request.storages {
-		not root_shadow(d, root)
-	}
+} else := concat("/", [containers_dir, container_id, "rootfs"]) if {
+	c.pause_bundle
+} else := concat("/", [shared_dir, container_id, "rootfs"])
+
+root_driver(c) := "image_guest_pull" if c.guest_pull
+
+root_driver(c) := "pause_bundle" if {
+	not c.guest_pull
+	c.pause_bundle
 }
 
-root_pulled(root) if {
-	root != ""
-	some d in input.request.storages
-	root_pull(d, root)
+storages_ok(c) if {
+	not root_driver(c)
+	count(input.request.storages) == 0
 }
 
-root_pull(d, root) if {
-	d.driver == "image_guest_pull"
-	d.mount_point == root
-}
-
-root_shadow(d, root) if { # at or below root
-	not root_pull(d, root)
-	startswith(concat("", [d.mount_point, "/"]), concat("", [root, "/"]))
-}
-
-root_shadow(d, root) if { # above root
-	not root_pull(d, root)
-	startswith(root, concat("", [d.mount_point, "/"]))
+storages_ok(c) if {
+	count(input.request.storages) == 1
+	d := input.request.storages[0]
+	d.driver == root_driver(c)
+	d.mount_point == root_of(c)
 }
 
 root_path := object.get(spec_obj, ["root", "path"], "")
 
-guest_pull_v(c) := {sprintf("the root file system %q must be an image_guest_pull storage (the pod requires guest pull)", [root_path]) |
-	c.guest_pull
-	not root_pulled(root_path)
-} | {sprintf("storage %q at %q overlaps the pulled root file system %q", [d.driver, d.mount_point, root_path]) |
-	c.guest_pull
-	some d in input.request.storages
-	root_shadow(d, root_path)
+root_storage(c, d) if {
+	d.driver == root_driver(c)
+	d.mount_point == root_of(c)
 }
+
+storages_v(c) := {sprintf("the root file system %q must be an image_guest_pull storage (the pod requires guest pull)", [root_path]) |
+	c.guest_pull
+	not any_root_storage(c)
+} | {sprintf("the root file system %q must be the guest's pause bundle", [root_path]) |
+	not c.guest_pull
+	c.pause_bundle
+	not any_root_storage(c)
+} | {sprintf("storage %q at %q is not allowed: %s", [d.driver, d.mount_point, extra_storage_reason(c)]) |
+	some d in input.request.storages
+	not root_storage(c, d)
+} | {sprintf("the root file system's storage is given %d times", [n]) |
+	n := count([d | some d in input.request.storages; root_storage(c, d)])
+	n > 1
+} | {sprintf("root.path %q is not %q", [root_path, root_of(c)]) |
+	root_path != root_of(c)
+}
+
+any_root_storage(c) if {
+	some d in input.request.storages
+	root_storage(c, d)
+}
+
+extra_storage_reason(c) := "the root is shared from the host" if {
+	not root_driver(c)
+} else := sprintf("the container's only storage is its root (%s at %s)", [root_driver(c), root_of(c)])
 
 StartContainerRequest := decision(known_container_v(input.request.container_id))
 
@@ -428,34 +584,59 @@ exec_process := p if {
 	is_object(p)
 } else := {}
 
+# An exec runs a command its entry lists, as the identity its container was created with:
+# the same uid and gid, groups and capabilities among the container's, no_new_privileges when
+# the container has it or the entry requires it.
 ExecProcessRequest := {"allow": true} if {
-	c := policy_data.containers[entry_of(input.request.container_id)]
+	st := input.state.containers[container_id]
+	c := policy_data.containers[st.entry]
 	exec_process.args in c.exec
 	env_ok(c, object.get(exec_process, "env", []))
-	count(exec_security_v(c)) == 0
+	count(exec_security_v(c, st)) == 0
 } else := decision(exec_v)
 
-exec_v := known_container_v(input.request.container_id) if {
-	not entry_of(input.request.container_id)
+exec_v := known_container_v(container_id) if {
+	not entry_of(container_id)
 } else := v if {
-	c := policy_data.containers[entry_of(input.request.container_id)]
-	v := (exec_command_v(c) | env_v(c, object.get(exec_process, "env", []))) | exec_security_v(c)
+	st := input.state.containers[container_id]
+	c := policy_data.containers[st.entry]
+	v := (exec_command_v(c) | env_v(c, object.get(exec_process, "env", []))) | exec_security_v(c, st)
 }
 
-exec_command_v(c) := {sprintf("exec of %v is not allowed in container %s", [object.get(exec_process, "args", []), entry_of(input.request.container_id)]) |
+exec_command_v(c) := {sprintf("exec of %v is not allowed in container %s", [object.get(exec_process, "args", []), entry_of(container_id)]) |
 	not exec_process.args in c.exec
 }
 
-exec_security_v(c) := {sprintf("capability %s is not allowed", [cap]) |
+exec_security_v(c, st) := {sprintf("capability %s is not allowed", [cap]) |
 	some cap in object.get(exec_process, "capabilities", [])
-	not cap in c.security.capabilities
+	not exec_cap_allowed(c, st, cap)
 } | {sprintf("uid %v is not the policy's %v", [object.get(exec_process, "uid", 0), c.security.uid]) |
 	c.security.uid != null
 	not exec_process.uid == c.security.uid
+} | {sprintf("uid %v is not the container's %v", [object.get(exec_process, "uid", 0), st.uid]) |
+	object.get(exec_process, "uid", 0) != st.uid
+} | {sprintf("gid %v is not the container's %v", [object.get(exec_process, "gid", 0), st.gid]) |
+	object.get(exec_process, "gid", 0) != st.gid
+} | {sprintf("supplementary group %v is not the container's", [g]) |
+	some g in object.get(exec_process, "additional_gids", [])
+	g != st.gid
+	not g in st.additional_gids
+} | {"no_new_privileges must be set" |
+	exec_nnp_required(c, st)
+	not exec_process.no_new_privileges
 } | {"the process runs as root and the pod requires a non-root user" |
 	c.security.non_root
 	object.get(exec_process, "uid", 0) == 0
 }
+
+exec_cap_allowed(c, st, cap) if {
+	cap in c.security.capabilities
+	cap in st.capabilities
+}
+
+exec_nnp_required(c, _) if c.security.no_new_privileges
+
+exec_nnp_required(_, st) if st.no_new_privileges
 
 WriteStreamRequest := decision(stdin_v)
 
@@ -466,8 +647,13 @@ stdin_v := known_container_v(input.request.container_id) if {
 	v := {sprintf("container %s does not declare stdin", [entry_of(input.request.container_id)]) | not c.stdin}
 }
 
-# Reading output denied means drained and withheld (see Decision.Withhold).
+# Reading output denied means drained and withheld (see Decision.Withhold); so is listing
+# processes, whose command lines are withheld and pids kept.
 ReadStreamRequest := {"allow": false, "reason": "the policy withholds container output"} if {
+	policy_data.sandbox.withhold_output
+} else := true
+
+ListProcessesRequest := {"allow": false, "reason": "the policy withholds container command lines"} if {
 	policy_data.sandbox.withhold_output
 } else := true
 

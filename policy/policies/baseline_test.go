@@ -2,6 +2,7 @@ package policies_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -35,9 +36,9 @@ func testData() policies.Data {
 	s := genpolicy.DefaultSettings()
 	uid := int64(1000)
 	mounts := maps.Clone(s.Mounts)
-	mounts[s.ServiceAccountPath] = policies.Mount{Type: "bind", Source: s.VolumeSource, Options: []string{"ro"}}
-	mounts["/dev/termination-log"] = policies.Mount{Type: "bind", Source: s.VolumeSource}
-	mounts["/data"] = policies.Mount{Type: "bind", Source: s.VolumeSource}
+	mounts[s.ServiceAccountPath] = policies.Mount{Type: "bind", Volume: true, Options: []string{"ro"}}
+	mounts["/dev/termination-log"] = policies.Mount{Type: "bind", Volume: true}
+	mounts["/data"] = policies.Mount{Type: "bind", Volume: true}
 	return policies.Data{
 		Containers: []policies.Container{{
 			Name: "web", Image: "registry.example/web:1", ImageDigest: webDigest,
@@ -45,7 +46,7 @@ func testData() policies.Data {
 			Env: webEnv, EnvPatterns: append(append([]string{}, s.EnvPatterns...), s.ServiceLinkEnvPatterns...),
 			Mounts: mounts,
 			Security: policies.Security{
-				Capabilities: s.Capabilities, UID: &uid, NonRoot: true,
+				Capabilities: s.Capabilities, UID: &uid, GID: &uid, AdditionalGids: []int64{uid}, NonRoot: true,
 				MaskedPaths: s.MaskedPaths, ReadonlyPaths: s.ReadonlyPaths,
 				SharedNamespaces: []string{"ipc", "uts"},
 			},
@@ -58,7 +59,7 @@ func testData() policies.Data {
 func webContainer() policytest.Container {
 	return policytest.Container{
 		Name: "web", ImageDigest: webDigest, Args: []string{"/app/web", "--port", "8080"}, Cwd: "/app",
-		Env: append(append([]string{}, webEnv...), runtimeEnv...), UID: 1000, Volumes: []string{"/data"},
+		Env: append(append([]string{}, webEnv...), runtimeEnv...), UID: 1000, GID: 1000, Volumes: []string{"/data"},
 		SharedNamespaces: []string{"ipc", "uts"},
 	}
 }
@@ -93,6 +94,20 @@ func mutated(f func(*specs.Spec)) proto.Message {
 	return policytest.CreateContainer("c2", s)
 }
 
+// execAs is the probe's exec in c1 as the runtime sends it, changed by f.
+func execAs(f func(*api.Process)) proto.Message {
+	r := policytest.Exec("c1", []string{"/app/healthcheck", "--quick"}, webEnv, 1000)
+	f(r.Process)
+	return r
+}
+
+// shimMutated is mutated applied after the shim's rewrite of the paths.
+func shimMutated(f func(*specs.Spec)) proto.Message {
+	s := policytest.Shim("c2", policytest.Spec(webContainer()))
+	f(s)
+	return policytest.Request("c2", s)
+}
+
 func TestBaseline(t *testing.T) {
 	allCaps := append([]string{"CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_NET_ADMIN"}, policytest.DefaultCaps...)
 	for _, tc := range []struct {
@@ -101,8 +116,12 @@ func TestBaseline(t *testing.T) {
 		req        proto.Message
 		wantReason string // "" : allowed
 	}{
-		{"exec of a probe command", "ExecProcess", &api.ExecProcessRequest{ContainerId: "c1", ExecId: "e1",
-			Process: &api.Process{Args: []string{"/app/healthcheck", "--quick"}, Env: webEnv, Uid: 1000}}, ""},
+		{"exec of a probe command", "ExecProcess", policytest.Exec("c1", []string{"/app/healthcheck", "--quick"}, webEnv, 1000), ""},
+		{"exec as group 0", "ExecProcess", execAs(func(p *api.Process) { p.Gid = 0 }), "gid 0 is not the container's 1000"},
+		{"exec with extra groups", "ExecProcess", execAs(func(p *api.Process) { p.AdditionalGids = []uint32{1000, 0, 10} }),
+			"supplementary group 0 is not the container's; supplementary group 10 is not the container's"},
+		{"exec with more capabilities", "ExecProcess", execAs(func(p *api.Process) { p.Capabilities = []string{"CAP_SYS_ADMIN"} }),
+			"capability CAP_SYS_ADMIN is not allowed"},
 		{"exec of an unlisted command", "ExecProcess", &api.ExecProcessRequest{ContainerId: "c1", ExecId: "e1",
 			Process: &api.Process{Args: []string{"sh"}, Env: webEnv, Uid: 1000}},
 			`ExecProcessRequest denied by policy: exec of ["sh"] is not allowed in container web`},
@@ -143,9 +162,46 @@ func TestBaseline(t *testing.T) {
 		{"host root mounted", "CreateContainer", mutated(func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/host", Type: "bind", Source: "/", Options: []string{"rbind"}})
 		}), `mount at "/host" is not allowed`},
-		{"volume source escaping", "CreateContainer", mutated(func(s *specs.Spec) {
-			s.Mounts[len(s.Mounts)-1].Source = policytest.SandboxDir + "/../../../etc"
+		{"volume source escaping", "CreateContainer", shimMutated(func(s *specs.Spec) {
+			s.Mounts[len(s.Mounts)-1].Source = api.SharedVolume("c2", 0) + "/../../../etc"
 		}), `mount at "/data" is not allowed`},
+		{"another container's volume", "CreateContainer", shimMutated(func(s *specs.Spec) {
+			s.Mounts[len(s.Mounts)-1].Source = api.SharedVolume("c1", 5)
+		}), `mount at "/data" is not allowed`},
+		{"volume from a guest-pulled root", "CreateContainer", shimMutated(func(s *specs.Spec) {
+			s.Mounts[len(s.Mounts)-1].Source = api.ContainerRootfs("c1")
+		}), `mount at "/data" is not allowed`},
+		{"volume from the image cache", "CreateContainer", shimMutated(func(s *specs.Spec) {
+			s.Mounts[len(s.Mounts)-1].Source = "/run/veil/images/images"
+		}), `mount at "/data" is not allowed`},
+		{"volume below a volume", "CreateContainer", shimMutated(func(s *specs.Spec) {
+			s.Mounts[len(s.Mounts)-1].Source = api.SharedVolume("c2", 0) + "/x"
+		}), `mount at "/data" is not allowed`},
+		{"re-created id", "CreateContainer", policytest.CreateContainer("c1", policytest.Spec(webContainer())),
+			`container id "c1" is already in use (created as web)`},
+		{"extra group", "CreateContainer", mutated(func(s *specs.Spec) { s.Process.User.AdditionalGids = []uint32{1000, 0} }),
+			"supplementary group 0 is not allowed"},
+		{"rlimit", "CreateContainer", mutated(func(s *specs.Spec) {
+			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1 << 20, Soft: 1 << 20}}
+		}), "rlimit RLIMIT_NOFILE (soft 1048576, hard 1048576) is not allowed"},
+		{"apparmor", "CreateContainer", mutated(func(s *specs.Spec) { s.Process.ApparmorProfile = "unconfined" }),
+			`process.apparmorProfile "unconfined" is set`},
+		{"selinux", "CreateContainer", mutated(func(s *specs.Spec) { s.Process.SelinuxLabel = "system_u:system_r:spc_t:s0" }),
+			"process.selinuxLabel"},
+		{"device cgroup allow", "CreateContainer", mutated(func(s *specs.Spec) {
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: "b", Access: "rwm"})
+		}), "device cgroup rule allowing b *:* (rwm)"},
+		{"seccomp notify", "CreateContainer", mutated(func(s *specs.Spec) {
+			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActNotify, ListenerPath: "/run/veil/shared/x.sock"}
+		}), "seccomp hands syscalls to a listener"},
+		{"seccomp spec allow", "CreateContainer", mutated(func(s *specs.Spec) {
+			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Flags: []specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_SPEC_ALLOW"}}
+		}), "seccomp flag SECCOMP_FILTER_FLAG_SPEC_ALLOW is not allowed"},
+		{"a storage with a shared root", "CreateContainer", func() proto.Message {
+			r := policytest.CreateContainer("c4", policytest.Spec(webContainer()))
+			r.Storages = []*api.Storage{{Driver: "bind", Source: "/run/veil/shared/x", MountPoint: "/run/veil/storage/x"}}
+			return r
+		}(), `storage "bind" at "/run/veil/storage/x" is not allowed`},
 		{"device", "CreateContainer", mutated(func(s *specs.Spec) {
 			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/sev-guest", Type: "c"}}
 		}), "device /dev/sev-guest is not allowed"},
@@ -158,11 +214,14 @@ func TestBaseline(t *testing.T) {
 			s.Process.Args = []string{"/x"}
 		}), `process args ["/x"] are not the policy's`},
 		{"no spec", "CreateContainer", &api.CreateContainerRequest{ContainerId: "c3"}, "oci_spec is missing"},
-		{"bad storage driver", "CreateContainer", func() proto.Message {
-			r := policytest.CreateContainer("c4", policytest.Spec(webContainer()))
-			r.Storages[0].Driver = "blk"
-			return r
-		}(), `storage driver "blk" is not allowed`},
+		{"sandbox share", "CreateSandbox", &api.CreateSandboxRequest{SandboxId: "sb1",
+			Storages: []*api.Storage{{Driver: "virtiofs", Source: api.ShareTag, MountPoint: api.SharedDir}}}, ""},
+		{"sandbox tmpfs", "CreateSandbox", &api.CreateSandboxRequest{SandboxId: "sb1",
+			Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: "/run/veil/storage/x"}}}, "the sandbox mounts only the pod's virtio-fs share"},
+		{"sandbox share elsewhere", "CreateSandbox", &api.CreateSandboxRequest{SandboxId: "sb1",
+			Storages: []*api.Storage{{Driver: "virtiofs", Source: api.ShareTag, MountPoint: "/run/veil/images"}}}, "the sandbox mounts only"},
+		{"SetGuestTime", "SetGuestTime", &api.SetGuestTimeRequest{UnixNano: 1}, "does not let the host set the guest's clock"},
+		{"ListProcesses", "ListProcesses", &api.ListProcessesRequest{ContainerId: "c1"}, ""},
 		{"SetPolicy", "SetPolicy", &api.SetPolicyRequest{Policy: "package agent_policy\n"},
 			"SetPolicyRequest denied by policy: the confidential baseline does not allow replacing the policy"},
 		{"CopyFile allowed", "CopyFile", &api.CopyFileRequest{Path: "/run/veil/shared/sb1/hosts", Data: []byte("x")}, ""},
@@ -209,12 +268,12 @@ func TestBaseline(t *testing.T) {
 func TestBaselineState(t *testing.T) {
 	ctx := context.Background()
 	e := created(t)
-	exec := &api.ExecProcessRequest{ContainerId: "c1", Process: &api.Process{Args: []string{"/app/healthcheck", "--quick"}, Uid: 1000}}
+	exec := policytest.Exec("c1", []string{"/app/healthcheck", "--quick"}, nil, 1000)
 	if d, _ := e.Decide(ctx, "ExecProcess", exec); !d.Allow {
 		t.Fatalf("exec after create: %s", d.Reason)
 	}
 	st := e.State()["containers"].(map[string]any)["c1"].(map[string]any)
-	if st["entry"] != "web" {
+	if st["entry"] != "web" || fmt.Sprintf("%v %v %v", st["uid"], st["gid"], st["additional_gids"]) != "1000 1000 []" {
 		t.Fatalf("state for c1 = %v", st)
 	}
 	if d, _ := e.Decide(ctx, "RemoveContainer", &api.RemoveContainerRequest{ContainerId: "c1"}); !d.Allow {
@@ -229,8 +288,12 @@ func TestBaselineWithholdOutput(t *testing.T) {
 	data := testData()
 	data.Sandbox.WithholdOutput = true
 	e := baselineEngine(t, data)
-	for _, m := range []string{"ReadStdout", "ReadStderr"} {
-		d, _ := e.Decide(context.Background(), m, &api.ReadStreamRequest{ContainerId: "c1"})
+	for m, req := range map[string]proto.Message{
+		"ReadStdout":    &api.ReadStreamRequest{ContainerId: "c1"},
+		"ReadStderr":    &api.ReadStreamRequest{ContainerId: "c1"},
+		"ListProcesses": &api.ListProcessesRequest{ContainerId: "c1"},
+	} {
+		d, _ := e.Decide(context.Background(), m, req)
 		if d.Allow || !d.Withhold {
 			t.Fatalf("%s: allow %v withhold %v, want a withheld denial", m, d.Allow, d.Withhold)
 		}
@@ -281,7 +344,7 @@ func TestBaselineUnnamed(t *testing.T) {
 	data.Containers = append(data.Containers, other)
 	e := baselineEngine(t, data)
 	ctx := context.Background()
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		args       []string
 		wantEntry  string
 		wantReason string
@@ -293,7 +356,8 @@ func TestBaselineUnnamed(t *testing.T) {
 		s := policytest.Spec(webContainer())
 		delete(s.Annotations, "io.kubernetes.cri.container-name")
 		s.Process.Args = tc.args
-		d, _ := e.Decide(ctx, "CreateContainer", policytest.CreateContainer("u1", s))
+		id := fmt.Sprintf("u%d", i)
+		d, _ := e.Decide(ctx, "CreateContainer", policytest.CreateContainer(id, s))
 		if tc.wantReason != "" {
 			if d.Allow || !strings.Contains(d.Reason, tc.wantReason) || !strings.Contains(d.Reason, "| worker: ") {
 				t.Fatalf("%q: %+v", tc.args, d)
@@ -303,7 +367,7 @@ func TestBaselineUnnamed(t *testing.T) {
 		if !d.Allow {
 			t.Fatalf("%q denied: %s", tc.args, d.Reason)
 		}
-		if got := e.State()["containers"].(map[string]any)["u1"].(map[string]any)["entry"]; got != tc.wantEntry {
+		if got := e.State()["containers"].(map[string]any)[id].(map[string]any)["entry"]; got != tc.wantEntry {
 			t.Fatalf("%q created from %v, want %s", tc.args, got, tc.wantEntry)
 		}
 	}
@@ -323,5 +387,53 @@ func TestRenderErrors(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// An exec runs with the identity its container was created with: no_new_privileges when the
+// container has it (the pod said allowPrivilegeEscalation: false), its uid and gid.
+func TestExecIdentity(t *testing.T) {
+	ctx := context.Background()
+	data := testData()
+	data.Containers[0].Security.NoNewPrivileges = true
+	e := baselineEngine(t, data)
+	c := webContainer()
+	c.NoNewPrivileges = true
+	if d, _ := e.Decide(ctx, "CreateContainer", policytest.CreateContainer("c1", policytest.Spec(c))); !d.Allow {
+		t.Fatalf("create: %s", d.Reason)
+	}
+	honest := policytest.Exec("c1", []string{"/app/healthcheck", "--quick"}, webEnv, 1000)
+	honest.Process.NoNewPrivileges = true
+	if d, _ := e.Judge(ctx, "ExecProcess", honest); !d.Allow {
+		t.Fatalf("the honest exec: %s", d.Reason)
+	}
+	honest.Process.NoNewPrivileges = false
+	if d, _ := e.Judge(ctx, "ExecProcess", honest); d.Allow || !strings.Contains(d.Reason, "no_new_privileges must be set") {
+		t.Fatalf("exec without no_new_privileges: %+v", d)
+	}
+}
+
+// A refused re-create of a live id does not move the id to another entry: the other entry's
+// execs stay refused in it (the engine commits only what the agent carried out; the baseline
+// refuses the re-create itself too).
+func TestRecreatedIDKeepsItsEntry(t *testing.T) {
+	ctx := context.Background()
+	data := testData()
+	debug := data.Containers[0]
+	debug.Name, debug.Args, debug.Exec = "debug", []string{"/bin/sleep", "1d"}, [][]string{{"sh", "-c", "cat /secret"}}
+	data.Containers = append(data.Containers, debug)
+	e := baselineEngine(t, data)
+	if d, _ := e.Decide(ctx, "CreateContainer", policytest.CreateContainer("c1", policytest.Spec(webContainer()))); !d.Allow {
+		t.Fatalf("create web: %s", d.Reason)
+	}
+	dc := webContainer()
+	dc.Name, dc.Args = "debug", debug.Args
+	if d, _ := e.Decide(ctx, "CreateContainer", policytest.CreateContainer("c1", policytest.Spec(dc))); d.Allow ||
+		!strings.Contains(d.Reason, `container id "c1" is already in use (created as web)`) {
+		t.Fatalf("re-create c1 as debug: %+v", d)
+	}
+	probe := policytest.Exec("c1", []string{"sh", "-c", "cat /secret"}, webEnv, 1000)
+	if d, _ := e.Decide(ctx, "ExecProcess", probe); d.Allow || !strings.Contains(d.Reason, "is not allowed in container web") {
+		t.Fatalf("debug's probe in c1: %+v", d)
 	}
 }

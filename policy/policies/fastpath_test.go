@@ -7,6 +7,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/policy"
 	"github.com/veil-runtime/veil/policy/policies"
 	"github.com/veil-runtime/veil/policy/policytest"
@@ -49,14 +50,25 @@ func TestFastPathAgrees(t *testing.T) {
 		{"root", func(s *specs.Spec) { s.Process.User.UID = 0 }, false, false},
 		{"changed env", func(s *specs.Spec) { s.Process.Env[0] = "PATH=/tmp" }, false, false},
 		{"/sys writable", func(s *specs.Spec) { s.Mounts[4].Options = []string{"nosuid"} }, false, false},
-		{"mount source climbing out", func(s *specs.Spec) { s.Mounts[6].Source = policytest.SandboxDir + "/../../../etc/hosts" }, false, false},
-		{"mount source dot", func(s *specs.Spec) { s.Mounts[6].Source = policytest.SandboxDir + "/./hosts" }, false, false},
+		{"mount source climbing out", func(s *specs.Spec) { s.Mounts[6].Source = api.SharedVolume("c9", 0) + "/../../../etc/hosts" }, false, false},
+		{"mount source dot", func(s *specs.Spec) { s.Mounts[6].Source = "/run/veil/shared/c9/mounts/./0" }, false, false},
+		{"another container's volume", func(s *specs.Spec) { s.Mounts[6].Source = api.SharedVolume("c1", 0) }, false, false},
 		{"device", func(s *specs.Spec) { s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/mem"}} }, false, false},
+		{"device cgroup allow", func(s *specs.Spec) {
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Access: "rwm"})
+		}, false, false},
+		{"own group listed", func(s *specs.Spec) { s.Process.User.AdditionalGids = []uint32{1000} }, true, true},
+		{"group 0", func(s *specs.Spec) { s.Process.User.AdditionalGids = []uint32{0} }, false, false},
+		{"seccomp profile", func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno} }, true, true},
+		{"seccomp listener", func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActNotify} }, false, false},
+		{"apparmor", func(s *specs.Spec) { s.Process.ApparmorProfile = "x" }, false, false},
+		{"rlimit", func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_CORE", Hard: 1, Soft: 1}} }, false, false},
+		{"shared root of another container", func(s *specs.Spec) { s.Root.Path = api.SharedRootfs("c1") }, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := policytest.Spec(webContainer())
+			s := policytest.Shim("c9", policytest.Spec(webContainer()))
 			tc.mutate(s)
-			req := policytest.CreateContainer("c9", s)
+			req := policytest.Request("c9", s)
 			doc, err := policy.RequestDocument(req)
 			if err != nil {
 				t.Fatal(err)

@@ -45,7 +45,7 @@ func TestSandboxNamespaces(t *testing.T) {
 			"namespace mount joins an existing one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := e.Decide(context.Background(), "CreateContainer", join(tc.paths))
+			d, err := e.Judge(context.Background(), "CreateContainer", join(tc.paths))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestMountOptionsAreSets(t *testing.T) {
 				s.Mounts[i].Options = tc.options
 			}
 		}
-		d, err := e.Decide(context.Background(), "CreateContainer", policytest.CreateContainer("c1", s))
+		d, err := e.Judge(context.Background(), "CreateContainer", policytest.CreateContainer("c1", s))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,10 +91,20 @@ func TestMountOptionsAreSets(t *testing.T) {
 	}
 }
 
-// TestSandboxNamespaceDirAgrees: the baseline's literal is the agent API's constant, which the
-// shim writes and the agent resolves.
-func TestSandboxNamespaceDirAgrees(t *testing.T) {
-	if want := `sandbox_namespace_dir := "` + api.SandboxNamespaceDir + `"`; !strings.Contains(policies.BaselineRules, want) {
-		t.Fatalf("baseline.rego lacks %s", want)
+// TestGuestPathsAgree: the baseline's literals are the agent API's constants, which the shim
+// writes and the agent resolves.
+func TestGuestPathsAgree(t *testing.T) {
+	for name, value := range map[string]string{
+		"sandbox_namespace_dir": api.SandboxNamespaceDir,
+		"shared_dir":            api.SharedDir,
+		"containers_dir":        api.ContainersDir,
+		"digest_annotation":     api.ImageDigestAnnotation,
+	} {
+		if want := name + ` := "` + value + `"`; !strings.Contains(policies.BaselineRules, want) {
+			t.Errorf("baseline.rego lacks %s", want)
+		}
+	}
+	if want := `"` + api.PauseCommand + `"`; strings.Contains(policies.BaselineRules, want) {
+		t.Errorf("baseline.rego spells %s: the entry's args carry it", want)
 	}
 }

@@ -32,7 +32,7 @@ var BaselineRules string
 // ImageDigestAnnotation is the OCI spec annotation that carries the digest of the image
 // manifest a container runs ("sha256:<hex>"). The baseline requires it to equal the digest the
 // policy pins; the agent pulls or checks the image by it.
-const ImageDigestAnnotation = "io.veil.image.digest"
+const ImageDigestAnnotation = api.ImageDigestAnnotation
 
 // ContainerNameAnnotation is the annotation containerd's CRI sets to the container's name in
 // the pod; when present the baseline judges a CreateContainer against that entry only.
@@ -77,18 +77,28 @@ type Container struct {
 	// GuestPull requires the root file system to be one the agent pulled itself: an
 	// image_guest_pull storage mounted on root.path (pulled by the digest ImageDigest pins),
 	// and no other storage at, below or above root.path. Then the host cannot pair the
-	// pinned digest with a root file system of its own. The sandbox needs "image_guest_pull"
-	// in Sandbox.StorageDrivers too.
+	// pinned digest with a root file system of its own. The root must be mounted at
+	// api.ContainerRootfs(container id), where the agent puts it.
 	GuestPull bool `json:"guest_pull"`
+	// PauseBundle requires the root file system to be the guest image's pause bundle (an
+	// api.DriverPause storage at api.ContainerRootfs(container id)) and the process to be
+	// api.PauseCommand: the pod's sandbox container under guest pull, so that no code of the
+	// host's runs in the pod. ImageDigest is then not checked (the guest image's measurement
+	// covers the bundle).
+	PauseBundle bool `json:"pause_bundle"`
 }
 
 // Mount is what is allowed at one destination.
 type Mount struct {
 	// Type is the mount type required ("bind", "proc", ...).
 	Type string `json:"type"`
-	// Source is a regular expression the source must match. It must exclude ".."
-	// components (VolumeSource in genpolicy shows how).
+	// Source is a regular expression the source must match (for a mount that is not a
+	// Volume): "^proc$".
 	Source string `json:"source"`
+	// Volume requires the source to be one of the container's own volumes on the pod's
+	// share, api.SharedVolume(container id, n) for some n, which the agent opens inside the
+	// share without following a link the host made. Source is then not used.
+	Volume bool `json:"volume"`
 	// Options are options the mount must have ("ro"); it may have others.
 	Options []string `json:"options"`
 }
@@ -98,11 +108,23 @@ type Security struct {
 	// Capabilities lists every capability allowed in any of the process's sets. Render
 	// sorts it.
 	Capabilities []string `json:"capabilities"`
-	// NoNewPrivileges requires process.noNewPrivileges.
+	// NoNewPrivileges requires process.noNewPrivileges (and of every exec).
 	NoNewPrivileges bool `json:"no_new_privileges"`
-	// UID and GID, when not nil, are required of the process.
+	// UID and GID, when not nil, are required of the process. Whatever they say, an exec
+	// runs with the uid and gid its container was created with.
 	UID *int64 `json:"uid"`
 	GID *int64 `json:"gid"`
+	// AdditionalGids are the supplementary groups the process may hold besides its own gid
+	// (process.user.additionalGids, an exec's additional_gids): the pod's supplementalGroups
+	// and fsGroup and the groups that the image's /etc/group gives the user.
+	AdditionalGids []int64 `json:"additional_gids"`
+	// Rlimits are the resource limits the process may set, each exactly.
+	Rlimits []Rlimit `json:"rlimits"`
+	// SeccompRequired requires a seccomp profile that denies by default (the pod asked for
+	// RuntimeDefault or Localhost). Without it, the container may run without one. Any
+	// profile that is present must not hand syscalls to a listener (SCMP_ACT_NOTIFY) nor set
+	// flags other than SECCOMP_FILTER_FLAG_TSYNC and SECCOMP_FILTER_FLAG_LOG.
+	SeccompRequired bool `json:"seccomp_required"`
 	// NonRoot forbids uid 0.
 	NonRoot bool `json:"non_root"`
 	// ReadOnlyRoot requires root.readonly.
@@ -117,9 +139,17 @@ type Security struct {
 	SharedNamespaces []string `json:"shared_namespaces"`
 }
 
+// Rlimit is one resource limit (process.rlimits).
+type Rlimit struct {
+	Type string `json:"type"` // "RLIMIT_NOFILE"
+	Hard uint64 `json:"hard"`
+	Soft uint64 `json:"soft"`
+}
+
 // Sandbox is what the sandbox-wide requests may do.
 type Sandbox struct {
-	// StorageDrivers lists the storage drivers CreateSandbox and CreateContainer may use.
+	// StorageDrivers lists the storage drivers CreateSandbox may use (the baseline allows only
+	// the pod's virtio-fs share there; a container's storages follow from its entry's root).
 	StorageDrivers []string `json:"storage_drivers"`
 	// WithholdOutput denies reading stdout and stderr: the agent drains and discards them.
 	WithholdOutput bool `json:"withhold_output"`
@@ -145,8 +175,8 @@ type CopyFile struct {
 // Render returns the baseline with data appended as its policy_data: one self-contained
 // module, ready to be the policy.rego of an initdata document. The data is written in Rego:
 // JSON, except that the containers are an object keyed by name, and the lists whose use is
-// membership (env, masked_paths, readonly_paths,
-// sysctls, exec, storage_drivers, a mount's options, shared_namespaces) are Rego sets, so the rules test them
+// membership (env, masked_paths, readonly_paths, sysctls, exec, storage_drivers, a mount's
+// options, shared_namespaces, additional_gids, rlimits) are Rego sets, so the rules test them
 // in one step; and each container gets env_pattern, the alternation of its env_patterns
 // (anyPattern), which the fast path matches once per variable, and namespaces, the set of
 // namespace objects of the common case (namespaceSet). Object keys are sorted, so the same data always gives the same text (and
@@ -214,7 +244,7 @@ func anyPattern(patterns []string) string {
 var setFields = map[string]bool{
 	"env": true, "masked_paths": true, "readonly_paths": true,
 	"sysctls": true, "exec": true, "storage_drivers": true, "options": true,
-	"shared_namespaces": true, "namespaces": true,
+	"shared_namespaces": true, "namespaces": true, "additional_gids": true, "rlimits": true,
 }
 
 // namespaceSet is an entry's namespaces as the spec of the common case writes them, for the
@@ -313,6 +343,7 @@ func (d Data) normalized() Data {
 		s.Capabilities = orEmpty(s.Capabilities)
 		s.ReadonlyPaths, s.Sysctls = orEmpty(s.ReadonlyPaths), orEmpty(s.Sysctls)
 		s.SharedNamespaces = orEmpty(s.SharedNamespaces)
+		s.AdditionalGids, s.Rlimits = orEmpty(s.AdditionalGids), orEmpty(s.Rlimits)
 		d.Containers[i] = c
 	}
 	d.Sandbox.StorageDrivers = orEmpty(d.Sandbox.StorageDrivers)

@@ -12,8 +12,10 @@ import (
 	"github.com/veil-runtime/veil/agent/api"
 )
 
-// SandboxDir is where the test requests place the sandbox's files in the guest.
-const SandboxDir = "/run/veil/shared/sb1"
+// HostDir is where Spec's bind mounts come from on the host (containerd's CRI names host
+// paths: the pod's volumes, its hosts and resolv.conf files); CreateContainer moves them onto
+// the pod's share as the shim does.
+const HostDir = "/var/lib/kubelet/pods/pod1"
 
 // DefaultCaps is containerd's default capability set.
 var DefaultCaps = []string{
@@ -76,7 +78,7 @@ func Spec(c Container) *specs.Spec {
 			NoNewPrivileges: c.NoNewPrivileges,
 			OOMScoreAdj:     intPtr(1000),
 		},
-		Root:        &specs.Root{Path: SandboxDir + "/" + c.Name + "/rootfs", Readonly: c.ReadOnlyRoot},
+		Root:        &specs.Root{Path: "rootfs", Readonly: c.ReadOnlyRoot},
 		Hostname:    "pod1",
 		Mounts:      mounts(c),
 		Annotations: ann,
@@ -117,7 +119,7 @@ func mounts(c Container) []specs.Mount {
 		if ro {
 			opts = []string{"rbind", "rprivate", "ro"}
 		}
-		return specs.Mount{Destination: dst, Type: "bind", Source: SandboxDir + "/" + src, Options: opts}
+		return specs.Mount{Destination: dst, Type: "bind", Source: HostDir + "/" + src, Options: opts}
 	}
 	ms := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
@@ -150,15 +152,43 @@ func JSON(s *specs.Spec) []byte {
 	return b
 }
 
-// CreateContainer returns the request that creates container id with spec s.
-func CreateContainer(id string, s *specs.Spec) *api.CreateContainerRequest {
-	return &api.CreateContainerRequest{
-		ContainerId: id,
-		OciSpec:     JSON(s),
-		Storages: []*api.Storage{{
-			Driver: "virtiofs", Source: "veil-rootfs", MountPoint: SandboxDir + "/" + id + "/rootfs",
-		}},
+// Shim returns a copy of s as Veil's shim sends it for container id when the host shares its
+// root: the root at api.SharedRootfs(id), and the n-th bind mount's source at
+// api.SharedVolume(id, n).
+func Shim(id string, s *specs.Spec) *specs.Spec {
+	var out specs.Spec
+	if err := json.Unmarshal(JSON(s), &out); err != nil {
+		panic(err) // JSON's output always decodes
 	}
+	out.Root.Path = api.SharedRootfs(id)
+	n := 0
+	for i, m := range out.Mounts {
+		if m.Type == "bind" {
+			out.Mounts[i].Source = api.SharedVolume(id, n)
+			n++
+		}
+	}
+	return &out
+}
+
+// CreateContainer returns the request with which the shim creates container id from s (Shim):
+// its root is shared from the host, so it carries no storage.
+func CreateContainer(id string, s *specs.Spec) *api.CreateContainerRequest {
+	return Request(id, Shim(id, s))
+}
+
+// Request returns a CreateContainer request of container id with exactly spec s and storages.
+func Request(id string, s *specs.Spec, storages ...*api.Storage) *api.CreateContainerRequest {
+	return &api.CreateContainerRequest{ContainerId: id, OciSpec: JSON(s), Storages: storages}
+}
+
+// GuestPull returns the request with which the shim creates container id from s when the
+// guest pulls ref: an image_guest_pull storage and root at api.ContainerRootfs(id), the bind
+// mounts' sources on the share.
+func GuestPull(id, ref string, s *specs.Spec) *api.CreateContainerRequest {
+	out := Shim(id, s)
+	out.Root.Path = api.ContainerRootfs(id)
+	return Request(id, out, &api.Storage{Driver: api.DriverGuestPull, Source: ref, MountPoint: api.ContainerRootfs(id)})
 }
 
 func intPtr(i int) *int { return &i }
@@ -166,8 +196,9 @@ func intPtr(i int) *int { return &i }
 func uint64Ptr(i uint64) *uint64 { return &i }
 
 // Exec returns the request that runs args in container id, as the runtime sends it for a
-// probe or `kubectl exec`.
+// probe or `kubectl exec`: as the container's user (uid, with the gid equal to it), with its
+// capabilities (nil: DefaultCaps) and no_new_privileges setting.
 func Exec(id string, args, env []string, uid uint32) *api.ExecProcessRequest {
 	return &api.ExecProcessRequest{ContainerId: id, ExecId: "exec-1",
-		Process: &api.Process{Args: args, Env: env, Cwd: "/", Uid: uid}}
+		Process: &api.Process{Args: args, Env: env, Cwd: "/", Uid: uid, Gid: uid, Capabilities: DefaultCaps}}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/veil-runtime/veil/agent/api"
@@ -31,12 +32,10 @@ import (
 // policyCycles is the number of CreateContainer (and of ExecProcess) round trips timed.
 const policyCycles = 30
 
-// Virtio-fs tags: the pod's shared directory (mounted at /run/veil/shared by CreateSandbox,
-// as the shim does) and the busybox root filesystem every container mounts as a storage.
-const (
-	sharedTag = "veil-shared"
-	rootfsTag = "veil-rootfs"
-)
+// sharedTag is the virtio-fs tag of the pod's shared directory, mounted at api.SharedDir by
+// CreateSandbox, as the shim does; it holds each container's root and volumes where the shim
+// puts them (podLayout).
+const sharedTag = api.ShareTag
 
 // policyPod is a three-container pod as a user would write it: the policy veil-genpolicy makes
 // for it (with the sandbox entry, the service account token and the service links) is what
@@ -127,17 +126,22 @@ func BenchmarkPolicyShare(b *testing.B) {
 
 	shared := filepath.Join(b.TempDir(), "shared")
 	rootfs := filepath.Join(b.TempDir(), "rootfs")
-	if err := podFiles(shared); err != nil {
+	if err := busyboxRootFS(rootfs); err != nil {
 		b.Fatal(err)
 	}
-	if err := busyboxRootFS(rootfs); err != nil {
+	webSpec := func(id string) *specs.Spec { return containerSpec(web, id) }
+	podSpecs := map[string]*specs.Spec{"sb1": sandboxSpec(pause, settings), "web": webSpec("web")}
+	for i := 0; i < policyCycles; i++ {
+		id := fmt.Sprintf("web-%d", i)
+		podSpecs[id] = webSpec(id)
+	}
+	if err := podLayout(b, shared, rootfs, podSpecs); err != nil {
 		b.Fatal(err)
 	}
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	sb, err := sandbox.Boot(c, sandbox.Options{ID: fmt.Sprintf("bench-policy-%d", os.Getpid()),
-		ImageDir: imageDir(b), InitData: w.InitData, SharedDirs: []hypervisor.SharedDir{
-			{Tag: sharedTag, HostPath: shared}, {Tag: rootfsTag, HostPath: rootfs}}})
+		ImageDir: imageDir(b), InitData: w.InitData, SharedDirs: []hypervisor.SharedDir{{Tag: sharedTag, HostPath: shared}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -149,7 +153,7 @@ func BenchmarkPolicyShare(b *testing.B) {
 		b.Fatalf(format, args...)
 	}
 	_, err = sb.Agent.CreateSandbox(c, &api.CreateSandboxRequest{SandboxId: "sb1", Hostname: "shop",
-		Storages: []*api.Storage{{Driver: "virtiofs", Source: sharedTag, MountPoint: "/run/veil/shared"}}})
+		Storages: []*api.Storage{{Driver: api.DriverVirtioFS, Source: sharedTag, MountPoint: api.SharedDir}}})
 	if err != nil {
 		fail("CreateSandbox: %v", err)
 	}
@@ -160,7 +164,6 @@ func BenchmarkPolicyShare(b *testing.B) {
 		fail("start the sandbox container: %v", err)
 	}
 
-	webSpec := func(id string) *specs.Spec { return containerSpec(web, id) }
 	b.Logf("web's spec: %d variables, %d mounts", len(webSpec("web").Process.Env), len(webSpec("web").Mounts))
 	var createRT, execRT []time.Duration
 	for i := 0; i < policyCycles; i++ {
@@ -182,7 +185,8 @@ func BenchmarkPolicyShare(b *testing.B) {
 	if _, err := sb.Agent.StartContainer(c, &api.StartContainerRequest{ContainerId: "web"}); err != nil {
 		fail("StartContainer web: %v", err)
 	}
-	probe := &api.Process{Args: web.Exec[0], Env: webSpec("web").Process.Env, Cwd: "/", Uid: 1000}
+	probe := &api.Process{Args: web.Exec[0], Env: webSpec("web").Process.Env, Cwd: "/", Uid: 1000, Gid: 1000,
+		Capabilities: web.Security.Capabilities}
 	execReq := func(execID string) *api.ExecProcessRequest {
 		return &api.ExecProcessRequest{ContainerId: "web", ExecId: execID, Process: probe}
 	}
@@ -300,8 +304,7 @@ func containerSpec(e policies.Container, id string) *specs.Spec {
 			s.Mounts[i].Options = []string{"rbind", "rprivate", "ro"}
 		}
 	}
-	s.Root.Path = rootPath(id)
-	return s
+	return policytest.Shim(id, s)
 }
 
 // sandboxSpec is the spec of the pod's sandbox (pause) container: the sandbox mounts only,
@@ -317,32 +320,47 @@ func sandboxSpec(e policies.Container, st *genpolicy.Settings) *specs.Spec {
 	}
 	delete(s.Annotations, policies.ContainerNameAnnotation)
 	s.Annotations["io.kubernetes.cri.container-type"] = "sandbox"
-	s.Root.Path = rootPath("sb1")
-	return s
+	return policytest.Shim("sb1", s)
 }
 
-func rootPath(id string) string { return policytest.SandboxDir + "/" + id + "/rootfs" }
-
-// createRequest creates container id from s on the busybox root filesystem.
+// createRequest creates container id from s, whose root and volumes are on the share.
 func createRequest(id string, s *specs.Spec) *api.CreateContainerRequest {
-	return &api.CreateContainerRequest{ContainerId: id, OciSpec: policytest.JSON(s),
-		Storages: []*api.Storage{{Driver: "virtiofs", Source: rootfsTag, MountPoint: rootPath(id)}}}
+	return policytest.Request(id, s)
 }
 
-// podFiles makes the shared directory's files that the specs bind-mount (policytest.Spec's
-// sources below policytest.SandboxDir).
-func podFiles(shared string) error {
-	sb := filepath.Join(shared, strings.TrimPrefix(policytest.SandboxDir, "/run/veil/shared/"))
-	for _, d := range []string{"shm", "web", "volumes/token", "volumes/data", "volumes/cache", "volumes/config"} {
-		if err := os.MkdirAll(filepath.Join(sb, d), 0o755); err != nil {
+// fileVolumes are the bind mounts of files (the others are directories).
+var fileVolumes = map[string]bool{"/etc/hosts": true, "/etc/hostname": true, "/etc/resolv.conf": true, "/dev/termination-log": true}
+
+// podLayout lays the shared directory out as the shim does for the containers of specs (by
+// id): <id>/rootfs a bind mount of rootfs, <id>/mounts/<n> the source of the n-th bind mount.
+// The mounts are undone when b ends.
+func podLayout(b *testing.B, shared, rootfs string, podSpecs map[string]*specs.Spec) error {
+	for id, s := range podSpecs {
+		root := filepath.Join(shared, id, "rootfs")
+		if err := os.MkdirAll(root, 0o755); err != nil {
 			return err
 		}
-	}
-	files := map[string]string{"hosts": "127.0.0.1 localhost\n", "hostname": "shop\n",
-		"resolv.conf": "nameserver 10.96.0.10\n", "web/termination-log": ""}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(sb, name), []byte(content), 0o644); err != nil {
-			return err
+		if err := unix.Mount(rootfs, root, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", root, err)
+		}
+		b.Cleanup(func() { _ = unix.Unmount(root, unix.MNT_DETACH) })
+		for _, m := range s.Mounts {
+			if m.Type != "bind" {
+				continue
+			}
+			src := filepath.Join(shared, strings.TrimPrefix(m.Source, api.SharedDir+"/"))
+			if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+				return err
+			}
+			var err error
+			if fileVolumes[m.Destination] {
+				err = os.WriteFile(src, []byte("\n"), 0o644)
+			} else {
+				err = os.MkdirAll(src, 0o755)
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil
