@@ -354,8 +354,11 @@ mount_allowed(c, m) if {
 # mount's source matches the entry's pattern.
 mount_source_ok(a, src) if {
 	a.volume
-	regex.match(`^[0-9]+$`, trim_prefix(src, concat("", [shared_dir, "/", container_id, "/mounts/"])))
+	startswith(src, volume_prefix)
+	regex.match(`^[0-9]+$`, trim_prefix(src, volume_prefix))
 }
+
+volume_prefix := concat("", [shared_dir, "/", container_id, "/mounts/"])
 
 mount_source_ok(a, src) if {
 	not a.volume
@@ -515,11 +518,21 @@ seccomp_notifies if {
 # the host cannot pair a pinned digest with a root of its own, mount anything over or under
 # the root, nor choose where the agent puts a pulled image.
 
-root_of(c) := concat("/", [containers_dir, container_id, "rootfs"]) if {
-	c.guest_pull
-} else := concat("/", [containers_dir, container_id, "rootfs"]) if {
+root_of(c) := agent_root if c.guest_pull
+
+root_of(c) := agent_root if {
+	not c.guest_pull
 	c.pause_bundle
-} else := concat("/", [shared_dir, container_id, "rootfs"])
+}
+
+root_of(c) := shared_root if {
+	not c.guest_pull
+	not c.pause_bundle
+}
+
+agent_root := concat("/", [containers_dir, container_id, "rootfs"])
+
+shared_root := concat("/", [shared_dir, container_id, "rootfs"])
 
 root_driver(c) := "image_guest_pull" if c.guest_pull
 
@@ -590,10 +603,29 @@ exec_process := p if {
 ExecProcessRequest := {"allow": true} if {
 	st := input.state.containers[container_id]
 	c := policy_data.containers[st.entry]
-	exec_process.args in c.exec
-	env_ok(c, object.get(exec_process, "env", []))
-	count(exec_security_v(c, st)) == 0
+	p := input.request.process
+	p.args in c.exec
+	env_ok(c, p.env)
+	exec_identity_ok(c, st, p)
 } else := decision(exec_v)
+
+# The fast path of the identity: exactly the container's (what the runtime sends for a probe or
+# kubectl exec), or none of its groups and capabilities (the agent then gives the process the
+# container's). It holds only where exec_security_v finds nothing: the container's
+# capabilities were judged within the entry's at its creation, and its uid against the
+# entry's and non_root.
+exec_identity_ok(c, st, p) if {
+	p.uid == st.uid
+	p.gid == st.gid
+	p.additional_gids in {[], st.additional_gids}
+	p.capabilities in {[], st.capabilities}
+	not exec_nnp_missing(c, st, p)
+}
+
+exec_nnp_missing(c, st, p) if {
+	exec_nnp_required(c, st)
+	not p.no_new_privileges
+}
 
 exec_v := known_container_v(container_id) if {
 	not entry_of(container_id)
@@ -622,8 +654,7 @@ exec_security_v(c, st) := {sprintf("capability %s is not allowed", [cap]) |
 	g != st.gid
 	not g in st.additional_gids
 } | {"no_new_privileges must be set" |
-	exec_nnp_required(c, st)
-	not exec_process.no_new_privileges
+	exec_nnp_missing(c, st, exec_process)
 } | {"the process runs as root and the pod requires a non-root user" |
 	c.security.non_root
 	object.get(exec_process, "uid", 0) == 0

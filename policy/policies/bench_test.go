@@ -83,7 +83,7 @@ func BenchmarkCreateContainer(b *testing.B) {
 	e := baselineEngine(b, data)
 	req := policytest.CreateContainer("c1", policytest.Spec(c))
 	ctx := context.Background()
-	measure(b, func() policy.Decision { d, _ := e.Decide(ctx, "CreateContainer", req); return d })
+	measure(b, func() policy.Decision { d, _ := e.Judge(ctx, "CreateContainer", req); return d })
 }
 
 // BenchmarkCreateContainerUnnamed judges a spec without the CRI name annotation: every entry
@@ -95,7 +95,7 @@ func BenchmarkCreateContainerUnnamed(b *testing.B) {
 	delete(s.Annotations, "io.kubernetes.cri.container-name")
 	req := policytest.CreateContainer("c1", s)
 	ctx := context.Background()
-	measure(b, func() policy.Decision { d, _ := e.Decide(ctx, "CreateContainer", req); return d })
+	measure(b, func() policy.Decision { d, _ := e.Judge(ctx, "CreateContainer", req); return d })
 }
 
 func BenchmarkExecProcess(b *testing.B) {
@@ -105,9 +105,8 @@ func BenchmarkExecProcess(b *testing.B) {
 	if d, _ := e.Decide(ctx, "CreateContainer", policytest.CreateContainer("c1", policytest.Spec(c))); !d.Allow {
 		b.Fatal(d.Reason)
 	}
-	req := &api.ExecProcessRequest{ContainerId: "c1", ExecId: "e1",
-		Process: &api.Process{Args: []string{"/bin/cat", "/tmp/ready"}, Env: webEnv, Uid: 1000}}
-	measure(b, func() policy.Decision { d, _ := e.Decide(ctx, "ExecProcess", req); return d })
+	req := policytest.Exec("c1", []string{"/bin/cat", "/tmp/ready"}, webEnv, 1000)
+	measure(b, func() policy.Decision { d, _ := e.Judge(ctx, "ExecProcess", req); return d })
 }
 
 func BenchmarkReadStdout(b *testing.B) {
@@ -115,5 +114,5 @@ func BenchmarkReadStdout(b *testing.B) {
 	e := baselineEngine(b, data)
 	var req proto.Message = &api.ReadStreamRequest{ContainerId: "c1", Len: 32768}
 	ctx := context.Background()
-	measure(b, func() policy.Decision { d, _ := e.Decide(ctx, "ReadStdout", req); return d })
+	measure(b, func() policy.Decision { d, _ := e.Judge(ctx, "ReadStdout", req); return d })
 }

@@ -106,3 +106,52 @@ func TestFastPathAgrees(t *testing.T) {
 		})
 	}
 }
+
+// TestExecFastPathAgrees: the exec identity's fast path (exec_identity_ok) admits an exec only
+// when the violations (exec_security_v) find nothing, on the honest exec and its variants.
+func TestExecFastPathAgrees(t *testing.T) {
+	text, err := policies.Render(testData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := created(t).State()
+	mod := rego.Module("policy.rego", text)
+	const bind = `c := data.agent_policy.policy_data.containers.web; st := input.state.containers.c1; p := input.request.process; `
+	for _, tc := range []struct {
+		name             string
+		mutate           func(*api.Process)
+		wantFast, wantOK bool
+	}{
+		{"as the container", func(*api.Process) {}, true, true},
+		{"no groups, no capabilities (the container's)", func(p *api.Process) { p.Capabilities = nil }, true, true},
+		{"fewer capabilities", func(p *api.Process) { p.Capabilities = []string{"CAP_CHOWN"} }, false, true},
+		{"own gid listed", func(p *api.Process) { p.AdditionalGids = []uint32{1000} }, false, true},
+		{"another uid", func(p *api.Process) { p.Uid = 0 }, false, false},
+		{"group 0", func(p *api.Process) { p.Gid = 0 }, false, false},
+		{"extra group", func(p *api.Process) { p.AdditionalGids = []uint32{10} }, false, false},
+		{"extra capability", func(p *api.Process) { p.Capabilities = append(p.Capabilities, "CAP_SYS_ADMIN") }, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := policytest.Exec("c1", []string{"/app/healthcheck", "--quick"}, webEnv, 1000)
+			tc.mutate(req.Process)
+			doc, err := policy.RequestDocument(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input := rego.Input(map[string]any{"request": doc, "state": state})
+			rs, err := rego.New(rego.Query(bind+`data.agent_policy.exec_identity_ok(c, st, p)`), mod, input).Eval(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fast := len(rs) == 1
+			rs, err = rego.New(rego.Query(bind+`v := data.agent_policy.exec_security_v(c, st)`), mod, input).Eval(context.Background())
+			if err != nil || len(rs) != 1 {
+				t.Fatalf("violations: %v", err)
+			}
+			v, _ := rs[0].Bindings["v"].([]any)
+			if fast != tc.wantFast || (len(v) == 0) != tc.wantOK || (fast && len(v) > 0) {
+				t.Fatalf("fast path %v, violations %v; want fast %v, allowed %v", fast, v, tc.wantFast, tc.wantOK)
+			}
+		})
+	}
+}
