@@ -3028,6 +3028,256 @@ func (x *ReadDecisionLogResponse) GetDropped() uint64 {
 	return 0
 }
 
+type OpenPortRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// port: the TCP port the agent connects to on the guest's loopback (127.0.0.1, then ::1).
+	Port          uint32 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenPortRequest) Reset() {
+	*x = OpenPortRequest{}
+	mi := &file_agent_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenPortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenPortRequest) ProtoMessage() {}
+
+func (x *OpenPortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenPortRequest.ProtoReflect.Descriptor instead.
+func (*OpenPortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *OpenPortRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+type OpenPortResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// conn_id names the connection in WritePort, ReadPort and ClosePort.
+	ConnId        string `protobuf:"bytes,1,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenPortResponse) Reset() {
+	*x = OpenPortResponse{}
+	mi := &file_agent_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenPortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenPortResponse) ProtoMessage() {}
+
+func (x *OpenPortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenPortResponse.ProtoReflect.Descriptor instead.
+func (*OpenPortResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *OpenPortResponse) GetConnId() string {
+	if x != nil {
+		return x.ConnId
+	}
+	return ""
+}
+
+type WritePortRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ConnId string                 `protobuf:"bytes,1,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
+	// data is written in full before the reply.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// close_write, after data, closes the connection's writing side (the host's peer is done).
+	CloseWrite    bool `protobuf:"varint,3,opt,name=close_write,json=closeWrite,proto3" json:"close_write,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WritePortRequest) Reset() {
+	*x = WritePortRequest{}
+	mi := &file_agent_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WritePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WritePortRequest) ProtoMessage() {}
+
+func (x *WritePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WritePortRequest.ProtoReflect.Descriptor instead.
+func (*WritePortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *WritePortRequest) GetConnId() string {
+	if x != nil {
+		return x.ConnId
+	}
+	return ""
+}
+
+func (x *WritePortRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WritePortRequest) GetCloseWrite() bool {
+	if x != nil {
+		return x.CloseWrite
+	}
+	return false
+}
+
+type ReadPortRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ConnId string                 `protobuf:"bytes,1,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
+	// len: the most bytes to return (capped by the agent). The call waits until there is data,
+	// the peer closed its side (eof), or about ten seconds passed (no data, no eof).
+	Len           uint32 `protobuf:"varint,2,opt,name=len,proto3" json:"len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadPortRequest) Reset() {
+	*x = ReadPortRequest{}
+	mi := &file_agent_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadPortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadPortRequest) ProtoMessage() {}
+
+func (x *ReadPortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadPortRequest.ProtoReflect.Descriptor instead.
+func (*ReadPortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ReadPortRequest) GetConnId() string {
+	if x != nil {
+		return x.ConnId
+	}
+	return ""
+}
+
+func (x *ReadPortRequest) GetLen() uint32 {
+	if x != nil {
+		return x.Len
+	}
+	return 0
+}
+
+type ClosePortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConnId        string                 `protobuf:"bytes,1,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosePortRequest) Reset() {
+	*x = ClosePortRequest{}
+	mi := &file_agent_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosePortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosePortRequest) ProtoMessage() {}
+
+func (x *ClosePortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosePortRequest.ProtoReflect.Descriptor instead.
+func (*ClosePortRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ClosePortRequest) GetConnId() string {
+	if x != nil {
+		return x.ConnId
+	}
+	return ""
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -3239,7 +3489,21 @@ const file_agent_proto_rawDesc = "" +
 	"\tmax_bytes\x18\x01 \x01(\x04R\bmaxBytes\"G\n" +
 	"\x17ReadDecisionLogResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x18\n" +
-	"\adropped\x18\x02 \x01(\x04R\adropped2\x9a\x13\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"%\n" +
+	"\x0fOpenPortRequest\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"+\n" +
+	"\x10OpenPortResponse\x12\x17\n" +
+	"\aconn_id\x18\x01 \x01(\tR\x06connId\"`\n" +
+	"\x10WritePortRequest\x12\x17\n" +
+	"\aconn_id\x18\x01 \x01(\tR\x06connId\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1f\n" +
+	"\vclose_write\x18\x03 \x01(\bR\n" +
+	"closeWrite\"<\n" +
+	"\x0fReadPortRequest\x12\x17\n" +
+	"\aconn_id\x18\x01 \x01(\tR\x06connId\x12\x10\n" +
+	"\x03len\x18\x02 \x01(\rR\x03len\"+\n" +
+	"\x10ClosePortRequest\x12\x17\n" +
+	"\aconn_id\x18\x01 \x01(\tR\x06connId2\xcc\x15\n" +
 	"\x05Agent\x12B\n" +
 	"\x05Check\x12\x1b.veil.agent.v1.CheckRequest\x1a\x1c.veil.agent.v1.CheckResponse\x12H\n" +
 	"\aVersion\x12\x1d.veil.agent.v1.VersionRequest\x1a\x1e.veil.agent.v1.VersionResponse\x12`\n" +
@@ -3276,7 +3540,11 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"ListRoutes\x12 .veil.agent.v1.ListRoutesRequest\x1a\x15.veil.agent.v1.Routes\x12N\n" +
 	"\x0fAddARPNeighbors\x12%.veil.agent.v1.AddARPNeighborsRequest\x1a\x14.veil.agent.v1.Empty\x12`\n" +
-	"\x0fReadDecisionLog\x12%.veil.agent.v1.ReadDecisionLogRequest\x1a&.veil.agent.v1.ReadDecisionLogResponseB,Z*github.com/veil-runtime/veil/agent/api;apib\x06proto3"
+	"\x0fReadDecisionLog\x12%.veil.agent.v1.ReadDecisionLogRequest\x1a&.veil.agent.v1.ReadDecisionLogResponse\x12K\n" +
+	"\bOpenPort\x12\x1e.veil.agent.v1.OpenPortRequest\x1a\x1f.veil.agent.v1.OpenPortResponse\x12P\n" +
+	"\tWritePort\x12\x1f.veil.agent.v1.WritePortRequest\x1a\".veil.agent.v1.WriteStreamResponse\x12M\n" +
+	"\bReadPort\x12\x1e.veil.agent.v1.ReadPortRequest\x1a!.veil.agent.v1.ReadStreamResponse\x12B\n" +
+	"\tClosePort\x12\x1f.veil.agent.v1.ClosePortRequest\x1a\x14.veil.agent.v1.EmptyB,Z*github.com/veil-runtime/veil/agent/api;apib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -3291,7 +3559,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_agent_proto_goTypes = []any{
 	(CheckResponse_Status)(0),       // 0: veil.agent.v1.CheckResponse.Status
 	(Event_Type)(0),                 // 1: veil.agent.v1.Event.Type
@@ -3346,6 +3614,11 @@ var file_agent_proto_goTypes = []any{
 	(*AddARPNeighborsRequest)(nil),  // 50: veil.agent.v1.AddARPNeighborsRequest
 	(*ReadDecisionLogRequest)(nil),  // 51: veil.agent.v1.ReadDecisionLogRequest
 	(*ReadDecisionLogResponse)(nil), // 52: veil.agent.v1.ReadDecisionLogResponse
+	(*OpenPortRequest)(nil),         // 53: veil.agent.v1.OpenPortRequest
+	(*OpenPortResponse)(nil),        // 54: veil.agent.v1.OpenPortResponse
+	(*WritePortRequest)(nil),        // 55: veil.agent.v1.WritePortRequest
+	(*ReadPortRequest)(nil),         // 56: veil.agent.v1.ReadPortRequest
+	(*ClosePortRequest)(nil),        // 57: veil.agent.v1.ClosePortRequest
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: veil.agent.v1.CheckResponse.status:type_name -> veil.agent.v1.CheckResponse.Status
@@ -3392,39 +3665,47 @@ var file_agent_proto_depIdxs = []int32{
 	48, // 41: veil.agent.v1.Agent.ListRoutes:input_type -> veil.agent.v1.ListRoutesRequest
 	50, // 42: veil.agent.v1.Agent.AddARPNeighbors:input_type -> veil.agent.v1.AddARPNeighborsRequest
 	51, // 43: veil.agent.v1.Agent.ReadDecisionLog:input_type -> veil.agent.v1.ReadDecisionLogRequest
-	4,  // 44: veil.agent.v1.Agent.Check:output_type -> veil.agent.v1.CheckResponse
-	6,  // 45: veil.agent.v1.Agent.Version:output_type -> veil.agent.v1.VersionResponse
-	8,  // 46: veil.agent.v1.Agent.GetGuestDetails:output_type -> veil.agent.v1.GetGuestDetailsResponse
-	2,  // 47: veil.agent.v1.Agent.CreateSandbox:output_type -> veil.agent.v1.Empty
-	2,  // 48: veil.agent.v1.Agent.DestroySandbox:output_type -> veil.agent.v1.Empty
-	2,  // 49: veil.agent.v1.Agent.SetGuestTime:output_type -> veil.agent.v1.Empty
-	2,  // 50: veil.agent.v1.Agent.CopyFile:output_type -> veil.agent.v1.Empty
-	2,  // 51: veil.agent.v1.Agent.SetPolicy:output_type -> veil.agent.v1.Empty
-	2,  // 52: veil.agent.v1.Agent.CreateContainer:output_type -> veil.agent.v1.Empty
-	2,  // 53: veil.agent.v1.Agent.StartContainer:output_type -> veil.agent.v1.Empty
-	2,  // 54: veil.agent.v1.Agent.RemoveContainer:output_type -> veil.agent.v1.Empty
-	19, // 55: veil.agent.v1.Agent.StatsContainer:output_type -> veil.agent.v1.StatsContainerResponse
-	2,  // 56: veil.agent.v1.Agent.PauseContainer:output_type -> veil.agent.v1.Empty
-	2,  // 57: veil.agent.v1.Agent.ResumeContainer:output_type -> veil.agent.v1.Empty
-	2,  // 58: veil.agent.v1.Agent.UpdateContainer:output_type -> veil.agent.v1.Empty
-	2,  // 59: veil.agent.v1.Agent.ExecProcess:output_type -> veil.agent.v1.Empty
-	2,  // 60: veil.agent.v1.Agent.SignalProcess:output_type -> veil.agent.v1.Empty
-	28, // 61: veil.agent.v1.Agent.WaitProcess:output_type -> veil.agent.v1.WaitProcessResponse
-	31, // 62: veil.agent.v1.Agent.ListProcesses:output_type -> veil.agent.v1.ListProcessesResponse
-	33, // 63: veil.agent.v1.Agent.WriteStdin:output_type -> veil.agent.v1.WriteStreamResponse
-	2,  // 64: veil.agent.v1.Agent.CloseStdin:output_type -> veil.agent.v1.Empty
-	36, // 65: veil.agent.v1.Agent.ReadStdout:output_type -> veil.agent.v1.ReadStreamResponse
-	36, // 66: veil.agent.v1.Agent.ReadStderr:output_type -> veil.agent.v1.ReadStreamResponse
-	2,  // 67: veil.agent.v1.Agent.TtyWinResize:output_type -> veil.agent.v1.Empty
-	39, // 68: veil.agent.v1.Agent.GetEvent:output_type -> veil.agent.v1.Event
-	41, // 69: veil.agent.v1.Agent.UpdateInterface:output_type -> veil.agent.v1.Interface
-	44, // 70: veil.agent.v1.Agent.UpdateRoutes:output_type -> veil.agent.v1.Routes
-	42, // 71: veil.agent.v1.Agent.ListInterfaces:output_type -> veil.agent.v1.Interfaces
-	44, // 72: veil.agent.v1.Agent.ListRoutes:output_type -> veil.agent.v1.Routes
-	2,  // 73: veil.agent.v1.Agent.AddARPNeighbors:output_type -> veil.agent.v1.Empty
-	52, // 74: veil.agent.v1.Agent.ReadDecisionLog:output_type -> veil.agent.v1.ReadDecisionLogResponse
-	44, // [44:75] is the sub-list for method output_type
-	13, // [13:44] is the sub-list for method input_type
+	53, // 44: veil.agent.v1.Agent.OpenPort:input_type -> veil.agent.v1.OpenPortRequest
+	55, // 45: veil.agent.v1.Agent.WritePort:input_type -> veil.agent.v1.WritePortRequest
+	56, // 46: veil.agent.v1.Agent.ReadPort:input_type -> veil.agent.v1.ReadPortRequest
+	57, // 47: veil.agent.v1.Agent.ClosePort:input_type -> veil.agent.v1.ClosePortRequest
+	4,  // 48: veil.agent.v1.Agent.Check:output_type -> veil.agent.v1.CheckResponse
+	6,  // 49: veil.agent.v1.Agent.Version:output_type -> veil.agent.v1.VersionResponse
+	8,  // 50: veil.agent.v1.Agent.GetGuestDetails:output_type -> veil.agent.v1.GetGuestDetailsResponse
+	2,  // 51: veil.agent.v1.Agent.CreateSandbox:output_type -> veil.agent.v1.Empty
+	2,  // 52: veil.agent.v1.Agent.DestroySandbox:output_type -> veil.agent.v1.Empty
+	2,  // 53: veil.agent.v1.Agent.SetGuestTime:output_type -> veil.agent.v1.Empty
+	2,  // 54: veil.agent.v1.Agent.CopyFile:output_type -> veil.agent.v1.Empty
+	2,  // 55: veil.agent.v1.Agent.SetPolicy:output_type -> veil.agent.v1.Empty
+	2,  // 56: veil.agent.v1.Agent.CreateContainer:output_type -> veil.agent.v1.Empty
+	2,  // 57: veil.agent.v1.Agent.StartContainer:output_type -> veil.agent.v1.Empty
+	2,  // 58: veil.agent.v1.Agent.RemoveContainer:output_type -> veil.agent.v1.Empty
+	19, // 59: veil.agent.v1.Agent.StatsContainer:output_type -> veil.agent.v1.StatsContainerResponse
+	2,  // 60: veil.agent.v1.Agent.PauseContainer:output_type -> veil.agent.v1.Empty
+	2,  // 61: veil.agent.v1.Agent.ResumeContainer:output_type -> veil.agent.v1.Empty
+	2,  // 62: veil.agent.v1.Agent.UpdateContainer:output_type -> veil.agent.v1.Empty
+	2,  // 63: veil.agent.v1.Agent.ExecProcess:output_type -> veil.agent.v1.Empty
+	2,  // 64: veil.agent.v1.Agent.SignalProcess:output_type -> veil.agent.v1.Empty
+	28, // 65: veil.agent.v1.Agent.WaitProcess:output_type -> veil.agent.v1.WaitProcessResponse
+	31, // 66: veil.agent.v1.Agent.ListProcesses:output_type -> veil.agent.v1.ListProcessesResponse
+	33, // 67: veil.agent.v1.Agent.WriteStdin:output_type -> veil.agent.v1.WriteStreamResponse
+	2,  // 68: veil.agent.v1.Agent.CloseStdin:output_type -> veil.agent.v1.Empty
+	36, // 69: veil.agent.v1.Agent.ReadStdout:output_type -> veil.agent.v1.ReadStreamResponse
+	36, // 70: veil.agent.v1.Agent.ReadStderr:output_type -> veil.agent.v1.ReadStreamResponse
+	2,  // 71: veil.agent.v1.Agent.TtyWinResize:output_type -> veil.agent.v1.Empty
+	39, // 72: veil.agent.v1.Agent.GetEvent:output_type -> veil.agent.v1.Event
+	41, // 73: veil.agent.v1.Agent.UpdateInterface:output_type -> veil.agent.v1.Interface
+	44, // 74: veil.agent.v1.Agent.UpdateRoutes:output_type -> veil.agent.v1.Routes
+	42, // 75: veil.agent.v1.Agent.ListInterfaces:output_type -> veil.agent.v1.Interfaces
+	44, // 76: veil.agent.v1.Agent.ListRoutes:output_type -> veil.agent.v1.Routes
+	2,  // 77: veil.agent.v1.Agent.AddARPNeighbors:output_type -> veil.agent.v1.Empty
+	52, // 78: veil.agent.v1.Agent.ReadDecisionLog:output_type -> veil.agent.v1.ReadDecisionLogResponse
+	54, // 79: veil.agent.v1.Agent.OpenPort:output_type -> veil.agent.v1.OpenPortResponse
+	33, // 80: veil.agent.v1.Agent.WritePort:output_type -> veil.agent.v1.WriteStreamResponse
+	36, // 81: veil.agent.v1.Agent.ReadPort:output_type -> veil.agent.v1.ReadStreamResponse
+	2,  // 82: veil.agent.v1.Agent.ClosePort:output_type -> veil.agent.v1.Empty
+	48, // [48:83] is the sub-list for method output_type
+	13, // [13:48] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -3441,7 +3722,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   51,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

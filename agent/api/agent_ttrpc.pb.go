@@ -39,6 +39,10 @@ type AgentService interface {
 	ListRoutes(context.Context, *ListRoutesRequest) (*Routes, error)
 	AddARPNeighbors(context.Context, *AddARPNeighborsRequest) (*Empty, error)
 	ReadDecisionLog(context.Context, *ReadDecisionLogRequest) (*ReadDecisionLogResponse, error)
+	OpenPort(context.Context, *OpenPortRequest) (*OpenPortResponse, error)
+	WritePort(context.Context, *WritePortRequest) (*WriteStreamResponse, error)
+	ReadPort(context.Context, *ReadPortRequest) (*ReadStreamResponse, error)
+	ClosePort(context.Context, *ClosePortRequest) (*Empty, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -260,6 +264,34 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.ReadDecisionLog(ctx, &req)
+			},
+			"OpenPort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req OpenPortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.OpenPort(ctx, &req)
+			},
+			"WritePort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req WritePortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.WritePort(ctx, &req)
+			},
+			"ReadPort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReadPortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReadPort(ctx, &req)
+			},
+			"ClosePort": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ClosePortRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ClosePort(ctx, &req)
 			},
 		},
 	})
@@ -518,6 +550,38 @@ func (c *agentClient) AddARPNeighbors(ctx context.Context, req *AddARPNeighborsR
 func (c *agentClient) ReadDecisionLog(ctx context.Context, req *ReadDecisionLogRequest) (*ReadDecisionLogResponse, error) {
 	var resp ReadDecisionLogResponse
 	if err := c.client.Call(ctx, "veil.agent.v1.Agent", "ReadDecisionLog", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) OpenPort(ctx context.Context, req *OpenPortRequest) (*OpenPortResponse, error) {
+	var resp OpenPortResponse
+	if err := c.client.Call(ctx, "veil.agent.v1.Agent", "OpenPort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) WritePort(ctx context.Context, req *WritePortRequest) (*WriteStreamResponse, error) {
+	var resp WriteStreamResponse
+	if err := c.client.Call(ctx, "veil.agent.v1.Agent", "WritePort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ReadPort(ctx context.Context, req *ReadPortRequest) (*ReadStreamResponse, error) {
+	var resp ReadStreamResponse
+	if err := c.client.Call(ctx, "veil.agent.v1.Agent", "ReadPort", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ClosePort(ctx context.Context, req *ClosePortRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "veil.agent.v1.Agent", "ClosePort", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -123,6 +123,7 @@ func (s *Server) DestroySandbox(ctx context.Context, req *api.DestroySandboxRequ
 		return nil, fmt.Errorf("sandbox %s: this VM holds sandbox %s: %w", id, s.sandboxID, errdefs.ErrNotFound)
 	}
 	var errs []error
+	s.ports.CloseAll()
 	if err := s.containers.RemoveAll(ctx, 0); err != nil {
 		errs = append(errs, fmt.Errorf("remove containers: %w", err))
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/container"
+	"github.com/veil-runtime/veil/agent/portfwd"
 	"github.com/veil-runtime/veil/agent/storage"
 )
 
@@ -35,6 +36,8 @@ type Server struct {
 	// paths mounts the host's storages and resolves the paths it names, below its root
 	// (api.GuestRoot; tests use a temporary directory).
 	paths *storage.Table
+	// ports holds the forwarded connections (OpenPort and friends).
+	ports *portfwd.Table
 
 	// destroyed is closed once DestroySandbox has run.
 	destroyed   chan struct{}
@@ -62,7 +65,7 @@ func newServer(stateDir string, paths *storage.Table) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{containers: m, paths: paths, destroyed: make(chan struct{})}, nil
+	return &Server{containers: m, paths: paths, ports: &portfwd.Table{}, destroyed: make(chan struct{})}, nil
 }
 
 // Register adds the service to a ttrpc server.

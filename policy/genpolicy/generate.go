@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
@@ -183,6 +185,7 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, []
 		}
 		entry.GuestPull = opts.GuestPull
 		data.Containers = append(data.Containers, *entry)
+		data.Network.ForwardPorts = appendPorts(data.Network.ForwardPorts, c.Ports)
 	}
 	if s.SandboxImage != "" {
 		entry, warning, err := sandbox(ctx, ps, opts)
@@ -195,6 +198,20 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, []
 		data.Containers = append(data.Containers, *entry)
 	}
 	return data, warnings, nil
+}
+
+// appendPorts adds the TCP ports among ports (containerPort; TCP when the protocol is not
+// set) to have, each once, in order: the ports port forwarding may reach.
+func appendPorts(have []int, ports []containerPort) []int {
+	for _, p := range ports {
+		if p.Protocol != "" && !strings.EqualFold(p.Protocol, "TCP") {
+			continue
+		}
+		if p.ContainerPort > 0 && p.ContainerPort <= 65535 && !slices.Contains(have, p.ContainerPort) {
+			have = append(have, p.ContainerPort)
+		}
+	}
+	return have
 }
 
 // sandbox makes the entry of the pod's sandbox container for the mode opts ask for.

@@ -464,3 +464,33 @@ func TestGenerateGuestPull(t *testing.T) {
 		}
 	}
 }
+
+// The ports the pod's containers declare (TCP, each once) are the ones port forwarding may
+// reach.
+func TestGenerateForwardPorts(t *testing.T) {
+	f := newFixture(t)
+	const pod = `apiVersion: v1
+kind: Pod
+metadata: {name: ports}
+spec:
+  containers:
+  - name: web
+    image: ${REG}/web:1
+    ports:
+    - {containerPort: 8080}
+    - {containerPort: 9090, protocol: TCP}
+    - {containerPort: 5353, protocol: UDP}
+  - name: sidecar
+    image: ${REG}/sidecar:2
+    ports:
+    - {containerPort: 8080, protocol: TCP}
+    - {containerPort: 15000}
+`
+	res, err := f.generate(t, pod, genpolicy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Workloads[0].Data.Network.ForwardPorts; !slices.Equal(got, []int{8080, 9090, 15000}) {
+		t.Fatalf("forward ports %v, want [8080 9090 15000]", got)
+	}
+}

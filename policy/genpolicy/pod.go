@@ -42,6 +42,13 @@ type container struct {
 	Stdin                  bool             `json:"stdin"`
 	TTY                    bool             `json:"tty"`
 	TerminationMessagePath string           `json:"terminationMessagePath"`
+	Ports                  []containerPort  `json:"ports"`
+}
+
+// containerPort is a port a container declares; port forwarding may reach its TCP ones.
+type containerPort struct {
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
 }
 
 type envVar struct {

@@ -34,3 +34,7 @@ default ListInterfacesRequest := true
 default ListRoutesRequest := true
 default AddARPNeighborsRequest := true
 default ReadDecisionLogRequest := true
+default OpenPortRequest := true
+default WritePortRequest := true
+default ReadPortRequest := true
+default ClosePortRequest := true

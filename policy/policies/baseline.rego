@@ -729,6 +729,21 @@ loopback(cidr) if net.cidr_contains("127.0.0.0/8", cidr)
 
 loopback(cidr) if net.cidr_contains("::1/128", cidr)
 
+# --- Port forwarding ---------------------------------------------------------------------
+# kubectl port-forward reaches the guest's loopback, where a server may listen that the pod's
+# network does not expose: only the ports the pod declares (its containers' ports) may be
+# opened. The reads and writes of an open connection are its data, like any network traffic.
+
+OpenPortRequest := decision({sprintf("port %v is not one the pod declares (network.forward_ports)", [input.request.port]) |
+	not input.request.port in policy_data.network.forward_ports
+})
+
+default WritePortRequest := true
+
+default ReadPortRequest := true
+
+default ClosePortRequest := true
+
 # --- Debugging ---------------------------------------------------------------------------
 
 # The decision log holds no request content, but it shows the host what the pod does and what

@@ -52,7 +52,8 @@ func testData() policies.Data {
 			},
 			Exec: [][]string{{"/app/healthcheck", "--quick"}},
 		}},
-		Sandbox: s.Sandbox, Network: s.Network, CopyFile: s.CopyFile,
+		Sandbox: s.Sandbox, Network: policies.Network{InterfaceNames: s.Network.InterfaceNames, ForwardPorts: []int{8080}},
+		CopyFile: s.CopyFile,
 	}
 }
 
@@ -245,6 +246,10 @@ func TestBaseline(t *testing.T) {
 		{"sandbox", "CreateSandbox", &api.CreateSandboxRequest{SandboxId: "sb1", Dns: []string{"nameserver 10.96.0.10", "search default.svc.cluster.local svc.cluster.local"}}, ""},
 		{"sandbox dns injection", "CreateSandbox", &api.CreateSandboxRequest{Dns: []string{"nameserver 1.1.1.1\nnameserver 6.6.6.6"}}, "dns line"},
 		{"check", "Check", &api.CheckRequest{}, ""},
+		{"port forward to a declared port", "OpenPort", &api.OpenPortRequest{Port: 8080}, ""},
+		{"port forward elsewhere", "OpenPort", &api.OpenPortRequest{Port: 22},
+			"port 22 is not one the pod declares (network.forward_ports)"},
+		{"port forward read", "ReadPort", &api.ReadPortRequest{ConnId: "port-1"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := created(t)

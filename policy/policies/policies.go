@@ -164,6 +164,9 @@ type Network struct {
 	// InterfaceNames are regular expressions for the devices UpdateInterface, UpdateRoutes
 	// and AddARPNeighbors may touch.
 	InterfaceNames []string `json:"interface_names"`
+	// ForwardPorts are the TCP ports on the guest's loopback that port forwarding (OpenPort)
+	// may reach: the ports the pod's containers declare.
+	ForwardPorts []int `json:"forward_ports"`
 }
 
 // CopyFile is where CopyFile may write.
@@ -176,7 +179,7 @@ type CopyFile struct {
 // module, ready to be the policy.rego of an initdata document. The data is written in Rego:
 // JSON, except that the containers are an object keyed by name, and the lists whose use is
 // membership (env, masked_paths, readonly_paths, sysctls, exec, storage_drivers, a mount's
-// options, shared_namespaces, additional_gids, rlimits) are Rego sets, so the rules test them
+// options, shared_namespaces, additional_gids, rlimits, forward_ports) are Rego sets, so the rules test them
 // in one step; and each container gets env_pattern, the alternation of its env_patterns
 // (anyPattern), which the fast path matches once per variable, and namespaces, the set of
 // namespace objects of the common case (namespaceSet). Object keys are sorted, so the same data always gives the same text (and
@@ -245,6 +248,7 @@ var setFields = map[string]bool{
 	"env": true, "masked_paths": true, "readonly_paths": true,
 	"sysctls": true, "exec": true, "storage_drivers": true, "options": true,
 	"shared_namespaces": true, "namespaces": true, "additional_gids": true, "rlimits": true,
+	"forward_ports": true,
 }
 
 // namespaceSet is an entry's namespaces as the spec of the common case writes them, for the
@@ -348,6 +352,7 @@ func (d Data) normalized() Data {
 	}
 	d.Sandbox.StorageDrivers = orEmpty(d.Sandbox.StorageDrivers)
 	d.Network.InterfaceNames = orEmpty(d.Network.InterfaceNames)
+	d.Network.ForwardPorts = orEmpty(d.Network.ForwardPorts)
 	d.CopyFile.PathPrefixes = orEmpty(d.CopyFile.PathPrefixes)
 	return d
 }

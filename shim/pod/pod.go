@@ -22,6 +22,7 @@ import (
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/shim/config"
 	"github.com/veil-runtime/veil/shim/network"
+	"github.com/veil-runtime/veil/shim/portfwd"
 	"github.com/veil-runtime/veil/shim/sandbox"
 )
 
@@ -39,7 +40,8 @@ type Pod struct {
 	Dir     string // Root/VMID
 	Sandbox *sandbox.Sandbox
 
-	net      *network.Endpoint // the pod network wired into the VM, or nil
+	net      *network.Endpoint  // the pod network wired into the VM, or nil
+	fwd      *portfwd.Forwarder // port forwarding into the VM, or nil
 	stopTail context.CancelFunc
 }
 
@@ -130,6 +132,13 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, i
 	if err := configureGuestNetwork(ctx, sb.Agent, p.net); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", id, err)
 	}
+	if p.net != nil {
+		// containerd forwards ports by dialling the pod namespace's loopback: carry those
+		// connections into the VM. A pod runs without it if it cannot start.
+		if p.fwd, err = portfwd.Start(ctx, p.net.Netns, sb.Agent); err != nil {
+			log.G(ctx).WithError(err).Warn("port forwarding unavailable for this pod")
+		}
+	}
 	return p, nil
 }
 
@@ -152,6 +161,12 @@ func makeSharedDir(dir string) error {
 // pod. It is safe to call twice.
 func (p *Pod) Close(ctx context.Context) error {
 	var err error
+	if p.fwd != nil {
+		if ferr := p.fwd.Close(); ferr != nil {
+			log.G(ctx).WithError(ferr).Warn("stop port forwarding")
+		}
+		p.fwd = nil
+	}
 	if p.Sandbox != nil {
 		err = p.Sandbox.Close(ctx)
 		p.Sandbox = nil

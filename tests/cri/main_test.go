@@ -46,9 +46,7 @@ func crictl(t testing.TB, args ...string) string {
 func (e *criEnv) crictl(timeout time.Duration, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	full := append([]string{"--runtime-endpoint", "unix://" + e.Socket, "--image-endpoint",
-		"unix://" + e.Socket, "--timeout", timeout.String()}, args...)
-	cmd := exec.CommandContext(ctx, e.crictlBin, full...)
+	cmd := e.crictlCmd(ctx, timeout, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -56,6 +54,13 @@ func (e *criEnv) crictl(timeout time.Duration, args ...string) (string, string, 
 		err = fmt.Errorf("timed out after %s: %w", timeout, err)
 	}
 	return out.String(), errb.String(), err
+}
+
+// crictlCmd is crictl with args against the test's containerd; timeout bounds each request.
+func (e *criEnv) crictlCmd(ctx context.Context, timeout time.Duration, args ...string) *exec.Cmd {
+	full := append([]string{"--runtime-endpoint", "unix://" + e.Socket, "--image-endpoint",
+		"unix://" + e.Socket, "--timeout", timeout.String()}, args...)
+	return exec.CommandContext(ctx, e.crictlBin, full...)
 }
 
 // waitFor polls cond every 100 ms until it holds or d passed.

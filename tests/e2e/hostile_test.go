@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -119,6 +120,15 @@ func TestHostilePolicy(t *testing.T) {
 	t.Run("RefusedCreateMovesState", func(t *testing.T) { testRefusedCreateState(t, e) })
 	t.Run("ExecIdentity", func(t *testing.T) { testExecIdentity(t, e) })
 	t.Run("SandboxHostRoot", func(t *testing.T) { testSandboxHostRoot(t, e) })
+	t.Run("UndeclaredPort", func(t *testing.T) {
+		// The pod declares no port: port forwarding may not reach the guest's loopback.
+		for _, port := range []uint32{22, 8080, 1024} {
+			_, err := e.sb.Agent.OpenPort(hostileCtx(t, time.Minute), &api.OpenPortRequest{Port: port})
+			if refused(t, fmt.Sprintf("OpenPort %d", port), err) && status.Code(err) != codes.PermissionDenied {
+				t.Errorf("OpenPort %d: want the policy's refusal", port)
+			}
+		}
+	})
 }
 
 // A CreateContainer the agent refuses (the id exists) must not move the policy's state: app
