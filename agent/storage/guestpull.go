@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -36,6 +37,9 @@ type GuestPull struct {
 	// NoSeal leaves cache entries writable (imagepull.Options.SealCache): for tests that
 	// cannot mount. The agent seals them.
 	NoSeal bool
+
+	mu      sync.Mutex
+	running map[string]*pullCall // pulls under way, by reference and digest
 }
 
 // CheckDigest returns an InvalidArgument error naming what unless d is "sha256:<64 hex>".
@@ -60,13 +64,7 @@ func (g *GuestPull) Mount(ctx context.Context, id, ref, digest, mp string) (func
 	if err := CheckDigest(digest, "image digest"); err != nil {
 		return nil, err
 	}
-	img, err := imagepull.Pull(ctx, ref, imagepull.Options{
-		Digest:             digest,
-		CacheDir:           g.Dir,
-		InsecureRegistries: g.InsecureRegistries,
-		KeyProvider:        g.KeyProvider,
-		SealCache:          !g.NoSeal,
-	})
+	img, err := g.pull(ctx, ref, digest)
 	if err != nil {
 		return nil, fmt.Errorf("%s storage at %s: %w", api.DriverGuestPull, mp, err)
 	}

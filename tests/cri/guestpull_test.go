@@ -127,7 +127,9 @@ func ensureBridge(t *testing.T) {
 // gateway registry's hosts.toml (containerd on the host reaches it on loopback).
 func writeGuestPullConfigs(t *testing.T, gw string, port int) {
 	t.Helper()
-	cfg := containerdenv.VeilConfig(imageDir) + "[runtime]\nguest_pull = true\n"
+	// 1 GiB: the guest pulls images into its memory (TestGuestPullOutlivesTimeout's is 200 MiB).
+	cfg := strings.Replace(containerdenv.VeilConfig(imageDir), "memory_mib = 512", "memory_mib = 1024", 1) +
+		"[runtime]\nguest_pull = true\n"
 	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
