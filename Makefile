@@ -15,7 +15,7 @@ LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION)
 AGENT_TAGS    := netgo,osusergo,seccomp
 AGENT_LDFLAGS := $(LDFLAGS) -s -w -extldflags "-static"
 
-HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy
+HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy
 
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
@@ -40,6 +40,43 @@ agent: deps
 # The guest image (kernel, initrd, manifest), cached by the digest of its inputs.
 image: build
 	$(BIN)/veil-image build --init $(BIN)/veil-init --agent $(BIN)/veil-agent --out $(IMAGE)
+
+# OCI images of the KBS and the node installer (docs/images.md), reproducible and without
+# Docker: static binaries (CGO_ENABLED=0, -trimpath) packed by veil-ociimage into
+# build/images/NAME/ (an OCI layout, for crane push or skopeo) and build/images/NAME.oci.tar
+# (ctr -n k8s.io images import). Names veil-kbs:dev and veil-installer:dev; with VERSION=v1
+# REGISTRY=registry.example/veil, registry.example/veil/veil-kbs:v1. SOURCE_DATE_EPOCH
+# (default 0) is the time stamped on every file.
+IMAGES        := $(CURDIR)/build/images
+IMAGES_TAG    := $(if $(filter command line environment,$(origin VERSION)),$(VERSION),dev)
+IMAGES_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/)
+IMAGES_GO      = CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' -o $(IMAGES)/bin/
+IMAGES_LABELS  = --label org.opencontainers.image.source=https://github.com/veil-runtime/veil \
+	--label org.opencontainers.image.revision=$(shell git rev-parse HEAD 2>/dev/null) \
+	--label org.opencontainers.image.version=$(VERSION)
+CA_BUNDLE     := /etc/ssl/certs/ca-certificates.crt
+
+.PHONY: images
+images: build image
+	@[ -r $(CA_BUNDLE) ] || { echo "images: $(CA_BUNDLE) missing (apt-get install ca-certificates)" >&2; exit 1; }
+	$(IMAGES_GO) ./cmd/veil-kbs
+	$(BIN)/veil-ociimage --name $(IMAGES_PREFIX)veil-kbs:$(IMAGES_TAG) \
+		--layout $(IMAGES)/veil-kbs --archive $(IMAGES)/veil-kbs.oci.tar \
+		--file usr/local/bin/veil-kbs=$(IMAGES)/bin/veil-kbs --dir tmp=1777 \
+		--file etc/ssl/certs/ca-certificates.crt=$(CA_BUNDLE) \
+		--entrypoint /usr/local/bin/veil-kbs --user 65532:65532 \
+		$(IMAGES_LABELS) --label org.opencontainers.image.title=veil-kbs
+	@[ -d cmd/veil-deploy ] || { echo "images: veil-kbs is built, but veil-installer needs the node" \
+		"installer cmd/veil-deploy, which is not in this tree yet" >&2; exit 1; }
+	$(IMAGES_GO) ./cmd/veil-deploy ./cmd/containerd-shim-veil-v2
+	rm -rf $(IMAGES)/payload
+	$(IMAGES)/bin/veil-deploy payload --out $(IMAGES)/payload --shim $(IMAGES)/bin/containerd-shim-veil-v2 \
+		--image $(IMAGE) --config shim/config/configuration.toml
+	$(BIN)/veil-ociimage --name $(IMAGES_PREFIX)veil-installer:$(IMAGES_TAG) \
+		--layout $(IMAGES)/veil-installer --archive $(IMAGES)/veil-installer.oci.tar \
+		--file usr/local/bin/veil-deploy=$(IMAGES)/bin/veil-deploy --dir tmp=1777 \
+		--tree opt/veil-payload=$(IMAGES)/payload --entrypoint /usr/local/bin/veil-deploy \
+		$(IMAGES_LABELS) --label org.opencontainers.image.title=veil-installer
 
 # containerd 2.4.2, ctr and the runc shim, built from the Go module proxy into bin/tools: the
 # shim's tests and the demo start their own containerd in a temporary root.
@@ -83,8 +120,9 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# The hypervisor's boot tests use the guest image's kernel, so unit builds the (cached) image.
-unit: lint image
+# The hypervisor's boot tests use the guest image's kernel, so unit builds the (cached) image;
+# the installer's and the image builder's tests run containerd 2.4 and 1.6 (cached builds).
+unit: lint image containerd containerd16
 	VEIL_TEST_KERNEL=$(IMAGE)/vmlinuz $(GO) test -race -count=1 $(UNIT_PKGS)
 
 # The suites that boot real QEMU VMs from the guest image: the agent directly (tests/e2e),

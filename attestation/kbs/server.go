@@ -26,6 +26,7 @@ const (
 	epAttPolicy   = "attestation-policy"
 	epResPolicy   = "resource-policy"
 	epMetrics     = "metrics"
+	epHealth      = "health"
 	epUnknown     = "unknown"
 )
 
@@ -33,8 +34,12 @@ const (
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.opts.Now()
 	endpoint, h := s.route(r)
-	if endpoint == epMetrics {
+	switch endpoint {
+	case epMetrics:
 		s.metricsH.ServeHTTP(w, r)
+		return
+	case epHealth:
+		serveHealth(w)
 		return
 	}
 	ctx := log.WithLogger(r.Context(), log.G(r.Context()).WithFields(log.Fields{
@@ -54,6 +59,9 @@ func (s *Server) route(r *http.Request) (string, handler) {
 	p := r.URL.EscapedPath()
 	if p == "/metrics" && r.Method == http.MethodGet {
 		return epMetrics, nil
+	}
+	if p == HealthPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		return epHealth, nil
 	}
 	rest, ok := strings.CutPrefix(p, protocol.PathPrefix+"/")
 	if !ok {
@@ -76,6 +84,19 @@ func (s *Server) route(r *http.Request) (string, handler) {
 		return epPutResource, s.handlePutResource
 	}
 	return epUnknown, s.notFound
+}
+
+// HealthPath is the health endpoint that liveness and readiness probes call: unauthenticated,
+// it reads no state and always answers 200 "ok". The server exists only once veil-kbs has
+// set up its data directory and loaded its keys and policies, and it listens only then, so an
+// answer means ready as well as alive. It is not counted in the metrics.
+const HealthPath = "/healthz"
+
+func serveHealth(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, "ok\n")
 }
 
 func (s *Server) notFound(_ context.Context, _ http.ResponseWriter, r *http.Request) error {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/containerd/log"
 
+	"github.com/veil-runtime/veil/attestation/kbs"
 	"github.com/veil-runtime/veil/attestation/kbs/admin"
 	"github.com/veil-runtime/veil/attestation/kbs/protocol"
 )
@@ -178,6 +179,14 @@ func TestServeTLS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Cookies()[0].Name != protocol.SessionCookie {
 		t.Fatalf("auth over TLS: %d", resp.StatusCode)
+	}
+	// The health endpoint over TLS, as the kubelet's HTTPS probe calls it.
+	if resp, err = hc.Get("https://" + ln.Addr().String() + kbs.HealthPath); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("health over TLS: %d", resp.StatusCode)
 	}
 	if resp, err := http.Get("http://" + ln.Addr().String() + "/kbs/v0/auth"); err == nil {
 		resp.Body.Close()
