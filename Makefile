@@ -20,7 +20,7 @@ HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-clien
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image containerd containerd16 cri-tools crane critest install proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane critest install proto proto-check unit e2e test demo bench lint clean
 
 all: build
 
@@ -92,6 +92,13 @@ containerd16: deps
 cri-tools: deps
 	@scripts/cri-tools.sh
 
+# Kubernetes v1.34.4 (kubelet, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)
+# and etcd v3.6.6, built from the Go module proxy into $(VEIL_CACHE)/kubernetes and
+# $(VEIL_CACHE)/etcd (default /var/cache/veil), for the test cluster of tests/k8s
+# (docs/kubernetes-cluster.md). ~20 min of compiling once; skipped when they are there.
+kubernetes: deps
+	@scripts/kubernetes.sh
+
 # crane (go-containerregistry, a tool of go.mod) into bin/tools: `make demo` serves its images
 # from `crane registry serve` on loopback, where veil-genpolicy and containerd's CRI find them.
 crane: deps
@@ -126,9 +133,12 @@ unit: lint image containerd containerd16
 	VEIL_TEST_KERNEL=$(IMAGE)/vmlinuz $(GO) test -race -count=1 $(UNIT_PKGS)
 
 # The suites that boot real QEMU VMs from the guest image: the agent directly (tests/e2e),
-# through containerd and the shim (tests/shim), and through CRI with crictl (tests/cri).
-e2e: image containerd containerd16 cri-tools
+# through containerd and the shim (tests/shim), through CRI with crictl (tests/cri), then, on
+# their own, through a real single-node Kubernetes (tests/k8s, with the manifests rendered by
+# its kubectl).
+e2e: image containerd containerd16 cri-tools kubernetes
 	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/ ./tests/shim/ ./tests/cri/
+	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 30m -v ./tests/k8s/ ./deploy/...
 
 # CRI conformance: critest (cri-tools v1.37.0) with the veil handler, then runc; prints both
 # counts and the Veil-only failures (docs/cri.md records them). ~15 min on the 2-core CI machine.
