@@ -151,7 +151,7 @@ test: proto-check critest unit e2e
 demo: image containerd cri-tools crane
 	@scripts/demo.sh
 
-bench: image containerd
+bench: image containerd cri-tools kubernetes
 	@scripts/bench.sh
 
 clean:

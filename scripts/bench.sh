@@ -11,6 +11,9 @@ go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/bench/ | gre
 echo "== containerd: ctr run to first output (Veil vs runc), shim RSS, QEMU PSS"
 VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/shim/ | grep -E '^(Benchmark|ok|FAIL)'
 
+echo "== Kubernetes: kubectl apply to Running (runc, veil, veil-sim with guest pull), pod memory vs the RuntimeClass overhead"
+VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -count 1 -timeout 30m ./tests/k8s/ | grep -E '^(Benchmark|ok|FAIL)'
+
 # Package benchmarks: attestation (verify vs bare signature checks), KBS handshakes, policy.
 pkgs=$(go list ./... | grep -v /tests/ | while read -r p; do
 	d=$(go list -f '{{.Dir}}' "$p"); grep -lq '^func Benchmark' "$d"/*_test.go 2>/dev/null && echo "$p"; done || true)

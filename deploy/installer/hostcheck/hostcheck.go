@@ -1,7 +1,8 @@
 // Package hostcheck finds what a node can run: KVM, AMD SEV-SNP and Intel TDX support in the
 // host's kernel, QEMU (its version and the confidential-guest objects it knows), virtiofsd
 // and containerd. It only reads: files under the host root and the output of the host's own
-// programs (`qemu-system-x86_64 --version`, `-object help`, `containerd --version`).
+// programs (`qemu-system-x86_64 --version`, `-object help`, `containerd --version`, and QEMU
+// run for a moment under KVM to see whether KVM works).
 package hostcheck
 
 import (
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/veil-runtime/veil/deploy/installer/host"
 )
@@ -62,6 +64,8 @@ type Report struct {
 	// so /etc/containerd/config.toml).
 	ContainerdConfig string
 	Lines            []Line
+
+	noKVM string // why KVM cannot be used ("" when it can), for the snp and tdx lines
 }
 
 func (r *Report) add(name string, ok bool, format string, args ...any) {
@@ -79,7 +83,7 @@ func (r *Report) warn(name, format string, args ...any) {
 // Probe checks the node h. It never fails: what it cannot find or run is a "no" line.
 func Probe(ctx context.Context, h host.Host) *Report {
 	r := &Report{}
-	r.kvm(h)
+	r.kvm(ctx, h)
 	r.snp(h)
 	r.tdx(h)
 	r.qemu(ctx, h)
@@ -88,18 +92,60 @@ func Probe(ctx context.Context, h host.Host) *Report {
 	return r
 }
 
-func (r *Report) kvm(h host.Host) {
+// KVMProbeTimeout bounds the KVM probe: a working KVM runs QEMU's firmware to its reboot in
+// well under a second; a broken one makes QEMU abort at once, or hang.
+var KVMProbeTimeout = 15 * time.Second
+
+// KVMProbeArgs are the arguments of the host's qemu-system-x86_64 for the KVM probe: no disk,
+// no kernel, so the firmware finds no bootable device and reboots at once
+// (reboot-timeout=0), which -no-reboot turns into QEMU's exit with status 0. `-cpu host` as
+// the shim's own probe (hypervisor/qemu, accel = "auto"): some hosts have a /dev/kvm on
+// which QEMU cannot set up such a vCPU ("failed to set MSR ...", then an abort).
+var KVMProbeArgs = []string{"-machine", "q35", "-accel", "kvm", "-cpu", "host", "-m", "64M",
+	"-nodefaults", "-no-user-config", "-display", "none", "-serial", "none", "-monitor", "none",
+	"-no-reboot", "-boot", "strict=on,reboot-timeout=0"}
+
+func (r *Report) kvm(ctx context.Context, h host.Host) {
 	fi, err := os.Stat(h.Path("/dev/kvm"))
-	switch {
-	case err != nil:
+	if err != nil {
+		r.noKVM = "no /dev/kvm"
 		r.add("kvm", false, "/dev/kvm missing: VMs run under TCG emulation (slow; no SNP or TDX)")
-	case fi.Mode()&os.ModeCharDevice == 0:
-		r.KVM = true
-		r.add("kvm", true, "/dev/kvm exists (%v, not a character device)", fi.Mode().Type())
-	default:
-		r.KVM = true
-		r.add("kvm", true, "/dev/kvm present (whether it boots a guest, the shim probes with accel = \"auto\")")
+		return
 	}
+	present := "/dev/kvm present"
+	if fi.Mode()&os.ModeCharDevice == 0 {
+		present = fmt.Sprintf("/dev/kvm exists (%v, not a character device)", fi.Mode().Type())
+	}
+	qemu := h.LookPath("qemu-system-x86_64")
+	if qemu == "" {
+		r.KVM = true
+		r.add("kvm", true, "%s (no QEMU to try it with)", present)
+		return
+	}
+	if err := probeKVM(ctx, h, qemu); err != nil {
+		r.noKVM = "KVM unusable"
+		r.add("kvm", false, "%s, but unusable: QEMU cannot run a guest under KVM here (%v); "+
+			"VMs run under TCG emulation (slow; no SNP or TDX)", present, err)
+		return
+	}
+	r.KVM = true
+	r.add("kvm", true, "%s; QEMU ran a guest's firmware under KVM", present)
+}
+
+// probeKVM runs the host's QEMU with KVMProbeArgs; nil when it exited with status 0.
+func probeKVM(ctx context.Context, h host.Host, qemu string) error {
+	ctx, cancel := context.WithTimeout(ctx, KVMProbeTimeout)
+	defer cancel()
+	_, err := h.Output(ctx, qemu, KVMProbeArgs...)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("no exit within %s", KVMProbeTimeout)
+	}
+	// Output's error repeats the command line: keep how QEMU ended and what it said, on one line.
+	msg := strings.TrimPrefix(err.Error(), strings.Join(append([]string{qemu}, KVMProbeArgs...), " ")+": ")
+	return fmt.Errorf("%s", strings.Join(strings.Fields(msg), " "))
 }
 
 // param reads a kvm module parameter: "Y"/"1" true, "N"/"0" false, "" when absent.
@@ -125,7 +171,7 @@ func (r *Report) snp(h host.Host) {
 		why = append(why, "kvm_amd sev_snp="+p)
 	}
 	if !r.KVM {
-		why = append(why, "no /dev/kvm")
+		why = append(why, r.noKVM)
 	}
 	r.SNP = len(why) == 0
 	if r.SNP {
@@ -146,7 +192,7 @@ func (r *Report) tdx(h host.Host) {
 	case !yes(p):
 		why = "kvm_intel tdx=" + p
 	case !r.KVM:
-		why = "no /dev/kvm"
+		why = r.noKVM
 	}
 	r.TDX = why == ""
 	if r.TDX {

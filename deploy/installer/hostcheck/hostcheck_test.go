@@ -64,6 +64,21 @@ func TestProbe(t *testing.T) {
 				"tdx": "no kvm_intel tdx=N", "qemu": "no no qemu-system-x86_64", "containerd": "no no containerd"},
 		},
 		{
+			name: "kvm present but unusable",
+			o: fakehost.Options{KVM: true, SEV: true, AMD: "Y", TDX: "Y", QEMU: "7.2.22", Virtiofsd: true, Containerd: ctd2,
+				KVMBroken: "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\nqemu-system-x86_64: kvm.c:3183: Assertion failed."},
+			want: map[string]string{
+				"kvm": "but unusable: QEMU cannot run a guest under KVM here (signal: aborted: " +
+					"qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69 qemu-system-x86_64: kvm.c:3183: Assertion failed.); " +
+					"VMs run under TCG emulation",
+				"snp": "no KVM unusable", "tdx": "no KVM unusable", "qemu": "yes /usr/bin/qemu-system-x86_64 7.2.22"},
+		},
+		{
+			name: "kvm without qemu", kvm: true,
+			o:    fakehost.Options{KVM: true},
+			want: map[string]string{"kvm": "(no QEMU to try it with)"},
+		},
+		{
 			name: "no kvm but sev_snp=Y",
 			o:    fakehost.Options{SEV: true, AMD: "Y", TDX: "1"},
 			want: map[string]string{"snp": "no no /dev/kvm", "tdx": "no no /dev/kvm", "kvm": "no"},
@@ -105,6 +120,31 @@ func TestQEMUByVersion(t *testing.T) {
 	}
 	if l := lines(r)["qemu"]; !strings.Contains(l, "by version") {
 		t.Errorf("qemu line %q does not say it judged by version", l)
+	}
+}
+
+// The KVM probe runs the host's QEMU under KVM with no disk and no kernel, so that the firmware
+// reboots at once and QEMU exits; a working KVM says so.
+func TestKVMProbe(t *testing.T) {
+	h, calls := fakehost.New(t, fakehost.Options{KVM: true, QEMU: "7.2.22"})
+	r := hostcheck.Probe(context.Background(), h)
+	if !r.KVM || !strings.HasSuffix(lines(r)["kvm"], "; QEMU ran a guest's firmware under KVM") {
+		t.Errorf("kvm %v, line %q", r.KVM, lines(r)["kvm"])
+	}
+	want := "/usr/bin/qemu-system-x86_64 " + strings.Join(hostcheck.KVMProbeArgs, " ")
+	var probes []string
+	for _, args := range calls.Args {
+		if a := strings.Join(args, " "); strings.Contains(a, "-accel kvm") {
+			probes = append(probes, a)
+		}
+	}
+	if len(probes) != 1 || probes[0] != want {
+		t.Errorf("KVM probes %q, want one: %q", probes, want)
+	}
+	for _, arg := range []string{"-no-reboot", "strict=on,reboot-timeout=0", "-cpu host", "-nodefaults"} {
+		if !strings.Contains(want, arg) {
+			t.Errorf("the probe lacks %s", arg)
+		}
 	}
 }
 

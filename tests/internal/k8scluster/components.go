@@ -26,9 +26,20 @@ type proc struct {
 
 // startProc starts bin with args as the component name, its log in Dir/logs/name.log.
 func (c *Cluster) startProc(name, bin string, args, env []string) error {
-	logf, err := os.Create(c.LogPath(name))
+	_, err := c.startProcLog(name, bin, args, env, false)
+	return err
+}
+
+// startProcLog is startProc, its log appended to when appendLog (a restart); a component of
+// the same name that ran before (and exited) is replaced in the cluster's list and record.
+func (c *Cluster) startProcLog(name, bin string, args, env []string, appendLog bool) (*proc, error) {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if appendLog {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logf, err := os.OpenFile(c.LogPath(name), flags, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
@@ -36,15 +47,24 @@ func (c *Cluster) startProc(name, bin string, args, env []string) error {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.procs = append(c.procs, p)
-	c.host.Procs = append(c.host.Procs, procRecord{Name: name, Pid: cmd.Process.Pid, Exe: bin})
-	return c.host.save()
+	rec := procRecord{Name: name, Pid: cmd.Process.Pid, Exe: bin}
+	replaced := false
+	for i, q := range c.procs {
+		if q.name == name {
+			c.procs[i], c.host.Procs[i], replaced = p, rec, true
+		}
+	}
+	if !replaced {
+		c.procs = append(c.procs, p)
+		c.host.Procs = append(c.host.Procs, rec)
+	}
+	return p, c.host.save()
 }
 
 // stop sends the component SIGTERM, waits up to grace, then kills its process group.
@@ -123,7 +143,7 @@ func (c *Cluster) writePKI() error {
 	if _, _, err := ca.serviceAccountKeys(); err != nil {
 		return err
 	}
-	server := fmt.Sprintf("https://127.0.0.1:%d", c.ports.apiserver)
+	server := fmt.Sprintf("https://%s:%d", NodeIP, c.ports.apiserver)
 	c.apiURL = server
 	for _, k := range []struct{ name, user string }{
 		{"admin", "veil-test-admin"}, {"kubelet-client", "system:node:" + NodeName},
@@ -159,7 +179,7 @@ func (c *Cluster) startAPIServer() error {
 		fmt.Sprintf("--etcd-servers=https://127.0.0.1:%d", c.ports.etcd),
 		"--etcd-cafile=" + p("ca.crt"), "--etcd-certfile=" + p("apiserver-etcd-client.crt"),
 		"--etcd-keyfile=" + p("apiserver-etcd-client.key"),
-		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", c.ports.apiserver),
+		"--bind-address=" + NodeIP, fmt.Sprintf("--secure-port=%d", c.ports.apiserver),
 		"--advertise-address=" + NodeIP, "--cert-dir=" + c.Path("apiserver"),
 		"--tls-cert-file=" + p("apiserver.crt"), "--tls-private-key-file=" + p("apiserver.key"),
 		"--client-ca-file=" + p("ca.crt"),
@@ -220,12 +240,28 @@ func (c *Cluster) startContainerd() error {
 	})
 	// runc's default, said explicitly: cgroupfs, as the kubelet (no systemd here).
 	cfg += "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]\n  SystemdCgroup = false\n"
+	cfg += encryptedLayerProcessor(c.EncryptedLayerPath())
 	if err := cd.WriteConfig(cfg); err != nil {
 		return err
 	}
+	return c.runContainerd(false)
+}
+
+// runContainerd starts containerd on its configuration with the Veil shim on its PATH (again,
+// its log appended to, when restart), records its pid in ContainerdPIDFile and watches it
+// (superviseContainerd).
+func (c *Cluster) runContainerd(restart bool) error {
 	path := "PATH=" + c.opts.BinDir + ":" + filepath.Join(c.opts.BinDir, "tools") + ":" + os.Getenv("PATH")
-	return c.startProc("containerd", c.bins["containerd"], []string{"--config", cd.ConfigPath(), "--log-level", "info"},
-		[]string{path})
+	p, err := c.startProcLog("containerd", c.bins["containerd"], []string{"--config", c.containerd.ConfigPath(),
+		"--log-level", "info"}, []string{path}, restart)
+	if err != nil {
+		return err
+	}
+	go c.superviseContainerd(p)
+	if restart {
+		return nil // the supervisor writes the pid once the new containerd serves
+	}
+	return writeAtomic(c.ContainerdPIDFile(), []byte(fmt.Sprintf("%d\n", p.cmd.Process.Pid)))
 }
 
 // importImages builds the pause and busybox images (busyboximage, from the host's
@@ -251,11 +287,21 @@ func (c *Cluster) importImages() error {
 		if err := busyboximage.WriteTarball(tarPath, im.ref, img); err != nil {
 			return err
 		}
-		out, err := exec.Command(c.bins["ctr"], "--address", c.containerd.Socket, "-n", "k8s.io",
-			"images", "import", "--local", tarPath).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ctr images import %s: %v: %s", im.ref, err, out)
+		if err := c.ImportImage(tarPath); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// ImportImage imports the image archive at path (docker-archive or OCI archive) into the
+// containerd namespace of CRI, k8s.io, where the kubelet finds it (imagePullPolicy Never or
+// IfNotPresent), with `ctr images import --local`.
+func (c *Cluster) ImportImage(path string) error {
+	out, err := exec.Command(c.bins["ctr"], "--address", c.containerd.Socket, "-n", "k8s.io",
+		"images", "import", "--local", path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ctr images import %s: %v: %s", path, err, out)
 	}
 	return nil
 }

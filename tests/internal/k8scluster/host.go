@@ -50,6 +50,9 @@ type hostState struct {
 	Created    []string          // hostPaths that did not exist before
 	Procs      []procRecord      // in start order
 	Network    string            // the CNI network's name (its cached results)
+	RootShared bool              // the cluster made / a shared mount (ShareRootMount)
+	// ServiceTable is the nftables table routing the kubernetes Service to the apiserver.
+	ServiceTable string
 }
 
 func statePath() string { return filepath.Join(stateDir, "state.json") }
@@ -226,6 +229,8 @@ func (h *hostState) teardown(keep bool) {
 	if h.Dir != "" {
 		unmountUnder(h.Dir)
 	}
+	h.unshareRoot()
+	h.unrouteAPIService()
 	if h.Bridge != "" {
 		_ = exec.Command("ip", "link", "del", h.Bridge).Run()
 	}

@@ -78,9 +78,13 @@ type Cluster struct {
 	lockFile   *os.File
 	began      time.Time
 
-	mu       sync.Mutex
-	procs    []*proc
-	stopOnce sync.Once
+	mu        sync.Mutex
+	procs     []*proc
+	stopping  bool // Stop began: containerd is not restarted any more
+	supervise bool // restart containerd when it exits (ContainerdRestartCommand)
+	restarts  int  // containerd restarts so far
+	restartMu sync.Mutex
+	stopOnce  sync.Once
 }
 
 // Binaries finds the cluster's binaries: the Kubernetes ones and etcd in the cache
@@ -250,6 +254,10 @@ func (c *Cluster) startControlPlane() error {
 	}); err != nil {
 		return err
 	}
+	// Pods reach the API at the kubernetes Service (KUBERNETES_SERVICE_HOST): route it.
+	if err := c.host.routeAPIService(c.ports.apiserver); err != nil {
+		return err
+	}
 	if err := c.startControllerManager(); err != nil {
 		return err
 	}
@@ -395,9 +403,12 @@ func (c *Cluster) run(timeout time.Duration, stdin, bin string, args ...string) 
 // control plane), undoes the host changes and removes the directory (unless Options.Keep).
 func (c *Cluster) Stop() {
 	c.stopOnce.Do(func() {
+		c.restartMu.Lock() // a containerd restart under way finishes first
 		c.mu.Lock()
+		c.stopping = true
 		procs := append([]*proc(nil), c.procs...)
 		c.mu.Unlock()
+		c.restartMu.Unlock()
 		for i := len(procs) - 1; i >= 0; i-- {
 			p := procs[i]
 			switch p.name {

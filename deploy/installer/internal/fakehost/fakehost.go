@@ -36,6 +36,8 @@ type Options struct {
 	Init string
 	// Shims is how many containerd-shim-veil-v2 processes run.
 	Shims int
+	// KVMBroken, when set, is the error of QEMU under KVM (the KVM probe fails with it).
+	KVMBroken string
 }
 
 // Calls records the host programs the fake Exec was asked to run.
@@ -106,6 +108,8 @@ func New(t testing.TB, o Options) (host.Host, *Calls) {
 	h.Exec = func(cmd *exec.Cmd) ([]byte, error) {
 		calls.Args = append(calls.Args, cmd.Args)
 		switch {
+		case strings.HasSuffix(cmd.Path, "qemu-system-x86_64") && o.KVMBroken != "" && strings.Contains(strings.Join(cmd.Args, " "), "-accel kvm"):
+			return nil, fmt.Errorf("%s: signal: aborted: %s", strings.Join(cmd.Args, " "), o.KVMBroken)
 		case strings.HasSuffix(cmd.Path, "qemu-system-x86_64") && len(cmd.Args) > 1 && cmd.Args[1] == "--version":
 			return []byte("QEMU emulator version " + o.QEMU + " (Debian)\nCopyright (c) 2003-2022\n"), nil
 		case strings.HasSuffix(cmd.Path, "qemu-system-x86_64"):
