@@ -20,7 +20,7 @@ HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-clien
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane critest install proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane demo-k8s critest install proto proto-check unit e2e test demo bench lint clean
 
 all: build
 
@@ -150,6 +150,11 @@ test: proto-check critest unit e2e
 
 demo: image containerd cri-tools crane
 	@scripts/demo.sh
+
+# Veil on a real single-node Kubernetes started on this machine: tests/k8s TestDaemonSet,
+# narrated (scripts/demo-k8s.sh). A few minutes, plus `make kubernetes` once.
+demo-k8s: image containerd cri-tools kubernetes
+	@scripts/demo-k8s.sh
 
 bench: image containerd cri-tools kubernetes
 	@scripts/bench.sh
