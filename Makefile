@@ -15,12 +15,12 @@ LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION)
 AGENT_TAGS    := netgo,osusergo,seccomp
 AGENT_LDFLAGS := $(LDFLAGS) -s -w -extldflags "-static"
 
-HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy
+HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy veil-keyprovider
 
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane demo-k8s critest install proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane skopeo demo-k8s critest install proto proto-check unit e2e test demo bench lint clean
 
 all: build
 
@@ -99,6 +99,11 @@ cri-tools: deps
 kubernetes: deps
 	@scripts/kubernetes.sh
 
+# skopeo 1.9.3 from Debian's source with ocicrypt's key-provider protocol (Debian's binary lacks
+# it), cached in /var/cache/veil/skopeo: the client that encrypts images through veil-keyprovider.
+skopeo: deps
+	@scripts/skopeo.sh
+
 # crane (go-containerregistry, a tool of go.mod) into bin/tools: `make demo` serves its images
 # from `crane registry serve` on loopback, where veil-genpolicy and containerd's CRI find them.
 crane: deps
@@ -129,7 +134,7 @@ lint:
 
 # The hypervisor's boot tests use the guest image's kernel, so unit builds the (cached) image;
 # the installer's and the image builder's tests run containerd 2.4 and 1.6 (cached builds).
-unit: lint image containerd containerd16
+unit: lint image containerd containerd16 skopeo
 	VEIL_TEST_KERNEL=$(IMAGE)/vmlinuz $(GO) test -race -count=1 $(UNIT_PKGS)
 
 # The suites that boot real QEMU VMs from the guest image: the agent directly (tests/e2e),

@@ -53,7 +53,7 @@ func TestKeyProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkt, err := base64.StdEncoding.DecodeString(add.Annotations[imagepull.AnnotationKeysPrefix+kp.Name()])
+	pkt, err := base64.StdEncoding.DecodeString(add.Annotations[imagepull.AnnotationKeysPrefix+kp.Names()[0]])
 	if err != nil {
 		t.Fatal(err)
 	}

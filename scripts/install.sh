@@ -8,11 +8,15 @@ PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 IMAGE=${IMAGE:-$PWD/build/image}
 
-for f in bin/containerd-shim-veil-v2 bin/veil-ctl "$IMAGE/vmlinuz" "$IMAGE/initrd.img" "$IMAGE/manifest.json"; do
+for f in bin/containerd-shim-veil-v2 bin/veil-ctl bin/veil-keyprovider "$IMAGE/vmlinuz" "$IMAGE/initrd.img" "$IMAGE/manifest.json"; do
 	[ -e "$f" ] || { echo "install: $f missing: run make build image first" >&2; exit 1; }
 done
 install -D -m 0755 bin/containerd-shim-veil-v2 "$DESTDIR$PREFIX/bin/containerd-shim-veil-v2"
 install -D -m 0755 bin/veil-ctl "$DESTDIR$PREFIX/bin/veil-ctl"
+# veil-keyprovider and its ocicrypt configuration (docs/keyprovider.md), for encrypting images.
+install -D -m 0755 bin/veil-keyprovider "$DESTDIR$PREFIX/bin/veil-keyprovider"
+sed "s#/usr/local/bin/veil-keyprovider#$PREFIX/bin/veil-keyprovider#" deploy/keyprovider/ocicrypt.conf |
+	install -D -m 0644 /dev/stdin "$DESTDIR/usr/share/veil/ocicrypt.conf"
 install -d "$DESTDIR/usr/share/veil/image"
 install -m 0644 "$IMAGE/vmlinuz" "$IMAGE/initrd.img" "$IMAGE/manifest.json" "$DESTDIR/usr/share/veil/image/"
 install -d "$DESTDIR/etc/veil"

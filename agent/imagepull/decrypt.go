@@ -38,8 +38,12 @@ func layerKey(ctx context.Context, kp KeyProvider, l *Layer) (*layerCipher, erro
 	if kp == nil {
 		return nil, fmt.Errorf("media type %q: encrypted layer, but no key provider is configured (the agent needs a KBS: initdata veil.toml [kbs] url): %w", l.MediaType, ErrUnsupported)
 	}
-	name := AnnotationKeysPrefix + kp.Name()
-	b64 := l.annotations[name]
+	var name, b64 string
+	for _, n := range kp.Names() {
+		if name, b64 = AnnotationKeysPrefix+n, l.annotations[AnnotationKeysPrefix+n]; b64 != "" {
+			break
+		}
+	}
 	if b64 == "" {
 		var have []string
 		for k := range l.annotations {
@@ -47,7 +51,11 @@ func layerKey(ctx context.Context, kp KeyProvider, l *Layer) (*layerCipher, erro
 				have = append(have, strings.TrimPrefix(k, AnnotationKeysPrefix))
 			}
 		}
-		return nil, fmt.Errorf("encrypted layer has no %s annotation (key providers in the layer: %q): %w", name, have, ErrDecrypt)
+		want := make([]string, len(kp.Names()))
+		for i, n := range kp.Names() {
+			want[i] = AnnotationKeysPrefix + n
+		}
+		return nil, fmt.Errorf("encrypted layer has no %s annotation (key providers in the layer: %q): %w", strings.Join(want, " or "), have, ErrDecrypt)
 	}
 	var errs []error
 	for i, part := range strings.Split(b64, ",") {

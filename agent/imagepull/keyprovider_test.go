@@ -37,8 +37,8 @@ const cocoSamplePacket = `{"kid":"kbs:///default/test-key/1","wrapped_data":"/3L
 func TestCoCoVector(t *testing.T) {
 	kek, _ := hex.DecodeString(cocoSampleKEK)
 	kp := imagepull.NewKBSKeyProvider(kbsMap{"kbs:///default/test-key/1": kek})
-	if kp.Name() != "attestation-agent" {
-		t.Fatalf("name %q", kp.Name())
+	if n := kp.Names(); len(n) != 2 || n[0] != "attestation-agent" || n[1] != "veil" {
+		t.Fatalf("names %q", n)
 	}
 	priv, err := kp.UnwrapKey(context.Background(), []byte(cocoSamplePacket))
 	if err != nil {

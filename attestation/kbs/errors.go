@@ -35,6 +35,7 @@ const (
 	reasonJWE           = "jwe"
 	reasonTooLarge      = "too_large"
 	reasonUnimplemented = "unimplemented"
+	reasonExists        = "exists"
 )
 
 // Error is a refusal: its kind becomes the error document's type, Detail its detail, and
@@ -55,10 +56,15 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Status is 404 for InvalidRequestPath and 401 for every other kind, as the protocol says.
+// Status is 404 for InvalidRequestPath and 401 for every other kind, as the protocol says;
+// 412 for an administrator's create-only write of a resource that exists (If-None-Match: *,
+// an extension of Veil's).
 func (e *Error) Status() int {
 	if e.Kind == protocol.InvalidRequestPath {
 		return http.StatusNotFound
+	}
+	if e.Reason == reasonExists {
+		return http.StatusPreconditionFailed
 	}
 	return http.StatusUnauthorized
 }

@@ -125,6 +125,9 @@ func TEEPubKey(claims map[string]any) (json.RawMessage, error) {
 }
 
 // handlePutResource stores a resource (administrator only). The body is the resource's bytes.
+// With "If-None-Match: *" it only creates: an existing resource is left as it was and the
+// request is refused with 412 (veil-keyprovider generates image keys this way, so a second
+// machine cannot replace a key that images already depend on).
 func (s *Server) handlePutResource(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	if err := s.opts.Admin.Authorize(r); err != nil {
 		return refuse(protocol.AdminAuthAccess, reasonAdmin, err, "set resource")
@@ -137,8 +140,16 @@ func (s *Server) handlePutResource(ctx context.Context, w http.ResponseWriter, r
 	if err != nil {
 		return refuse(protocol.PluginInternalError, reasonTooLarge, err, "set resource %s", p)
 	}
-	err = s.opts.Resources.Put(ctx, p, data)
+	createOnly := r.Header.Get("If-None-Match") == "*"
+	if createOnly {
+		err = s.opts.Resources.Create(ctx, p, data)
+	} else {
+		err = s.opts.Resources.Put(ctx, p, data)
+	}
 	clear(data)
+	if errors.Is(err, store.ErrExists) {
+		return refuse(protocol.PluginInternalError, reasonExists, err, "create resource %s", p)
+	}
 	if err != nil {
 		return refuse(protocol.PluginInternalError, reasonInternal, err, "set resource %s", p)
 	}

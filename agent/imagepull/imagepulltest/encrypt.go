@@ -8,8 +8,6 @@ package imagepulltest
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -26,6 +24,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/veil-runtime/veil/agent/imagepull"
+	"github.com/veil-runtime/veil/kbs-client/keywrap"
 )
 
 // EncryptedMediaType is the media type of a gzip layer encrypted by ocicrypt.
@@ -110,24 +109,17 @@ func EncryptLayer(tarball []byte, w Wrapping) (mutate.Addendum, error) {
 	if err != nil {
 		return mutate.Addendum{}, err
 	}
-	block, err := aes.NewCipher(w.KEK)
+	// Sealed under a placeholder kid, then given w.Kid as it is, so that tests can name
+	// malformed kids.
+	sealed, err := keywrap.Seal(w.KEK, "kbs:///test/placeholder/0", priv)
 	if err != nil {
 		return mutate.Addendum{}, fmt.Errorf("kek: %w", err)
 	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
+	var pkt map[string]any
+	if err := json.Unmarshal(sealed, &pkt); err != nil {
 		return mutate.Addendum{}, err
 	}
-	iv := make([]byte, 12)
-	if _, err := rand.Read(iv); err != nil {
-		return mutate.Addendum{}, err
-	}
-	pkt := map[string]any{
-		"kid":          w.Kid,
-		"wrapped_data": base64.StdEncoding.EncodeToString(gcm.Seal(nil, iv, priv, nil)),
-		"iv":           base64.StdEncoding.EncodeToString(iv),
-		"wrap_type":    "A256GCM",
-	}
+	pkt["kid"] = w.Kid
 	if w.Packet != nil {
 		w.Packet(pkt)
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -70,4 +73,19 @@ func NewServer(tb testing.TB, edit func(*kbs.Options)) *Env {
 	hs := httptest.NewServer(srv)
 	tb.Cleanup(hs.Close)
 	return &Env{HTTP: hs, KBS: srv, Attestation: att, Store: st, Policy: pol, AdminKey: priv}
+}
+
+// WriteAdminKey writes the administrator's private key as veil-kbs-client and
+// veil-keyprovider read it (--admin-key: PKCS #8 PEM, mode 0600) and returns the file.
+func (e *Env) WriteAdminKey(tb testing.TB) string {
+	tb.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(e.AdminKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	file := filepath.Join(tb.TempDir(), "admin.key")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return file
 }

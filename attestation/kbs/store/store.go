@@ -18,12 +18,18 @@ import (
 // ErrNotFound is wrapped when a resource does not exist.
 var ErrNotFound = errors.New("resource not found")
 
+// ErrExists is wrapped when Create finds the resource already there.
+var ErrExists = errors.New("resource already exists")
+
 // Store reads and writes resources by path. Implementations must be safe for concurrent use.
 type Store interface {
 	// Get returns the resource's bytes, or an error wrapping ErrNotFound.
 	Get(ctx context.Context, p protocol.ResourcePath) ([]byte, error)
 	// Put creates or replaces the resource.
 	Put(ctx context.Context, p protocol.ResourcePath, data []byte) error
+	// Create creates the resource, or returns an error wrapping ErrExists and leaves it as it
+	// was (a key generated on demand never replaces one that images already depend on).
+	Create(ctx context.Context, p protocol.ResourcePath, data []byte) error
 }
 
 // Dir is a Store of files under one directory. Files are written 0600 and replaced atomically.
@@ -66,12 +72,32 @@ func (d *Dir) Get(_ context.Context, p protocol.ResourcePath) ([]byte, error) {
 
 // Put implements Store.
 func (d *Dir) Put(_ context.Context, p protocol.ResourcePath, data []byte) error {
+	return d.write(p, data, false)
+}
+
+// Create implements Store.
+func (d *Dir) Create(_ context.Context, p protocol.ResourcePath, data []byte) error {
+	return d.write(p, data, true)
+}
+
+// write stores the resource atomically; with exclusive, only if it does not exist yet (the
+// mutex makes the check and the rename one step for every writer of the directory).
+func (d *Dir) write(p protocol.ResourcePath, data []byte, exclusive bool) error {
 	if _, err := protocol.ParseResourcePath(p.String()); err != nil {
 		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dir := path.Join(p.Repository, p.Type)
+	if exclusive {
+		_, err := d.root.Lstat(path.Join(dir, p.Tag))
+		if err == nil {
+			return fmt.Errorf("%w: %s", ErrExists, p)
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("write resource %s: %w", p, err)
+		}
+	}
 	if err := d.root.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write resource %s: %w", p, err)
 	}
