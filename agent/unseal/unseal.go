@@ -90,27 +90,33 @@ func (u *Unsealer) env(ctx context.Context, spec *specs.Spec) error {
 	if spec.Process == nil {
 		return nil
 	}
+	return u.Env(ctx, spec.Process.Env, "oci_spec process.env")
+}
+
+// Env replaces every sealed value of env ("NAME=value" entries) in place; what names the
+// list in errors ("process.env" of an exec).
+func (u *Unsealer) Env(ctx context.Context, env []string, what string) error {
 	n := 0
-	for i, kv := range spec.Process.Env {
+	for i, kv := range env {
 		name, value, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(value, sealed.Prefix) {
 			continue
 		}
 		plain, err := u.open(ctx, value)
 		if err != nil {
-			return classify(fmt.Errorf("oci_spec process.env %s: the sealed value cannot be unsealed: %w", name, err))
+			return classify(fmt.Errorf("%s %s: the sealed value cannot be unsealed: %w", what, name, err))
 		}
 		if strings.IndexByte(string(plain), 0) >= 0 {
 			clear(plain)
-			return fmt.Errorf("oci_spec process.env %s: the unsealed secret holds a NUL byte, which an environment variable cannot: %w",
-				name, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("%s %s: the unsealed secret holds a NUL byte, which an environment variable cannot: %w",
+				what, name, errdefs.ErrInvalidArgument)
 		}
-		spec.Process.Env[i] = name + "=" + string(plain)
+		env[i] = name + "=" + string(plain)
 		clear(plain)
 		n++
 	}
 	if n > 0 {
-		log.G(ctx).Infof("unseal: %d sealed environment variable(s) unsealed", n)
+		log.G(ctx).Infof("unseal: %d sealed environment variable(s) of %s unsealed", n, what)
 	}
 	return nil
 }

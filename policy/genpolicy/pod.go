@@ -23,6 +23,9 @@ type podSpec struct {
 	EnableServiceLinks           *bool               `json:"enableServiceLinks"`
 	AutomountServiceAccountToken *bool               `json:"automountServiceAccountToken"`
 	ShareProcessNamespace        *bool               `json:"shareProcessNamespace"`
+
+	// sealedEnv are the names of the pod's SealedEnvAnnotation (set by workload).
+	sealedEnv []string
 }
 
 type container struct {
