@@ -1,6 +1,7 @@
 // Package unseal replaces the sealed secrets of a container (kbs-client/sealed) with their
 // plaintext, inside the guest, before the container is created: every environment variable
-// of the OCI spec whose value starts with "sealed.", and every file of a bind mount's source
+// of the OCI spec (and of an exec'd process, Env) whose value starts with "sealed.", and every
+// file of a bind mount's source
 // (a Secret or ConfigMap volume on the pod's share, a single file) whose content does. The
 // plaintext of a file never goes back to the share: the source directory (or file) is copied
 // onto a tmpfs of the guest's own memory, at <container dir>/sealed/<n>, with each sealed file
