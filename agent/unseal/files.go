@@ -68,6 +68,9 @@ func hasPrefix(fd int) (bool, error) {
 	return sealed.IsSealed(buf[:n]), nil
 }
 
+// errTooLarge is wrapped by a scan that went beyond MaxEntries or MaxDepth.
+var errTooLarge = errors.New("too large to scan for sealed secrets")
+
 // scanner walks a mount's source within the limits.
 type scanner struct {
 	what    string
@@ -102,8 +105,8 @@ func scan(src int, what string) ([]string, error) {
 
 func (s *scanner) dir(fd int, rel string, depth int) error {
 	if depth > MaxDepth {
-		return fmt.Errorf("%s: %s is deeper than %d directories: the agent cannot scan it for sealed secrets: %w",
-			s.what, rel, MaxDepth, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%s: %s is deeper than %d directories: %w: %w",
+			s.what, rel, MaxDepth, errTooLarge, errdefs.ErrInvalidArgument)
 	}
 	names, err := readDir(fd)
 	if err != nil {
@@ -111,8 +114,8 @@ func (s *scanner) dir(fd int, rel string, depth int) error {
 	}
 	for _, name := range names {
 		if s.entries++; s.entries > MaxEntries {
-			return fmt.Errorf("%s: more than %d entries: the agent cannot scan it for sealed secrets: %w",
-				s.what, MaxEntries, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("%s: more than %d entries: %w: %w",
+				s.what, MaxEntries, errTooLarge, errdefs.ErrInvalidArgument)
 		}
 		p := path.Join(rel, name)
 		var st unix.Stat_t

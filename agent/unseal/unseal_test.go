@@ -310,3 +310,32 @@ func isMount(t *testing.T, p string) bool {
 	}
 	return st.Dev != parent.Dev
 }
+
+// TestTooLarge: a source deeper than MaxDepth is refused in a guest with a KBS (a sealed file
+// could hide there) and used as it is in one without (nothing could be unsealed).
+func TestTooLarge(t *testing.T) {
+	f := newFixture(t)
+	src := t.TempDir()
+	deep := src
+	for i := 0; i <= unseal.MaxDepth+1; i++ {
+		deep = filepath.Join(deep, "d")
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := func() *specs.Spec {
+		return &specs.Spec{Process: &specs.Process{}, Mounts: []specs.Mount{{Destination: "/big", Type: "bind", Source: src}}}
+	}
+	_, err := f.u.Container(context.Background(), spec(), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "mounts[0] (/big)") || !strings.Contains(err.Error(), "deeper than") {
+		t.Fatalf("with a KBS: %v", err)
+	}
+	s := spec()
+	undo, err := (&unseal.Unsealer{}).Container(context.Background(), s, t.TempDir())
+	if err != nil || s.Mounts[0].Source != src {
+		t.Fatalf("without a KBS: %v, source %s", err, s.Mounts[0].Source)
+	}
+	if err := undo(); err != nil {
+		t.Fatal(err)
+	}
+}
