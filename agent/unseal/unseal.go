@@ -16,12 +16,14 @@
 package unseal
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -49,14 +51,41 @@ type Unsealer struct {
 	// Trusted are the kbs:/// URIs of the verification keys the measured initdata trusts;
 	// empty means any kbs:/// key the attested KBS serves.
 	Trusted []string
+
+	// cache holds the plaintexts of values already unsealed (at most MaxCached), so that an
+	// exec probe carrying the container's sealed env does not ask the KBS each time.
+	mu    sync.Mutex
+	cache map[string][]byte
 }
 
-// open unseals one value; err names no plaintext.
+// MaxCached bounds the unsealed values an Unsealer keeps in (guest) memory.
+const MaxCached = 256
+
+// open unseals one value (once per distinct value); err names no plaintext. The caller owns
+// (and may clear) the returned bytes.
 func (u *Unsealer) open(ctx context.Context, value string) ([]byte, error) {
 	if u == nil || u.Fetcher == nil {
 		return nil, errors.New("this guest has no KBS to unseal it with (initdata veil.toml [kbs] url, and a TEE)")
 	}
-	return sealed.Open(ctx, value, u.Fetcher, u.Trusted)
+	u.mu.Lock()
+	p, ok := u.cache[value]
+	u.mu.Unlock()
+	if ok {
+		return bytes.Clone(p), nil
+	}
+	p, err := sealed.Open(ctx, value, u.Fetcher, u.Trusted)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	if u.cache == nil {
+		u.cache = map[string][]byte{}
+	}
+	if len(u.cache) < MaxCached {
+		u.cache[value] = bytes.Clone(p)
+	}
+	u.mu.Unlock()
+	return p, nil
 }
 
 // classify wraps err with the errdefs class a caller sees: InvalidArgument for a malformed

@@ -122,6 +122,19 @@ func TestEnv(t *testing.T) {
 	if strings.Join(spec.Process.Env, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("env %q", spec.Process.Env)
 	}
+	// An exec carrying the same sealed value again is unsealed from the cache: the KBS sees
+	// one request for the secret, however many execs.
+	n := f.kbs.Count("/kbs/v0/resource/default/secret/db")
+	v := f.vault(t, dbURI)
+	for i := 0; i < 3; i++ {
+		env := []string{"DB=" + v}
+		if err := f.u.Env(ctx, env, "process.env"); err != nil || env[0] != "DB="+dbSecret {
+			t.Fatalf("exec env %q, %v", env, err)
+		}
+	}
+	if got := f.kbs.Count("/kbs/v0/resource/default/secret/db") - n; got != 1 {
+		t.Fatalf("%d resource requests for one sealed value unsealed three times, want 1", got)
+	}
 	f.noPlaintextLogged(t)
 }
 
