@@ -75,32 +75,35 @@ var errTooLarge = errors.New("too large to scan for sealed secrets")
 type scanner struct {
 	what    string
 	entries int
-	found   []string
+	found   []string // sealed regular files
+	plain   []string // the others
 }
 
 // scan returns the paths (relative to src, "." for src itself) of the sealed regular files
-// of src, a file or a directory tree.
-func scan(src int, what string) ([]string, error) {
+// of src, a file or a directory tree, and of the other regular files.
+func scan(src int, what string) (found, plain []string, err error) {
 	st, err := fstat(src)
 	if err != nil {
-		return nil, fmt.Errorf("%s: stat source: %w", what, err)
+		return nil, nil, fmt.Errorf("%s: stat source: %w", what, err)
 	}
 	s := &scanner{what: what}
 	switch {
 	case isType(st, unix.S_IFREG):
 		ok, err := hasPrefix(src)
 		if err != nil {
-			return nil, fmt.Errorf("%s: read source: %w", what, err)
+			return nil, nil, fmt.Errorf("%s: read source: %w", what, err)
 		}
 		if ok {
 			s.found = append(s.found, ".")
+		} else {
+			s.plain = append(s.plain, ".")
 		}
 	case isType(st, unix.S_IFDIR):
 		if err := s.dir(src, ".", 0); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return s.found, nil
+	return s.found, s.plain, nil
 }
 
 func (s *scanner) dir(fd int, rel string, depth int) error {
@@ -155,6 +158,8 @@ func (s *scanner) entry(fd int, p string, depth int) error {
 	}
 	if ok {
 		s.found = append(s.found, p)
+	} else {
+		s.plain = append(s.plain, p)
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,6 +152,15 @@ func (u *Unsealer) Env(ctx context.Context, env []string, what string) error {
 	return nil
 }
 
+type sealedMountsKey struct{}
+
+// WithSealedMounts returns ctx carrying the mount destinations whose every regular file must
+// be a sealed secret (the policy's obligation sealed_mounts): Container refuses the
+// container, naming the file, when the host put another file there.
+func WithSealedMounts(ctx context.Context, destinations []string) context.Context {
+	return context.WithValue(ctx, sealedMountsKey{}, destinations)
+}
+
 // copier makes the guest-private copies of a container's sealed mounts.
 type copier struct {
 	u       *Unsealer
@@ -191,6 +201,7 @@ func (c *copier) tmpfs() error {
 // mounts scans the source of every bind mount and replaces a source that holds a sealed
 // file by its unsealed copy.
 func (c *copier) mounts(ctx context.Context, spec *specs.Spec) error {
+	required, _ := ctx.Value(sealedMountsKey{}).([]string)
 	for i := range spec.Mounts {
 		m := &spec.Mounts[i]
 		if !isBind(m) {
@@ -201,8 +212,8 @@ func (c *copier) mounts(ctx context.Context, spec *specs.Spec) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		files, err := scan(src, what)
-		if errors.Is(err, errTooLarge) && (c.u == nil || c.u.Fetcher == nil) {
+		files, plain, err := scan(src, what)
+		if errors.Is(err, errTooLarge) && (c.u == nil || c.u.Fetcher == nil) && !slices.Contains(required, m.Destination) {
 			// Without a KBS (a plain VM) nothing could be unsealed: a large host directory
 			// is used as it is rather than refused. In a confidential pod it is refused, so
 			// that no sealed value is ever left in place.
@@ -213,6 +224,11 @@ func (c *copier) mounts(ctx context.Context, spec *specs.Spec) error {
 		if err != nil {
 			unix.Close(src)
 			return err
+		}
+		if slices.Contains(required, m.Destination) && len(plain) > 0 {
+			unix.Close(src)
+			return fmt.Errorf("%s: file %s is not a sealed secret, and the policy requires every file of this mount sealed (its obligation sealed_mounts): %w",
+				what, plain[0], errdefs.ErrPermissionDenied)
 		}
 		if len(files) == 0 {
 			unix.Close(src)

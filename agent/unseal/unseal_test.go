@@ -352,3 +352,43 @@ func TestTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSealedMountsRequired: a mount the policy obliges to hold only sealed files is refused,
+// naming the file, when the host put a plain one there (a sealed file swapped for a plaintext
+// of its choosing); with only sealed files it is unsealed as usual.
+func TestSealedMountsRequired(t *testing.T) {
+	needRoot(t)
+	f := newFixture(t)
+	share := t.TempDir()
+	good := filepath.Join(share, "good")
+	secretVolume(t, good, map[string]string{"db": f.vault(t, dbURI)})
+	swapped := filepath.Join(share, "swapped")
+	secretVolume(t, swapped, map[string]string{"db": "host-chosen-plaintext"})
+	ctx := unseal.WithSealedMounts(context.Background(), []string{"/etc/secret"})
+	spec := func(src string) *specs.Spec {
+		return &specs.Spec{Process: &specs.Process{}, Mounts: []specs.Mount{
+			{Destination: "/etc/secret", Type: "bind", Source: src},
+			{Destination: "/other", Type: "bind", Source: swapped}, // not obliged: used as is
+		}}
+	}
+	s := spec(good)
+	undo, err := f.u.Container(ctx, s, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(s.Mounts[0].Source, "db")); err != nil || string(b) != dbSecret || s.Mounts[1].Source != swapped {
+		t.Fatalf("obliged mount: %q, %v; other %s", b, err, s.Mounts[1].Source)
+	}
+	if err := undo(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err = f.u.Container(ctx, spec(swapped), dir)
+	if err == nil || !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "mounts[0] (/etc/secret): file ..2026_12_07_06_00_00.000/db is not a sealed secret") ||
+		strings.Contains(err.Error(), "host-chosen-plaintext") {
+		t.Fatalf("swapped: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sealed")); !os.IsNotExist(err) {
+		t.Fatalf("copies left: %v", err)
+	}
+}

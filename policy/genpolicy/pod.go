@@ -24,8 +24,9 @@ type podSpec struct {
 	AutomountServiceAccountToken *bool               `json:"automountServiceAccountToken"`
 	ShareProcessNamespace        *bool               `json:"shareProcessNamespace"`
 
-	// sealedEnv are the names of the pod's SealedEnvAnnotation (set by workload).
-	sealedEnv []string
+	// sealedEnv and sealedVolumes are the names of the pod's SealedEnvAnnotation and
+	// SealedVolumesAnnotation (set by workload).
+	sealedEnv, sealedVolumes []string
 }
 
 type container struct {

@@ -17,6 +17,7 @@ metadata:
   name: web
   annotations:
     io.veil.sealed-env: "DB_PASSWORD"
+    io.veil.sealed-volumes: "certs"
 spec:
   containers:
   - name: web
@@ -26,6 +27,12 @@ spec:
     - name: DB_PASSWORD
       valueFrom: {secretKeyRef: {name: db, key: password}}
     - {name: LOG, value: debug}
+    volumeMounts:
+    - {name: certs, mountPath: /etc/certs}
+    - {name: data, mountPath: /data}
+  volumes:
+  - {name: certs, secret: {secretName: certs}}
+  - {name: data, emptyDir: {}}
 `
 
 // TestSealedEnv: a literal sealed value and a secretKeyRef named in io.veil.sealed-env are
@@ -40,12 +47,15 @@ func TestSealedEnv(t *testing.T) {
 	if !slices.Equal(web.SealedEnv, []string{"API_KEY", "DB_PASSWORD"}) {
 		t.Fatalf("sealed_env %q", web.SealedEnv)
 	}
+	if !slices.Equal(web.SealedMounts, []string{"/etc/certs"}) {
+		t.Fatalf("sealed_mounts %q", web.SealedMounts)
+	}
 	e, err := policy.New(res.Workloads[0].Policy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	c := specWithout(web)
+	c := specWithout(web, "/etc/certs", "/data")
 	base := slices.DeleteFunc(slices.Clone(c.Env), func(e string) bool { return strings.HasPrefix(e, "DB_PASSWORD=") })
 	for _, tc := range []struct {
 		env  []string
@@ -62,6 +72,9 @@ func TestSealedEnv(t *testing.T) {
 		if (tc.want == "") != d.Allow || !strings.Contains(d.Reason, tc.want) {
 			t.Fatalf("%q: %+v, want %q", tc.env, d, tc.want)
 		}
+		if m, _ := d.Obligations["sealed_mounts"].([]any); d.Allow && (len(m) != 1 || m[0] != "/etc/certs") {
+			t.Fatalf("obligations %v", d.Obligations)
+		}
 	}
 	c.Env = slices.DeleteFunc(append(slices.Clone(base), "DB_PASSWORD=sealed.x.y.z"), func(e string) bool { return strings.HasPrefix(e, "API_KEY=") })
 	c.Env = append(c.Env, "API_KEY=plaintext")
@@ -74,8 +87,9 @@ func TestSealedEnvErrors(t *testing.T) {
 	f := newFixture(t)
 	for _, tc := range []struct{ from, to, want string }{
 		{`"DB_PASSWORD"`, `"DB_PASSWORD,NOPE"`, "no container declares env NOPE"},
-		{`"DB_PASSWORD"`, `"DB_PASSWORD,,LOG"`, "is not a variable name"},
+		{`"DB_PASSWORD"`, `"DB_PASSWORD,,LOG"`, "is not a name"},
 		{`"DB_PASSWORD"`, `"LOG"`, "env LOG: named in annotation io.veil.sealed-env, but its value is not a sealed secret"},
+		{`"certs"`, `"certs,nope"`, "annotation io.veil.sealed-volumes: no container mounts volume nope"},
 	} {
 		_, err := f.generate(t, strings.Replace(sealedPod, tc.from, tc.to, 1), genpolicy.Options{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

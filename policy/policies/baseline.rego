@@ -220,8 +220,11 @@ requested_name := annotations[name_annotation]
 container_id := input.request.container_id
 
 # created(name) allows the request and records the entry and the identity of the process.
+# Its obligation "sealed_mounts" makes the agent refuse the container unless every file of
+# those mounts is a sealed secret (the policy cannot see the files).
 created(name) := {
 	"allow": true,
+	"obligations": {"sealed_mounts": policy_data.containers[name].sealed_mounts},
 	"state": {"containers": {container_id: {
 		"entry": name,
 		"uid": object.get(user, "uid", 0),

@@ -69,6 +69,10 @@ type Container struct {
 	// with "sealed.", which the agent unseals; docs/sealed-secrets.md): a host that sends
 	// such a variable with any other value is refused, whatever Env and EnvPatterns allow.
 	SealedEnv []string `json:"sealed_env"`
+	// SealedMounts are mount destinations whose every regular file must be a sealed secret:
+	// CreateContainer's decision hands them to the agent as the obligation "sealed_mounts",
+	// and the agent refuses the container when the host put another file there.
+	SealedMounts []string `json:"sealed_mounts"`
 	// Mounts are the mounts allowed, by destination; every mount of the spec must match the
 	// entry for its destination.
 	Mounts map[string]Mount `json:"mounts"`
@@ -336,7 +340,7 @@ func (d Data) normalized() Data {
 	for i := range d.Containers {
 		c := d.Containers[i]
 		c.Args, c.Env, c.EnvPatterns = orEmpty(c.Args), orEmpty(c.Env), orEmpty(c.EnvPatterns)
-		c.SealedEnv = orEmpty(c.SealedEnv)
+		c.SealedEnv, c.SealedMounts = orEmpty(c.SealedEnv), orEmpty(c.SealedMounts)
 		mounts := make(map[string]Mount, len(c.Mounts))
 		for k, m := range c.Mounts {
 			m.Options = orEmpty(m.Options)

@@ -39,6 +39,7 @@ metadata:
   name: sealed
   annotations:
     io.veil.sealed-env: DB_PASSWORD
+    io.veil.sealed-volumes: sealed
 spec:
   automountServiceAccountToken: false
   enableServiceLinks: false
@@ -68,7 +69,8 @@ spec:
 // the plaintext of a sealed file, while the host's share holds only the sealed values. A
 // sealed value naming a resource the KBS lacks fails the container's creation with the
 // variable and the resource named; a host that swaps a sealed variable for a plaintext is
-// refused by the policy.
+// refused by the policy, and one that swaps the sealed file of the volume the pod marked
+// sealed (io.veil.sealed-volumes) by the agent, under the policy's obligation.
 func TestSealedSecrets(t *testing.T) {
 	networkPrereqs(t)
 	ensureBridge(t)
@@ -130,13 +132,13 @@ func TestSealedSecrets(t *testing.T) {
 	appEnv := func(db string) []map[string]string {
 		return []map[string]string{{"key": "API_KEY", "value": apiKey}, {"key": "DB_PASSWORD", "value": db}}
 	}
-	appConfig := func(attempt int, db string) string {
+	appConfig := func(attempt int, db, vol string) string {
 		p := userImage(t, policyContainerConfig(t, "app", attempt, busybox, appEnv(db), appCmd), busybox)
 		return editConfig(t, p, func(c map[string]any) {
 			c["mounts"] = append(c["mounts"].([]any), map[string]any{"container_path": "/etc/sealed", "host_path": vol, "readonly": true})
 		})
 	}
-	cid := crictl(t, "create", podID, appConfig(0, dbPassword), podCfg)
+	cid := crictl(t, "create", podID, appConfig(0, dbPassword, vol), podCfg)
 	crictl(t, "start", cid)
 	out := waitLog(t, cid, "sealed-done")
 	for _, want := range []string{"env=" + sealedEnvPlain + "/" + sealedVarPlain, "file=" + sealedFilePlain} {
@@ -163,7 +165,7 @@ func TestSealedSecrets(t *testing.T) {
 	crictl(t, "rm", "-f", bad)
 
 	// The host swaps the sealed DB_PASSWORD for a plaintext of its choosing: the policy refuses.
-	swapped := crictl(t, "create", podID, appConfig(1, "host-chosen-password"), podCfg)
+	swapped := crictl(t, "create", podID, appConfig(1, "host-chosen-password", vol), podCfg)
 	if _, errOut, err = env.crictl(2*time.Minute, "start", swapped); err == nil {
 		t.Fatal("a container whose sealed variable the host replaced by a plaintext started")
 	}
@@ -172,6 +174,19 @@ func TestSealedSecrets(t *testing.T) {
 	}
 	t.Logf("plaintext swap refused: %s", lineWith(errOut, "DB_PASSWORD"))
 	crictl(t, "rm", "-f", swapped)
+
+	// The host swaps the sealed file of the volume for a plaintext: the agent refuses it under
+	// the policy's obligation sealed_mounts, naming the file.
+	plainVol := secretVolume(t, map[string]string{"token": "host-chosen-token"})
+	swappedFile := crictl(t, "create", podID, appConfig(2, dbPassword, plainVol), podCfg)
+	if _, errOut, err = env.crictl(2*time.Minute, "start", swappedFile); err == nil {
+		t.Fatal("a container whose sealed file the host replaced by a plaintext started")
+	}
+	if !strings.Contains(errOut, "/token is not a sealed secret, and the policy requires every file of this mount sealed") || strings.Contains(errOut, "host-chosen-token") {
+		t.Fatalf("swapped file: want the agent's refusal naming the file (and not its content), got %q", errOut)
+	}
+	t.Logf("plaintext file swap refused: %s", lineWith(errOut, "not a sealed secret"))
+	crictl(t, "rm", "-f", swappedFile)
 	if st := crictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}}", cid); st != "CONTAINER_RUNNING" {
 		t.Fatalf("after the refusals: state %q", st)
 	}
