@@ -20,6 +20,7 @@ func TestBaselineSealedEnv(t *testing.T) {
 	c.EnvPatterns = append(c.EnvPatterns, "(?s)^DB_PASSWORD=.*$")
 	c.Env = append(c.Env, "API_KEY="+sealedValue) // written sealed in the pod YAML
 	c.SealedEnv = []string{"DB_PASSWORD", "API_KEY"}
+	c.SealedMounts = []string{"/data"}
 	e := baselineEngine(t, data)
 	spec := func(env ...string) *policytest.Container {
 		w := webContainer()
@@ -48,6 +49,10 @@ func TestBaselineSealedEnv(t *testing.T) {
 			if tc.want == "" {
 				if !d.Allow {
 					t.Fatalf("denied: %s", d.Reason)
+				}
+				// The volume the pod marked sealed is the agent's obligation.
+				if m, _ := d.Obligations["sealed_mounts"].([]any); len(m) != 1 || m[0] != "/data" {
+					t.Fatalf("obligations %v", d.Obligations)
 				}
 				return
 			}
