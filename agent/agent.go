@@ -75,10 +75,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	keys, err := keyProvider(ctx, launched, att)
+	hub, err := kbsHub(ctx, launched, att)
 	if err != nil {
 		return err
 	}
+	keys := keyProvider(ctx, hub)
 	engine := launched.Engine
 	srv, err := server.New(opts.StateDir)
 	if err != nil {
@@ -92,6 +93,7 @@ func Run(ctx context.Context, opts Options) error {
 		InsecureRegistries: launched.Settings.Image.InsecureRegistries,
 		KeyProvider:        keys,
 	})
+	srv.SetUnsealer(unsealer(ctx, launched, hub))
 	srv.SetPolicyEngine(engine)
 	srv.SetDecisionLog(decisions)
 	// server.Interceptor is outermost: it recovers panics and converts errors for the policy

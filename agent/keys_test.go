@@ -18,6 +18,13 @@ import (
 // key; without a KBS or without an attester there is none.
 func TestKeyProvider(t *testing.T) {
 	ctx := context.Background()
+	keyProvider := func(ctx context.Context, l *launch.Launched, a attester.Attester) (imagepull.KeyProvider, error) {
+		hub, err := kbsHub(ctx, l, a)
+		if err != nil || hub == nil {
+			return nil, err
+		}
+		return keyProvider(ctx, hub), nil
+	}
 	k := cdhtest.NewKBS(t, true)
 	kek := imagepulltest.NewKEK()
 	k.Put(t, "default/key/1", kek)

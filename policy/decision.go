@@ -26,6 +26,12 @@ type Decision struct {
 	Withhold bool
 	// StateChanged is true when the decision carries a state change: Commit applies it.
 	StateChanged bool
+	// Obligations are what the policy requires the agent to enforce while it carries out an
+	// allowed request, beyond what the request itself shows (the rule's "obligations"
+	// object; nil for none): e.g. "sealed_mounts", the mount destinations whose every file
+	// must be a sealed secret. The interceptor hands the decision to the handler
+	// (DecisionFrom).
+	Obligations map[string]any
 
 	statePatch map[string]any // the policy's merge patch; nil for none
 }
@@ -37,7 +43,7 @@ func (d Decision) final() Decision {
 		d.Withhold = false
 		return d
 	}
-	d.statePatch, d.StateChanged = nil, false
+	d.statePatch, d.StateChanged, d.Obligations = nil, false, nil
 	if d.Reason == "" {
 		d.Reason = "not allowed"
 	}
@@ -58,6 +64,8 @@ type result struct {
 	allow  bool
 	reason string
 	state  map[string]any // a merge patch; nil for none
+	// obligations for the handler; nil for none
+	obligations map[string]any
 }
 
 // interpret reads a rule's value: true allows; an object allows when its "allow" is true and
@@ -86,6 +94,11 @@ func interpret(v any) result {
 			r.state = st
 		} else if v["state"] != nil {
 			return result{reason: fmt.Sprintf("the policy's \"state\" is a %s, want an object", typeName(v["state"]))}
+		}
+		if ob, ok := v["obligations"].(map[string]any); ok {
+			r.obligations = ob
+		} else if v["obligations"] != nil {
+			return result{reason: fmt.Sprintf("the policy's \"obligations\" is a %s, want an object", typeName(v["obligations"]))}
 		}
 		return r
 	default:

@@ -227,6 +227,9 @@ func (e *Engine) decide(ctx context.Context, method string, req proto.Message) (
 	if d.Allow && res.state != nil {
 		d.statePatch, d.StateChanged = res.state, true
 	}
+	if d.Allow && len(res.obligations) > 0 {
+		d.Obligations = res.obligations
+	}
 	return d.final(), nil
 }
 

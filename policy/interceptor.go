@@ -51,7 +51,7 @@ func Interceptor(d Decider) ttrpc.UnaryServerInterceptor {
 		if !dec.Allow && !dec.Withhold {
 			return nil, dec.Err()
 		}
-		resp, err := handler(ctx, judged(req))
+		resp, err := handler(context.WithValue(ctx, decisionKey{}, dec), judged(req))
 		if err != nil {
 			return resp, err
 		}
@@ -63,6 +63,15 @@ func Interceptor(d Decider) ttrpc.UnaryServerInterceptor {
 		}
 		return resp, nil
 	}
+}
+
+type decisionKey struct{}
+
+// DecisionFrom returns the decision the Interceptor made on the request a handler serves (its
+// Obligations are the handler's to enforce); false outside the Interceptor.
+func DecisionFrom(ctx context.Context) (Decision, bool) {
+	d, ok := ctx.Value(decisionKey{}).(Decision)
+	return d, ok
 }
 
 // judged returns an unmarshaler that hands the handler a copy of req, the request the policy

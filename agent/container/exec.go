@@ -36,6 +36,12 @@ func (m *Manager) Exec(ctx context.Context, id, execID string, ap *api.Process) 
 	if err != nil {
 		return err
 	}
+	// An exec carries the container's env again (CRI copies it): its sealed values are
+	// unsealed the same way.
+	lp.Env = slices.Clone(lp.Env)
+	if err := m.unsealer.Env(ctx, lp.Env, "process.env"); err != nil {
+		return fmt.Errorf("exec %s in container %s: %w", execID, id, err)
+	}
 	c, err := m.get(id)
 	if err != nil {
 		return err

@@ -208,10 +208,12 @@ func TestStoragesMountedAndUnmounted(t *testing.T) {
 	}
 }
 
-// mounted reports whether dir is a mount point.
+// mounted reports whether dir is a mount point. It reads the calling thread's view: the
+// main thread's (/proc/self) may be stuck in a container's mount namespace, where runc's
+// mount-source goroutine (locked, setns) ended if it ran on the main thread.
 func mounted(t *testing.T, dir string) bool {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/storage"
+	"github.com/veil-runtime/veil/agent/unseal"
 )
 
 // idPattern is the form of container and exec ids.
@@ -46,6 +47,18 @@ type Manager struct {
 	sandbox    string          // the sandbox container's id (SetSandbox)
 
 	paths *storage.Table // mounts storages and roots, resolves the host's paths
+
+	// unsealer replaces sealed env values and files (SetUnsealer); without a KBS it refuses
+	// every sealed value, so none is ever left in place.
+	unsealer *unseal.Unsealer
+}
+
+// SetUnsealer sets what unseals the containers' sealed secrets. Call it before serving.
+func (m *Manager) SetUnsealer(u *unseal.Unsealer) {
+	if u == nil {
+		u = &unseal.Unsealer{}
+	}
+	m.unsealer = u
 }
 
 // NewManager returns a Manager keeping libcontainer state under root, whose containers'
@@ -65,6 +78,7 @@ func NewManager(root string, paths *storage.Table) (*Manager, error) {
 		events:     newEventQueue(maxQueuedEvents),
 		containers: make(map[string]*ctr),
 		paths:      paths,
+		unsealer:   &unseal.Unsealer{},
 	}, nil
 }
 
@@ -151,6 +165,14 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 		return err
 	}
 	undo.add(unmount)
+	// Sealed secrets are unsealed once the bind sources are the agent's own paths.
+	unsealed, err := m.unsealer.Container(ctx, spec, m.paths.Path(api.ContainersDir)+"/"+id)
+	if err != nil {
+		return err
+	}
+	undo.add(unsealed)
+	prepared := unmount
+	unmount = func() error { return errors.Join(unsealed(), prepared()) }
 	cfg, err := libcontainerConfig(id, spec)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/veil-runtime/veil/attestation/kbs/protocol"
 	"github.com/veil-runtime/veil/policy/initdata"
 )
 
@@ -41,6 +42,9 @@ type KBSSettings struct {
 	// CACert is PEM text: the certificates a https KBS's certificate must chain to, instead
 	// of the guest's system roots. The text itself is in initdata, so it is measured too.
 	CACert string `toml:"ca_cert"`
+	// SealedSecretKeys are the kbs:/// URIs of the keys that may sign sealed secrets (the
+	// JWS kid; agent/unseal); empty means any kbs:/// key this KBS serves.
+	SealedSecretKeys []string `toml:"sealed_secret_keys"`
 }
 
 // ImageSettings configure the image pulls of the agent (image_guest_pull storages).
@@ -74,9 +78,14 @@ func ParseSettings(text string) (Settings, error) {
 
 // validate checks the URL and the CA certificates.
 func (k *KBSSettings) validate() error {
+	for _, key := range k.SealedSecretKeys {
+		if _, err := protocol.ParseResourceURI(key); err != nil {
+			return fmt.Errorf("kbs.sealed_secret_keys: %w", err)
+		}
+	}
 	if k.URL == "" {
-		if k.CACert != "" {
-			return fmt.Errorf("kbs.ca_cert is set but kbs.url is not")
+		if k.CACert != "" || len(k.SealedSecretKeys) > 0 {
+			return fmt.Errorf("kbs.ca_cert or kbs.sealed_secret_keys is set but kbs.url is not")
 		}
 		return nil
 	}

@@ -87,10 +87,13 @@ func TestParseKBSSettings(t *testing.T) {
 	if pool, err := ParseCACert(s.KBS.CACert); err != nil || pool == nil {
 		t.Fatalf("ParseCACert: %v", err)
 	}
+	if s, err := ParseSettings("[kbs]\nurl = \"http://k\"\nsealed_secret_keys = [\"kbs:///a/b/c\"]\n"); err != nil || len(s.KBS.SealedSecretKeys) != 1 {
+		t.Fatalf("sealed_secret_keys: %+v, %v", s.KBS, err)
+	}
 	if s, err := ParseSettings("[kbs]\nurl = \"http://10.0.0.1:8080\"\n"); err != nil || s.KBS.URL != "http://10.0.0.1:8080" {
 		t.Fatalf("plain http KBS: %+v, %v", s.KBS, err)
 	}
-	if s, err := ParseSettings("[image]\n"); err != nil || s.KBS != (KBSSettings{}) {
+	if s, err := ParseSettings("[image]\n"); err != nil || s.KBS.URL != "" || s.KBS.CACert != "" || s.KBS.SealedSecretKeys != nil {
 		t.Fatalf("no [kbs]: %+v, %v", s.KBS, err)
 	}
 	keyPEM := "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
@@ -101,6 +104,8 @@ func TestParseKBSSettings(t *testing.T) {
 		{"[kbs]\nurl = \"https://user:pw@kbs\"\n", "want http(s)://host"},
 		{"[kbs]\nurl = \"https://kbs/?x=1\"\n", "want http(s)://host"},
 		{"[kbs]\nurls = \"https://kbs\"\n", `unknown key "kbs.urls"`},
+		{"[kbs]\nurl = \"https://kbs\"\nsealed_secret_keys = [\"/etc/key\"]\n", "kbs.sealed_secret_keys"},
+		{"[kbs]\nsealed_secret_keys = [\"kbs:///a/b/c\"]\n", "kbs.url is not"},
 		{"[kbs]\nca_cert = '''\n" + ca + "'''\n", "kbs.url is not"},
 		{"[kbs]\nurl = \"http://kbs\"\nca_cert = '''\n" + ca + "'''\n", "is not https"},
 		{"[kbs]\nurl = \"https://kbs\"\nca_cert = \"not PEM\"\n", "kbs.ca_cert: text that is not PEM"},

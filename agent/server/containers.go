@@ -22,9 +22,14 @@ func checkIDs(containerID, execID string) error {
 	return container.ValidateID("exec_id", execID)
 }
 
-// CreateContainer mounts the request's storages and creates the container from its OCI spec.
+// CreateContainer mounts the request's storages and creates the container from its OCI spec,
+// enforcing the policy decision's obligations (obligations.go).
 func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRequest) (*api.Empty, error) {
-	err := s.containers.Create(ctx, req.GetContainerId(), req.GetOciSpec(), req.GetStdin(), req.GetStorages())
+	ctx, err := createObligations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.containers.Create(ctx, req.GetContainerId(), req.GetOciSpec(), req.GetStdin(), req.GetStorages())
 	if err != nil {
 		return nil, err
 	}

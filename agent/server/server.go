@@ -19,6 +19,7 @@ import (
 	"github.com/veil-runtime/veil/agent/container"
 	"github.com/veil-runtime/veil/agent/portfwd"
 	"github.com/veil-runtime/veil/agent/storage"
+	"github.com/veil-runtime/veil/agent/unseal"
 )
 
 // AgentVersion is the agent's version, set at build time with
@@ -55,6 +56,10 @@ var _ api.AgentService = (*Server)(nil)
 // SetGuestPull lets CreateContainer mount image_guest_pull storages with g. Call it before
 // serving.
 func (s *Server) SetGuestPull(g *storage.GuestPull) { s.paths.Pull = g }
+
+// SetUnsealer lets CreateContainer unseal sealed secrets with u (without it, or with a u
+// that has no KBS, every sealed value is refused). Call it before serving.
+func (s *Server) SetUnsealer(u *unseal.Unsealer) { s.containers.SetUnsealer(u) }
 
 // New returns a Server whose containers keep their state under stateDir, with the guest's
 // directories at api.GuestRoot.

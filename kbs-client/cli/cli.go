@@ -1,6 +1,6 @@
 // Package cli is the command line of veil-kbs-client: attest to a KBS and print the token's
-// claims, fetch a resource, and the administrator's commands (store a resource, set the
-// policies). cmd/veil-kbs-client is a thin main around Main.
+// claims, fetch a resource, the administrator's commands (store a resource, set the
+// policies), and the sealing of secrets (kbs-client/sealed). cmd/veil-kbs-client is a thin main around Main.
 package cli
 
 import (
@@ -33,6 +33,7 @@ administrator commands (sign with --admin-key):
   get-resource-policy                      print the resource policy
   set-attestation-policy [--id ID] FILE    replace the Rego appraisal policy (id "default")
 
+` + sealUsage + `
 flags:
 `
 
@@ -69,7 +70,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if g.url == "" || fs.NArg() == 0 {
+	if fs.NArg() == 0 || (g.url == "" && !isSealCommand(fs.Arg(0))) {
 		fs.Usage()
 		return 2
 	}
@@ -87,11 +88,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, g *globals, args []string, stdout io.Writer) error {
+	cmd, rest := args[0], args[1:]
+	if isSealCommand(cmd) {
+		return sealCommand(ctx, g, cmd, rest, stdout)
+	}
 	hc, err := g.httpClient()
 	if err != nil {
 		return err
 	}
-	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "attest", "get-resource":
 		return guestCommand(ctx, g, hc, cmd, rest, stdout)

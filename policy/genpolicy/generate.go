@@ -113,6 +113,12 @@ func workload(ctx context.Context, d document, tmpl map[string]any, opts Options
 	if err != nil {
 		return nil, nil, err
 	}
+	if ps.sealedEnv, err = sealedEnvNames(tmpl); err != nil {
+		return nil, nil, err
+	}
+	if ps.sealedVolumes, err = annotationList(tmpl, SealedVolumesAnnotation); err != nil {
+		return nil, nil, err
+	}
 	data, warnings, err := podData(ctx, ps, opts)
 	if err != nil {
 		return nil, nil, err
@@ -165,6 +171,12 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, []
 	data.Sandbox.DecisionLog = data.Sandbox.DecisionLog || opts.DecisionLog
 	var warnings []string
 	all := append(append([]container{}, ps.InitContainers...), ps.Containers...)
+	if err := checkSealedAnnotation(ps.sealedEnv, all); err != nil {
+		return nil, nil, err
+	}
+	if err := checkSealedVolumes(ps.sealedVolumes, all); err != nil {
+		return nil, nil, err
+	}
 	images := map[string]*Image{} // each reference is resolved once
 	for i := range all {
 		c := &all[i]
@@ -183,6 +195,10 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, []
 		if warning != "" {
 			warnings = append(warnings, "container "+c.Name+": "+warning)
 		}
+		if err := sealEnv(entry, c, ps.sealedEnv); err != nil {
+			return nil, nil, fmt.Errorf("container %s: %w", c.Name, err)
+		}
+		sealMounts(entry, c, ps.sealedVolumes)
 		entry.GuestPull = opts.GuestPull
 		data.Containers = append(data.Containers, *entry)
 		data.Network.ForwardPorts = appendPorts(data.Network.ForwardPorts, c.Ports)

@@ -23,6 +23,10 @@ type podSpec struct {
 	EnableServiceLinks           *bool               `json:"enableServiceLinks"`
 	AutomountServiceAccountToken *bool               `json:"automountServiceAccountToken"`
 	ShareProcessNamespace        *bool               `json:"shareProcessNamespace"`
+
+	// sealedEnv and sealedVolumes are the names of the pod's SealedEnvAnnotation and
+	// SealedVolumesAnnotation (set by workload).
+	sealedEnv, sealedVolumes []string
 }
 
 type container struct {

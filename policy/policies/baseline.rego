@@ -97,11 +97,32 @@ known_container_v(id) := {sprintf("container %q was not created under this polic
 	not entry_of(id)
 }
 
-# env_ok(c, env): every variable is listed exactly, or matches one of the entry's patterns.
+# env_ok(c, env): every variable is listed exactly, or matches one of the entry's patterns,
+# and every variable the pod declared sealed carries a sealed value.
 env_ok(c, env) if {
 	every e in [e | some e in env; not e in c.env] {
 		env_pattern_ok(c, e)
 	}
+	sealed_env_ok(c, env)
+}
+
+# The prefix of a sealed secret's value (kbs-client/sealed.Prefix), which the agent unseals.
+sealed_prefix := "sealed."
+
+# sealed_env_ok(c, env): no variable of c.sealed_env has a value that is not sealed (a host
+# swapping a sealed secret for a plaintext of its choosing).
+sealed_env_ok(c, env) if count(c.sealed_env) == 0
+
+sealed_env_ok(c, env) if {
+	count(c.sealed_env) > 0
+	count(unsealed_env(c, env)) == 0
+}
+
+unsealed_env(c, env) := {name |
+	some e in env
+	name := split(e, "=")[0]
+	name in c.sealed_env
+	not startswith(e, concat("", [name, "=", sealed_prefix]))
 }
 
 env_pattern_ok(c, e) if {
@@ -114,6 +135,8 @@ env_v(c, env) := {sprintf("environment variable %s is not allowed with this valu
 	some e in env
 	not e in c.env
 	not env_pattern_ok(c, e)
+} | {sprintf("environment variable %s must carry a sealed secret (%s...), not another value", [name, sealed_prefix]) |
+	some name in unsealed_env(c, env)
 }
 
 # --- Sandbox -----------------------------------------------------------------------------
@@ -197,8 +220,11 @@ requested_name := annotations[name_annotation]
 container_id := input.request.container_id
 
 # created(name) allows the request and records the entry and the identity of the process.
+# Its obligation "sealed_mounts" makes the agent refuse the container unless every file of
+# those mounts is a sealed secret (the policy cannot see the files).
 created(name) := {
 	"allow": true,
+	"obligations": {"sealed_mounts": policy_data.containers[name].sealed_mounts},
 	"state": {"containers": {container_id: {
 		"entry": name,
 		"uid": object.get(user, "uid", 0),
@@ -265,6 +291,7 @@ container_ok(c) if {
 	every e in {e | some e in p.env} - c.env { # env_ok; c.env_pattern is the alternation of c.env_patterns
 		regex.match(c.env_pattern, e)
 	}
+	sealed_env_ok(c, p.env)
 	every m in s.mounts {
 		a := c.mounts[m.destination]
 		a.type == m.type

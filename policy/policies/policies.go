@@ -65,6 +65,14 @@ type Container struct {
 	// request must be allowed by one or the other.
 	Env         []string `json:"env"`
 	EnvPatterns []string `json:"env_patterns"`
+	// SealedEnv names the variables that must carry a sealed secret (a value that starts
+	// with "sealed.", which the agent unseals; docs/sealed-secrets.md): a host that sends
+	// such a variable with any other value is refused, whatever Env and EnvPatterns allow.
+	SealedEnv []string `json:"sealed_env"`
+	// SealedMounts are mount destinations whose every regular file must be a sealed secret:
+	// CreateContainer's decision hands them to the agent as the obligation "sealed_mounts",
+	// and the agent refuses the container when the host put another file there.
+	SealedMounts []string `json:"sealed_mounts"`
 	// Mounts are the mounts allowed, by destination; every mount of the spec must match the
 	// entry for its destination.
 	Mounts map[string]Mount `json:"mounts"`
@@ -179,7 +187,7 @@ type CopyFile struct {
 // module, ready to be the policy.rego of an initdata document. The data is written in Rego:
 // JSON, except that the containers are an object keyed by name, and the lists whose use is
 // membership (env, masked_paths, readonly_paths, sysctls, exec, storage_drivers, a mount's
-// options, shared_namespaces, additional_gids, rlimits, forward_ports) are Rego sets, so the rules test them
+// options, shared_namespaces, additional_gids, rlimits, forward_ports, sealed_env) are Rego sets, so the rules test them
 // in one step; and each container gets env_pattern, the alternation of its env_patterns
 // (anyPattern), which the fast path matches once per variable, and namespaces, the set of
 // namespace objects of the common case (namespaceSet). Object keys are sorted, so the same data always gives the same text (and
@@ -248,7 +256,7 @@ var setFields = map[string]bool{
 	"env": true, "masked_paths": true, "readonly_paths": true,
 	"sysctls": true, "exec": true, "storage_drivers": true, "options": true,
 	"shared_namespaces": true, "namespaces": true, "additional_gids": true, "rlimits": true,
-	"forward_ports": true,
+	"forward_ports": true, "sealed_env": true,
 }
 
 // namespaceSet is an entry's namespaces as the spec of the common case writes them, for the
@@ -332,6 +340,7 @@ func (d Data) normalized() Data {
 	for i := range d.Containers {
 		c := d.Containers[i]
 		c.Args, c.Env, c.EnvPatterns = orEmpty(c.Args), orEmpty(c.Env), orEmpty(c.EnvPatterns)
+		c.SealedEnv, c.SealedMounts = orEmpty(c.SealedEnv), orEmpty(c.SealedMounts)
 		mounts := make(map[string]Mount, len(c.Mounts))
 		for k, m := range c.Mounts {
 			m.Options = orEmpty(m.Options)
