@@ -75,10 +75,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	keys, err := keyProvider(ctx, launched, att)
+	hub, err := kbsHub(ctx, launched, att)
 	if err != nil {
 		return err
 	}
+	keys := keyProvider(ctx, hub, att)
 	engine := launched.Engine
 	srv, err := server.New(opts.StateDir)
 	if err != nil {
@@ -91,6 +92,7 @@ func Run(ctx context.Context, opts Options) error {
 		Dir:                opts.ImagesDir,
 		InsecureRegistries: launched.Settings.Image.InsecureRegistries,
 		KeyProvider:        keys,
+		Verifier:           imageVerifier(ctx, launched, hub),
 	})
 	srv.SetPolicyEngine(engine)
 	srv.SetDecisionLog(decisions)

@@ -18,6 +18,10 @@ import (
 // key; without a KBS or without an attester there is none.
 func TestKeyProvider(t *testing.T) {
 	ctx := context.Background()
+	keyProvider := func(ctx context.Context, l *launch.Launched, a attester.Attester) (imagepull.KeyProvider, error) {
+		hub, err := kbsHub(ctx, l, a)
+		return keyProvider(ctx, hub, a), err
+	}
 	k := cdhtest.NewKBS(t, true)
 	kek := imagepulltest.NewKEK()
 	k.Put(t, "default/key/1", kek)
