@@ -82,6 +82,16 @@ func (v *Verifier) VerifyImage(ctx context.Context, ref name.Reference, pin v1.H
 	rule := v.policy.Lookup(image, pin.String())
 	var sigs []signature
 	var fetched bool
+	fetch := func() ([]signature, error) { // once, and only for a sigstoreSigned rule
+		if fetched {
+			return sigs, nil
+		}
+		var err error
+		if sigs, err = fetchSignatures(ref, pin, opts); err == nil {
+			fetched = true
+		}
+		return sigs, err
+	}
 	for i, req := range rule.Requirements {
 		var err error
 		switch req.Type {
@@ -89,13 +99,7 @@ func (v *Verifier) VerifyImage(ctx context.Context, ref name.Reference, pin v1.H
 		case imagepolicy.TypeReject:
 			err = ErrRejected
 		case imagepolicy.TypeSigstoreSigned:
-			if !fetched {
-				sigs, err = fetchSignatures(ref, pin, opts)
-				fetched = true
-			}
-			if err == nil {
-				err = v.checkSigstore(ctx, req, image, pin, sigs)
-			}
+			err = v.checkSigstore(ctx, req, image, pin, fetch)
 		default:
 			err = fmt.Errorf("requirement type %q is not enforced by this agent", req.Type)
 		}
@@ -121,19 +125,23 @@ func (e *Error) Error() string {
 // Unwrap returns ErrRefused and the reason.
 func (e *Error) Unwrap() []error { return []error{ErrRefused, e.Err} }
 
-// checkSigstore passes when one signature verifies with one of req's keys, names the pin and
+// checkSigstore obtains req's keys, then the signatures (fetch), and passes when one signature verifies with one of req's keys, names the pin and
 // satisfies req's identity.
-func (v *Verifier) checkSigstore(ctx context.Context, req imagepolicy.Requirement, image namedRef, pin v1.Hash, sigs []signature) error {
-	if len(sigs) == 0 {
-		return fmt.Errorf("%w: no cosign signature (tag %s)", ErrNoSignature, sigTag(pin))
-	}
+func (v *Verifier) checkSigstore(ctx context.Context, req imagepolicy.Requirement, image namedRef, pin v1.Hash, fetch func() ([]signature, error)) error {
 	keys := make([]*key, 0, len(req.Keys))
-	for _, k := range req.Keys {
+	for _, k := range req.Keys { // first: no registry request for a rule whose key is missing
 		kk, err := v.key(ctx, k)
 		if err != nil {
 			return err
 		}
 		keys = append(keys, kk)
+	}
+	sigs, err := fetch()
+	if err != nil {
+		return err
+	}
+	if len(sigs) == 0 {
+		return fmt.Errorf("%w: no cosign signature (tag %s)", ErrNoSignature, sigTag(pin))
 	}
 	var reasons []string
 	var sentinel error = ErrWrongKey
