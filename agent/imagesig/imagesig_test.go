@@ -129,6 +129,7 @@ func refused(t *testing.T, r *testRegistry, err, want error, ref, rule, why stri
 	if !errors.Is(err, imagesig.ErrRefused) || !errors.Is(err, want) {
 		t.Fatalf("err %v, want a refusal wrapping %v", err, want)
 	}
+	t.Logf("refused: %v", err)
 	for _, s := range []string{ref, rule, why} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not say %q", err, s)
@@ -190,6 +191,14 @@ func TestCosignSignatures(t *testing.T) {
 		if err := pull(t, r, v, strings.TrimSuffix(signedRef, ":v1")+"@"+signedPin.String(), signedPin); err != nil {
 			t.Fatal(err)
 		}
+	})
+	// cosign writes the bare repository as docker-reference (signing by digest or by tag), so
+	// containers/image's default identity refuses a pull by tag: policies say
+	// matchRepository (docs/imagesig.md).
+	t.Run("by tag, default identity refused", func(t *testing.T) {
+		v := imagesig.New(policyOf(t, `{"default":[{"type":"sigstoreSigned","keyData":"`+key.KeyData()+`"}]}`), nil)
+		err := pull(t, r, v, signedRef, signedPin)
+		refused(t, r, err, imagesig.ErrIdentity, signedRef, "default[0] (sigstoreSigned)", "without a tag or digest, and matchRepoDigestOrExact needs")
 	})
 	t.Run("unsigned refused", func(t *testing.T) {
 		err := pull(t, r, v, unsignedRef, unsignedPin)
