@@ -290,3 +290,24 @@ func TestKBSKey(t *testing.T) {
 	err = pull(t, r, noKBS, ref, pin)
 	refused(t, r, err, imagesig.ErrKey, ref, "default[0]", "needs the KBS")
 }
+
+// TestCacheHitVerified: the guest cache is keyed by digest, so an image accepted under one
+// name must not be served from the cache under another name its policy rejects.
+func TestCacheHitVerified(t *testing.T) {
+	r := newRegistry(t)
+	img := randomImage(t)
+	okRef, pin := r.push(t, "open/app", img)
+	badRef, _ := r.push(t, "banned/app", img)
+	v := imagesig.New(policyOf(t, `{"default":[{"type":"reject"}],"transports":{"docker":{"`+r.host+`/open":[{"type":"insecureAcceptAnything"}]}}}`), nil)
+	cache := t.TempDir()
+	opts := imagepull.Options{Digest: pin.String(), CacheDir: cache, InsecureRegistries: []string{r.host}, NoSameOwner: os.Geteuid() != 0, Verifier: v}
+	if _, err := imagepull.Pull(context.Background(), okRef, opts); err != nil {
+		t.Fatal(err)
+	}
+	r.reset()
+	_, err := imagepull.Pull(context.Background(), badRef, opts)
+	refused(t, r, err, imagesig.ErrRejected, badRef, "default[0] (reject)", "rejects every image")
+	if got, err := imagepull.Pull(context.Background(), okRef, opts); err != nil || !got.Cached {
+		t.Fatalf("second pull of the accepted name: cached %v, err %v", got != nil && got.Cached, err)
+	}
+}
