@@ -20,7 +20,7 @@ HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-clien
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane skopeo demo-k8s critest install proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane skopeo cosign demo-k8s critest install proto proto-check unit e2e test demo bench lint clean
 
 all: build
 
@@ -110,6 +110,11 @@ crane: deps
 	@mkdir -p $(BIN)/tools
 	$(GO) build -o $(BIN)/tools/crane github.com/google/go-containerregistry/cmd/crane
 
+# cosign v2.6.5, built from the Go module proxy once into $(VEIL_CACHE)/cosign/v2.6.5 (default
+# /var/cache/veil): the image signature tests sign their images with it (docs/imagesig.md).
+cosign: deps
+	@scripts/cosign.sh
+
 # The shim, the guest image and the default configuration in the standard places.
 install: build image
 	@scripts/install.sh
@@ -134,14 +139,14 @@ lint:
 
 # The hypervisor's boot tests use the guest image's kernel, so unit builds the (cached) image;
 # the installer's and the image builder's tests run containerd 2.4 and 1.6 (cached builds).
-unit: lint image containerd containerd16 skopeo
+unit: lint image containerd containerd16 skopeo cosign
 	VEIL_TEST_KERNEL=$(IMAGE)/vmlinuz $(GO) test -race -count=1 $(UNIT_PKGS)
 
 # The suites that boot real QEMU VMs from the guest image: the agent directly (tests/e2e),
 # through containerd and the shim (tests/shim), through CRI with crictl (tests/cri), then, on
 # their own, through a real single-node Kubernetes (tests/k8s, with the manifests rendered by
 # its kubectl).
-e2e: image containerd containerd16 cri-tools kubernetes
+e2e: image containerd containerd16 cri-tools kubernetes cosign
 	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/ ./tests/shim/ ./tests/cri/
 	VEIL_IMAGE=$(IMAGE) VEIL_BIN=$(BIN) $(GO) test -tags e2e -count=1 -timeout 30m -v ./tests/k8s/ ./deploy/...
 

@@ -92,6 +92,7 @@ func Run(ctx context.Context, opts Options) error {
 		Dir:                opts.ImagesDir,
 		InsecureRegistries: launched.Settings.Image.InsecureRegistries,
 		KeyProvider:        keys,
+		Verifier:           imageVerifier(ctx, launched, hub),
 	})
 	srv.SetUnsealer(unsealer(ctx, launched, hub))
 	srv.SetPolicyEngine(engine)

@@ -46,7 +46,7 @@ func kbsHub(ctx context.Context, l *launch.Launched, att attester.Attester) (*cd
 		return nil, nil
 	}
 	if att == nil {
-		log.G(ctx).Warnf("initdata names KBS %s, but this guest has no TEE to attest with (tee none): encrypted layers and sealed secrets will be refused", k.URL)
+		log.G(ctx).Warnf("initdata names KBS %s, but this guest has no TEE to attest with (tee none): encrypted layers, sealed secrets and kbs:/// keys will be refused", k.URL)
 		return nil, nil
 	}
 	c := cdh.Config{URL: k.URL, Attester: att}

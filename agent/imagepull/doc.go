@@ -7,6 +7,9 @@
 // Options.Digest (a tag alone is refused with ErrNotPinned), through
 // go-containerregistry's remote package. In order, it:
 //
+//  0. with Options.Verifier (agent/imagesig: the initdata's image security policy), checks
+//     the reference and pin against the policy, before anything of the image is fetched and
+//     on a cache hit too;
 //  1. hashes the manifest (or index) it is served and refuses it unless it is the pinned
 //     digest, before it reads anything else;
 //  2. from an index, picks the manifest for Options.Platform (linux/amd64 by default) and

@@ -1,13 +1,16 @@
 package imagepull
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Sentinel errors. Every error Pull returns that stems from one of these checks wraps the
@@ -107,9 +110,22 @@ type Options struct {
 	// be guest-private.
 	KeyProvider KeyProvider
 
+	// Verifier checks the image against the image security policy (agent/imagesig) before
+	// anything of it is fetched, on every Pull, a cache hit too (the cache is keyed by
+	// digest, and another reference to the same digest may fall under another rule). Nil
+	// accepts every image.
+	Verifier Verifier
+
 	// NoSameOwner unpacks files as the calling user instead of the owners recorded in the
 	// layers (for unprivileged tests; the agent runs as root and keeps the owners).
 	NoSameOwner bool
+}
+
+// Verifier checks an image before Pull fetches it: ref is the reference as parsed, pin the
+// pinned digest, opts reach the registry through the pull's guarded transport. An error
+// refuses the image; Pull returns it wrapped, having fetched nothing.
+type Verifier interface {
+	VerifyImage(ctx context.Context, ref name.Reference, pin v1.Hash, opts ...remote.Option) error
 }
 
 // Limits bounds one pull. A zero field takes its Default* value; a negative one disables the

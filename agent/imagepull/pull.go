@@ -66,6 +66,12 @@ func pull(ctx context.Context, ref string, o *Options) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Verifier != nil {
+		ropts, _ := o.remoteOptions(ctx, o.platform())
+		if err := o.Verifier.VerifyImage(ctx, r, pin, ropts...); err != nil {
+			return nil, err
+		}
+	}
 	plt := o.platform()
 	if o.Dest != "" {
 		return pullToDest(ctx, ref, r, pin, plt, o)
@@ -124,6 +130,23 @@ func pullToDest(ctx context.Context, ref string, r name.Reference, pin v1.Hash, 
 	return img, nil
 }
 
+// remoteOptions are the go-containerregistry options of a pull's registry requests, through
+// the guard it returns.
+func (o *Options) remoteOptions(ctx context.Context, plt v1.Platform) ([]remote.Option, *guard) {
+	g := &guard{inner: o.Transport, opts: o, maxManifest: o.Limits.withDefaults().MaxManifestBytes}
+	if g.inner == nil {
+		g.inner = remote.DefaultTransport
+	}
+	auth := o.Auth
+	if auth == nil {
+		auth = authn.Anonymous
+	}
+	return []remote.Option{
+		remote.WithContext(ctx), remote.WithTransport(g), remote.WithAuth(auth),
+		remote.WithPlatform(plt), remote.WithUserAgent("veil-agent"),
+	}, g
+}
+
 // parseRef parses ref and works out the pinned digest. It needs no network.
 func parseRef(ref string, o *Options) (name.Reference, v1.Hash, error) {
 	r, err := name.ParseReference(ref)
@@ -164,18 +187,7 @@ func parseRef(ref string, o *Options) (name.Reference, v1.Hash, error) {
 // into rootfs. rootfs is a staging directory the caller removes on error.
 func fetch(ctx context.Context, r name.Reference, pin v1.Hash, plt v1.Platform, rootfs string, o *Options) (*Image, error) {
 	lim := o.Limits.withDefaults()
-	g := &guard{inner: o.Transport, opts: o, maxManifest: lim.MaxManifestBytes}
-	if g.inner == nil {
-		g.inner = remote.DefaultTransport
-	}
-	auth := o.Auth
-	if auth == nil {
-		auth = authn.Anonymous
-	}
-	ropts := []remote.Option{
-		remote.WithContext(ctx), remote.WithTransport(g), remote.WithAuth(auth),
-		remote.WithPlatform(plt), remote.WithUserAgent("veil-agent"),
-	}
+	ropts, g := o.remoteOptions(ctx, plt)
 	img, res, err := resolve(r, pin, plt, lim, ropts)
 	if err != nil {
 		if lerr := g.limitErr(); lerr != nil && !errors.Is(err, ErrLimit) {

@@ -23,6 +23,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/veil-runtime/veil/policy"
+	"github.com/veil-runtime/veil/policy/imagepolicy"
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
 )
@@ -66,6 +67,9 @@ type Launched struct {
 	// InitData is the initdata document's text as delivered (its digest is the launch's host
 	// data), "" without initdata: the guest sends it with its evidence to a KBS.
 	InitData string
+	// ImagePolicy is the initdata's image security policy (initdata.KeyImagePolicy), nil
+	// without one: every image is then accepted (insecureAcceptAnything).
+	ImagePolicy *imagepolicy.Policy
 }
 
 // Load finds and reads the initdata disk and returns the policy engine the agent must
@@ -136,6 +140,13 @@ func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 	if err != nil {
 		return nil, oneLine(err)
 	}
+	var imgPolicy *imagepolicy.Policy
+	if text, ok := doc.Data[initdata.KeyImagePolicy]; ok {
+		if imgPolicy, err = imagepolicy.Parse([]byte(text)); err != nil {
+			return nil, oneLine(fmt.Errorf("initdata: %s: %w", initdata.KeyImagePolicy, err))
+		}
+		log.G(ctx).Infof("initdata: image security policy installed (%d bytes of %s)", len(text), initdata.KeyImagePolicy)
+	}
 	text, ok := doc.Policy()
 	if !ok {
 		if c.TEE != TEENone {
@@ -154,7 +165,7 @@ func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 		log.G(ctx).Infof("initdata: agent settings from %s: insecure registries %q, KBS %q", initdata.KeyAgent,
 			settings.Image.InsecureRegistries, settings.KBS.URL)
 	}
-	return &Launched{Engine: e, Settings: settings, InitData: string(raw)}, nil
+	return &Launched{Engine: e, Settings: settings, InitData: string(raw), ImagePolicy: imgPolicy}, nil
 }
 
 // Verify compares the launch's host data with digest (nil: no initdata, so the host data

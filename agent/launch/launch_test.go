@@ -185,3 +185,26 @@ func TestVerify(t *testing.T) {
 		}
 	}
 }
+
+// The initdata's image-policy.json is parsed at boot: a bad one stops the agent with a
+// one-line error naming the entry and the fault; none leaves ImagePolicy nil (accept all).
+func TestBootDiskImagePolicy(t *testing.T) {
+	ctx := context.Background()
+	c := DefaultConfig(TEENone)
+	l, err := BootDisk(ctx, c, writeDisk(t, goodDoc))
+	if err != nil || l.ImagePolicy != nil {
+		t.Fatalf("no image policy: %+v, %v", l, err)
+	}
+	with := func(policy string) string {
+		return goodDoc + `"image-policy.json" = '''` + policy + `'''` + "\n"
+	}
+	l, err = BootDisk(ctx, c, writeDisk(t, with(`{"default": [{"type": "reject"}]}`)))
+	if err != nil || l.ImagePolicy == nil || l.ImagePolicy.Default[0].Type != "reject" {
+		t.Fatalf("image policy: %+v, %v", l, err)
+	}
+	_, err = BootDisk(ctx, c, writeDisk(t, with(`{"default": [{"type": "acceptIfLucky"}]}`)))
+	want := `initdata: image-policy.json: image policy: default[0]: unknown requirement type "acceptIfLucky"`
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("bad image policy: %v, want %q", err, want)
+	}
+}

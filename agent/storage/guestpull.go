@@ -34,6 +34,9 @@ type GuestPull struct {
 	// KeyProvider opens the keys of encrypted layers (imagepull.NewKBSKeyProvider of the
 	// agent/cdh hub of the measured KBS); nil refuses encrypted layers.
 	KeyProvider imagepull.KeyProvider
+	// Verifier enforces the measured initdata's image security policy (agent/imagesig)
+	// before a pull fetches anything; nil accepts every image.
+	Verifier imagepull.Verifier
 	// NoSeal leaves cache entries writable (imagepull.Options.SealCache): for tests that
 	// cannot mount. The agent seals them.
 	NoSeal bool

@@ -65,6 +65,7 @@ func (g *GuestPull) startPull(ctx context.Context, key, ref, digest string) (*pu
 		CacheDir:           g.Dir,
 		InsecureRegistries: g.InsecureRegistries,
 		KeyProvider:        g.KeyProvider,
+		Verifier:           g.Verifier,
 		SealCache:          !g.NoSeal,
 	}
 	logger := log.G(ctx).WithField("image", ref).WithField("digest", digest)

@@ -17,11 +17,41 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/veil-runtime/veil/policy/genpolicy"
+	"github.com/veil-runtime/veil/policy/imagepolicy"
+	"github.com/veil-runtime/veil/policy/initdata"
 )
+
+// addImagePolicy puts the policy file path (if any) into the initdata entries, and checks
+// the entry, from --image-policy or --initdata, with the parser the agent uses: a policy the
+// agent would refuse at boot is refused here.
+func addImagePolicy(extra initdataFlag, path string) error {
+	if path != "" {
+		if _, ok := extra[initdata.KeyImagePolicy]; ok {
+			return fmt.Errorf("--image-policy and --initdata %s=... both set the image policy", initdata.KeyImagePolicy)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("--image-policy: %w", err)
+		}
+		extra[initdata.KeyImagePolicy] = string(b)
+	}
+	text, ok := extra[initdata.KeyImagePolicy]
+	if !ok {
+		return nil
+	}
+	if _, err := imagepolicy.Parse([]byte(text)); err != nil {
+		if path == "" {
+			path = "--initdata " + initdata.KeyImagePolicy
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
 
 const usage = `usage: veil-genpolicy -f POD.yaml [-o OUT.yaml] [--out-dir DIR] [--settings FILE.json]
        [--algorithm sha256|sha384|sha512] [--platform linux/amd64] [--plain-http-loopback] [--sandbox-image REF]
        [--initdata KEY=FILE]... [--withhold-output] [--decision-log] [--guest-pull]
+       [--image-policy POLICY.json]
 `
 
 type initdataFlag map[string]string
@@ -69,7 +99,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		"and the sandbox to run the guest image's pause program (the runtime's guest_pull on)")
 	extra := initdataFlag{}
 	fs.Var(extra, "initdata", "more initdata entries, KEY=FILE (aa.toml=aa.toml); repeatable")
+	imagePolicy := fs.String("image-policy", "", "an image security policy (containers-policy.json, docs/imagesig.md) for the "+
+		"agent to enforce on the images it pulls: checked, then written into initdata as "+initdata.KeyImagePolicy)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := addImagePolicy(extra, *imagePolicy); err != nil {
 		return err
 	}
 	if *in == "" || fs.NArg() > 0 {

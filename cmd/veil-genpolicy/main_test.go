@@ -113,3 +113,53 @@ func TestRunWarning(t *testing.T) {
 		t.Fatalf("stderr:\n%s\nwant %q", stderr.String(), want)
 	}
 }
+
+// --image-policy writes a checked containers-policy.json into initdata; a policy the agent
+// would refuse at boot is refused here, by the same parser, whichever flag carries it.
+func TestImagePolicy(t *testing.T) {
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.Config(img, v1.Config{Cmd: []string{"/app"}}); err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(host + "/app:1")
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pod := filepath.Join(dir, "pod.yaml")
+	os.WriteFile(pod, []byte("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: "+host+"/app:1}]\n"), 0o644)
+	good := filepath.Join(dir, "policy.json")
+	policyText := `{"default":[{"type":"reject"}],"transports":{"docker":{"` + host + `":[{"type":"insecureAcceptAnything"}]}}}`
+	os.WriteFile(good, []byte(policyText), 0o644)
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"default":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"/k"}]}`), 0o644)
+	base := []string{"-f", pod, "-o", filepath.Join(dir, "out.yaml"), "--out-dir", dir, "--plain-http-loopback", "--sandbox-image", "none"}
+
+	if err := run(context.Background(), append(base, "--image-policy", good), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "pod-p.initdata.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := initdata.Parse(raw)
+	if err != nil || doc.Data[initdata.KeyImagePolicy] != policyText {
+		t.Fatalf("initdata %+v, %v", doc, err)
+	}
+	for _, args := range [][]string{{"--image-policy", bad}, {"--initdata", initdata.KeyImagePolicy + "=" + bad}} {
+		err := run(context.Background(), append(base, args...), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "signedBy (GPG simple signing) is not supported") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	err = run(context.Background(), append(base, "--image-policy", good, "--initdata", initdata.KeyImagePolicy+"="+good), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "both set") {
+		t.Errorf("two image policies: %v", err)
+	}
+}

@@ -37,6 +37,9 @@ const (
 	KeyAA     = "aa.toml"     // attestation-agent configuration
 	KeyCDH    = "cdh.toml"    // confidential-data-hub configuration
 	KeyAgent  = "veil.toml"   // Veil's agent settings (agent/launch.Settings)
+	// KeyImagePolicy is the image security policy, a containers-policy.json document
+	// (policy/imagepolicy), enforced by the agent on the images it pulls (agent/imagesig).
+	KeyImagePolicy = "image-policy.json"
 )
 
 // Sizes of the launch fields that hold the digest.
