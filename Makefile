@@ -15,7 +15,7 @@ LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION)
 AGENT_TAGS    := netgo,osusergo,seccomp
 AGENT_LDFLAGS := $(LDFLAGS) -s -w -extldflags "-static"
 
-HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy
+HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy veil-snapshotter
 
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
