@@ -269,7 +269,11 @@ func TestSnapshotterCoexists(t *testing.T) {
 		}
 		info, err := runCmd(ctrPath(t), "--address", env.Socket, "-n", criNamespace, "snapshots", "--snapshotter",
 			containerdenv.SnapshotterName, "info", top)
-		if err != nil || !strings.Contains(info, `"io.veil.snapshot.remote": "true"`) {
+		// The layer's labels: remote, and the image and layer the transfer service's remote
+		// snapshot annotations name.
+		if err != nil || !strings.Contains(info, `"io.veil.snapshot.remote": "true"`) ||
+			!strings.Contains(info, `"containerd.io/snapshot/cri.image-ref": "`+ref+`"`) ||
+			!strings.Contains(info, `"containerd.io/snapshot/cri.layer-digest": "sha256:`) {
 			t.Fatalf("%s: ctr snapshots info %s: %v\n%s", when, top, err, info)
 		}
 	}

@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/veil-runtime/veil/snapshotter"
 )
 
 // SnapshotterName is the proxy snapshotter's name in the suites' containerd configurations
 // (the runtime handlers' snapshotter = 'veil').
-const SnapshotterName = "veil"
+const SnapshotterName = snapshotter.Name
 
 // Snapshotter is a veil-snapshotter process started for a suite.
 type Snapshotter struct {
@@ -53,9 +55,10 @@ func StartSnapshotter(binDir, dir string) (*Snapshotter, error) {
 	return s, nil
 }
 
-// ProxyPlugin is the containerd.toml fragment that makes it the snapshotter SnapshotterName.
+// ProxyPlugin is the containerd.toml fragment that makes it the snapshotter SnapshotterName
+// next to overlayfs (snapshotter.ContainerdConfig).
 func (s *Snapshotter) ProxyPlugin() string {
-	return fmt.Sprintf("[proxy_plugins.%s]\n  type = 'snapshot'\n  address = %q\n", SnapshotterName, s.Socket)
+	return snapshotter.ContainerdConfig(s.Socket, "overlayfs")
 }
 
 // Stop sends SIGTERM and waits up to 10 s, then kills it.
