@@ -309,6 +309,21 @@ func TestSnapshotterCoexists(t *testing.T) {
 	}
 	checkRemote("after a restart")
 	checkGuestOnlyLayers(t, &reg.log, "veil-test/nosnap", env.registryHost+"/veil-test/nosnap:v1", false)
+
+	// Removing the images: containerd's garbage collection removes their own (top) layer
+	// snapshots from veil-snapshotter (the busybox layer below may serve other tests' images).
+	nosnapChains := chainIDs(t, env.registryHost+"/veil-test/nosnap:v1")
+	tops := []string{top, nosnapChains[len(nosnapChains)-1]}
+	for _, r := range []string{ref, gw + "/veil-test/nosnap:v1"} {
+		crictl(t, "rmi", r)
+	}
+	gone := func() bool {
+		list := snapshotsOf(t, containerdenv.SnapshotterName)
+		return !strings.Contains(list, tops[0]) && !strings.Contains(list, tops[1])
+	}
+	if !waitFor(30*time.Second, gone) {
+		t.Fatalf("after crictl rmi, veil-snapshotter still has %v:\n%s", tops, snapshotsOf(t, containerdenv.SnapshotterName))
+	}
 }
 
 func ctrPath(t *testing.T) string {
