@@ -15,7 +15,7 @@ install -D -m 0755 bin/containerd-shim-veil-v2 "$DESTDIR$PREFIX/bin/containerd-s
 install -D -m 0755 bin/veil-ctl "$DESTDIR$PREFIX/bin/veil-ctl"
 install -D -m 0755 bin/veil-snapshotter "$DESTDIR$PREFIX/bin/veil-snapshotter"
 install -d "$DESTDIR/etc/systemd/system"
-sed "s|@BINDIR@|$PREFIX/bin|" scripts/veil-snapshotter.service >"$DESTDIR/etc/systemd/system/veil-snapshotter.service"
+bin/veil-snapshotter -print-systemd-unit "$PREFIX/bin/veil-snapshotter" >"$DESTDIR/etc/systemd/system/veil-snapshotter.service"
 chmod 0644 "$DESTDIR/etc/systemd/system/veil-snapshotter.service"
 install -D -m 0644 docs/snapshotter.md "$DESTDIR/usr/share/doc/veil/snapshotter.md"
 install -d "$DESTDIR/usr/share/veil/image"
@@ -37,7 +37,6 @@ else
 		{ echo "install: could not turn guest_pull on in configuration-guest-pull.toml" >&2; exit 1; }
 fi
 
-platform=$(uname -m); case "$platform" in x86_64) platform=linux/amd64;; aarch64) platform=linux/arm64;; *) platform=linux/$platform;; esac
 cat <<TOML
 install: done. Add this to containerd's config (/etc/containerd/config.toml, containerd 2.x,
 config version 3) and restart containerd:
@@ -55,20 +54,7 @@ For guest pull with no image layer on the host (docs/snapshotter.md): start the 
 above (unpack_config replaces containerd's default list: keep your default snapshotter's
 entry; this assumes overlayfs):
 
-[proxy_plugins.veil]
-  type = 'snapshot'
-  address = '/run/veil-snapshotter/snapshotter.sock'
-  [proxy_plugins.veil.exports]
-    enable_remote_snapshot_annotations = 'true'
-[plugins.'io.containerd.transfer.v1.local']
-  [[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
-    platform = '$platform'
-    snapshotter = 'overlayfs'
-    differ = 'walking'
-  [[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
-    platform = '$platform'
-    snapshotter = 'veil'
-    differ = 'walking'
+$(bin/veil-snapshotter -print-containerd-config overlayfs)
 [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.veil-pull]
   runtime_type = 'io.containerd.veil.v2'
   snapshotter = 'veil'

@@ -13,11 +13,12 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/log"
 	"google.golang.org/grpc"
+
+	"github.com/veil-runtime/veil/snapshotter/snapconfig"
 )
 
-// DefaultAddress is the unix socket veil-snapshotter serves on; containerd's
-// [proxy_plugins.veil] address names it.
-const DefaultAddress = "/run/veil-snapshotter/snapshotter.sock"
+// DefaultAddress is the unix socket veil-snapshotter serves on (snapconfig.DefaultAddress).
+const DefaultAddress = snapconfig.DefaultAddress
 
 // Listen makes the socket at address (its directory 0700, the socket 0600: containerd runs as
 // root). A socket left by a previous run is replaced; any other file there is an error.

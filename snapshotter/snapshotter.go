@@ -35,10 +35,16 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
 	"github.com/containerd/continuity/fs"
 	"github.com/containerd/log"
+
+	"github.com/veil-runtime/veil/snapshotter/snapconfig"
 )
 
-// DefaultRoot is where veil-snapshotter keeps its metadata and snapshot directories.
-const DefaultRoot = "/var/lib/veil-snapshotter"
+// DefaultRoot is where veil-snapshotter keeps its metadata and snapshot directories
+// (snapconfig.DefaultRoot).
+const DefaultRoot = snapconfig.DefaultRoot
+
+// Name is the snapshotter's name in containerd's configuration (snapconfig.Name).
+const Name = snapconfig.Name
 
 // Snapshotter is a snapshots.Snapshotter and snapshots.Cleaner; see the package comment.
 type Snapshotter struct {

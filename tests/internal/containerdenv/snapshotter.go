@@ -9,12 +9,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/veil-runtime/veil/snapshotter"
+	"github.com/veil-runtime/veil/snapshotter/snapconfig"
 )
 
 // SnapshotterName is the proxy snapshotter's name in the suites' containerd configurations
 // (the runtime handlers' snapshotter = 'veil').
-const SnapshotterName = snapshotter.Name
+const SnapshotterName = snapconfig.Name
 
 // Snapshotter is a veil-snapshotter process started for a suite.
 type Snapshotter struct {
@@ -56,9 +56,9 @@ func StartSnapshotter(binDir, dir string) (*Snapshotter, error) {
 }
 
 // ProxyPlugin is the containerd.toml fragment that makes it the snapshotter SnapshotterName
-// next to overlayfs (snapshotter.ContainerdConfig).
+// next to overlayfs (snapconfig.ContainerdConfig).
 func (s *Snapshotter) ProxyPlugin() string {
-	return snapshotter.ContainerdConfig(s.Socket, "overlayfs")
+	return snapconfig.ContainerdConfig(s.Socket, "overlayfs")
 }
 
 // Stop sends SIGTERM and waits up to 10 s, then kills it.

@@ -1,10 +1,21 @@
-package snapshotter
+// Package snapconfig holds what containerd's configuration needs to use veil-snapshotter (its
+// name, default socket and unit file, the TOML fragment), without the snapshotter's code: the
+// node installer and the tests import it (package snapshotter re-exports it).
+package snapconfig
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/containerd/platforms"
 )
+
+// DefaultAddress is the unix socket veil-snapshotter serves on; containerd's
+// [proxy_plugins.veil] address names it.
+const DefaultAddress = "/run/veil-snapshotter/snapshotter.sock"
+
+// DefaultRoot is where veil-snapshotter keeps its metadata and snapshot directories.
+const DefaultRoot = "/var/lib/veil-snapshotter"
 
 // Name is veil-snapshotter's name in containerd's configuration: the proxy plugin
 // [proxy_plugins.veil], which the guest-pull runtime handlers select with snapshotter = "veil".
@@ -24,7 +35,8 @@ const Name = "veil"
 //     unpack_config replaces containerd's default list, so the default snapshotter's entry
 //     must be kept.
 //
-// The runtime handlers' `snapshotter = "veil"` lines belong to their own tables.
+// The runtime handlers' `snapshotter = "veil"` lines belong to their own tables. address and
+// defaultSnapshotter must not hold a quote or a newline.
 func ContainerdConfig(address, defaultSnapshotter string) string {
 	p := platforms.DefaultString()
 	return fmt.Sprintf(`[proxy_plugins.%[1]s]
@@ -42,4 +54,26 @@ func ContainerdConfig(address, defaultSnapshotter string) string {
     snapshotter = '%[1]s'
     differ = 'walking'
 `, Name, address, p, defaultSnapshotter)
+}
+
+// Unit is the systemd unit that runs veil-snapshotter from bin (its absolute path) with the
+// default root and socket, before containerd.
+func Unit(bin string) string {
+	return strings.Join([]string{
+		"# veil-snapshotter: the containerd proxy snapshotter of Veil's guest-pull runtime handlers",
+		"# (docs/snapshotter.md); containerd's [proxy_plugins." + Name + "] names the socket below.",
+		"[Unit]",
+		"Description=Veil guest-pull snapshotter (containerd proxy plugin)",
+		"Before=containerd.service",
+		"",
+		"[Service]",
+		"ExecStart=" + bin + " -root " + DefaultRoot + " -address " + DefaultAddress,
+		"Restart=always",
+		"RestartSec=2",
+		"OOMScoreAdjust=-999",
+		"",
+		"[Install]",
+		"WantedBy=multi-user.target",
+		"",
+	}, "\n")
 }
