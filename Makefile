@@ -68,10 +68,10 @@ images: build image
 		$(IMAGES_LABELS) --label org.opencontainers.image.title=veil-kbs
 	@[ -d cmd/veil-deploy ] || { echo "images: veil-kbs is built, but veil-installer needs the node" \
 		"installer cmd/veil-deploy, which is not in this tree yet" >&2; exit 1; }
-	$(IMAGES_GO) ./cmd/veil-deploy ./cmd/containerd-shim-veil-v2
+	$(IMAGES_GO) ./cmd/veil-deploy ./cmd/containerd-shim-veil-v2 ./cmd/veil-snapshotter
 	rm -rf $(IMAGES)/payload
 	$(IMAGES)/bin/veil-deploy payload --out $(IMAGES)/payload --shim $(IMAGES)/bin/containerd-shim-veil-v2 \
-		--image $(IMAGE) --config shim/config/configuration.toml
+		--snapshotter $(IMAGES)/bin/veil-snapshotter --image $(IMAGE) --config shim/config/configuration.toml
 	$(BIN)/veil-ociimage --name $(IMAGES_PREFIX)veil-installer:$(IMAGES_TAG) \
 		--layout $(IMAGES)/veil-installer --archive $(IMAGES)/veil-installer.oci.tar \
 		--file usr/local/bin/veil-deploy=$(IMAGES)/bin/veil-deploy --dir tmp=1777 \
