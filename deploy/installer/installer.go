@@ -38,8 +38,8 @@ type Options struct {
 	// Snapshotter runs veil-snapshotter as a systemd unit of the host and makes it the
 	// guest-pull handlers' containerd snapshotter (containerd 2.x; snapshotter.go).
 	Snapshotter bool
-	Force            bool   // uninstall even with Veil pods running
-	Log              io.Writer
+	Force       bool // uninstall even with Veil pods running
+	Log         io.Writer
 	// RestartWait bounds the wait for containerd's socket after a restart (default 60 s).
 	RestartWait time.Duration
 	// Tests replace these.
