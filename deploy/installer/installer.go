@@ -35,11 +35,11 @@ type Options struct {
 	ContainerdSocket string // host path; "" takes the config's grpc address
 	Restart          string // see host.ParseRestart (default auto)
 	EnableSim        bool   // install veil-sim (never in production)
+	Force            bool   // uninstall even with Veil pods running
+	Log              io.Writer
 	// Snapshotter runs veil-snapshotter as a systemd unit of the host and makes it the
 	// guest-pull handlers' containerd snapshotter (containerd 2.x; snapshotter.go).
 	Snapshotter bool
-	Force       bool // uninstall even with Veil pods running
-	Log         io.Writer
 	// RestartWait bounds the wait for containerd's socket after a restart (default 60 s).
 	RestartWait time.Duration
 	// Tests replace these.
