@@ -171,8 +171,8 @@ func TestGuestPull(t *testing.T) {
 	// second as one without it for a pod with the io.containerd.cri.runtime-handler annotation.
 	pushUnique(t, env.registryHost+"/veil-test/guestonly:v1", "guestonly", nil)
 	pushUnique(t, env.registryHost+"/veil-test/tampered:v1", "tampered", []string{"VARIANT=tampered"})
-	busybox, tampered := gw+"/veil-test/guestonly:v1", gw+"/veil-test/tampered:v1"
-	pullFor(t, pullHandler, busybox)
+	appImage, tampered := gw+"/veil-test/guestonly:v1", gw+"/veil-test/tampered:v1"
+	pullFor(t, pullHandler, appImage)
 	pullWithAnnotation(t, pullHandler, tampered)
 	checkGuestOnlyLayers(t, &reg.log, "veil-test/tampered", env.registryHost+"/veil-test/tampered:v1", false)
 
@@ -204,7 +204,7 @@ func TestGuestPull(t *testing.T) {
 	greeting := []map[string]string{{"key": "GREETING", "value": "hello"}}
 
 	appCmd := []string{"sh", "-c", `echo pulled-ok; echo id=$(id -u):$(id -g):$(id -G); echo pid1=$(tr '\0' ' ' < /proc/1/cmdline); grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600`}
-	cid := crictl(t, "create", podID, runAs(t, sharePID(t, userImage(t, policyContainerConfig(t, "app", 0, busybox, greeting, appCmd), busybox)), 65534), podCfg)
+	cid := crictl(t, "create", podID, runAs(t, sharePID(t, userImage(t, policyContainerConfig(t, "app", 0, appImage, greeting, appCmd), appImage)), 65534), podCfg)
 	crictl(t, "start", cid)
 	out := waitLog(t, cid, "mounts-listed") // the log may hold "pulled-ok" before the mounts
 	checkPulled(t, out, w.Data.Containers[0].ImageDigest)
