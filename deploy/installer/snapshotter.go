@@ -35,6 +35,9 @@ func (in *Installer) checkSnapshotter(m *payload.Manifest, r *hostcheck.Report) 
 	if !m.Has(SnapshotterRel) {
 		return fmt.Errorf("--snapshotter: the payload has no %s (built without veil-deploy payload --snapshotter)", SnapshotterRel)
 	}
+	if n := in.h.InitName(); n != "systemd" {
+		return fmt.Errorf("--snapshotter: veil-snapshotter runs as a systemd unit, and the host's pid 1 is %q, not systemd", n)
+	}
 	if v := r.ContainerdVersion; v.Major < 2 {
 		return fmt.Errorf("--snapshotter: veil-snapshotter needs containerd 2.x, this node runs %d.%d "+
 			"(docs/snapshotter.md says what 1.7 and 1.6 can do)", v.Major, v.Minor)

@@ -45,8 +45,8 @@ func withSnapshotterPayload(t *testing.T, e *env) {
 // host gets veil-snapshotter's unit (ExecStart the installed binary) and systemd starts it,
 // and the drop-in makes it veil-sim's snapshotter (not veil's: it shares the rootfs) with the
 // proxy plugin; an install without --snapshotter afterwards stops it and removes it and its
-// root; uninstall does the same. A payload without the binary, or containerd 1.6, are refused
-// before anything changes.
+// root; uninstall does the same. A payload without the binary, containerd 1.6, or a host
+// without systemd are refused before anything changes.
 func TestInstallSnapshotter(t *testing.T) {
 	e := newEnv(t, plainHost, configV3)
 	withSnapshotterPayload(t, e)
@@ -110,6 +110,8 @@ func TestInstallSnapshotter(t *testing.T) {
 	}{
 		{"no binary in the payload", "the payload has no bin/veil-snapshotter", plainHost, configV3, false},
 		{"containerd 1.6", "needs containerd 2.x", fakehost.Options{KVM: true, QEMU: "7.2.22", Virtiofsd: true, Containerd: ctd16}, configV2, true},
+		{"no systemd", `the host's pid 1 is "runit", not systemd`, fakehost.Options{KVM: true, QEMU: "7.2.22", Virtiofsd: true,
+			Containerd: ctd2, Init: "runit"}, configV3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc.node, tc.config)
