@@ -15,7 +15,7 @@ LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION)
 AGENT_TAGS    := netgo,osusergo,seccomp
 AGENT_LDFLAGS := $(LDFLAGS) -s -w -extldflags "-static"
 
-HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy veil-keyprovider
+HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy veil-keyprovider veil-snapshotter
 
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
@@ -68,10 +68,10 @@ images: build image
 		$(IMAGES_LABELS) --label org.opencontainers.image.title=veil-kbs
 	@[ -d cmd/veil-deploy ] || { echo "images: veil-kbs is built, but veil-installer needs the node" \
 		"installer cmd/veil-deploy, which is not in this tree yet" >&2; exit 1; }
-	$(IMAGES_GO) ./cmd/veil-deploy ./cmd/containerd-shim-veil-v2
+	$(IMAGES_GO) ./cmd/veil-deploy ./cmd/containerd-shim-veil-v2 ./cmd/veil-snapshotter
 	rm -rf $(IMAGES)/payload
 	$(IMAGES)/bin/veil-deploy payload --out $(IMAGES)/payload --shim $(IMAGES)/bin/containerd-shim-veil-v2 \
-		--image $(IMAGE) --config shim/config/configuration.toml
+		--snapshotter $(IMAGES)/bin/veil-snapshotter --image $(IMAGE) --config shim/config/configuration.toml
 	$(BIN)/veil-ociimage --name $(IMAGES_PREFIX)veil-installer:$(IMAGES_TAG) \
 		--layout $(IMAGES)/veil-installer --archive $(IMAGES)/veil-installer.oci.tar \
 		--file usr/local/bin/veil-deploy=$(IMAGES)/bin/veil-deploy --dir tmp=1777 \

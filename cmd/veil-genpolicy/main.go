@@ -50,7 +50,7 @@ func addImagePolicy(extra initdataFlag, path string) error {
 
 const usage = `usage: veil-genpolicy -f POD.yaml [-o OUT.yaml] [--out-dir DIR] [--settings FILE.json]
        [--algorithm sha256|sha384|sha512] [--platform linux/amd64] [--plain-http-loopback] [--sandbox-image REF]
-       [--initdata KEY=FILE]... [--withhold-output] [--decision-log] [--guest-pull]
+       [--initdata KEY=FILE]... [--withhold-output] [--decision-log] [--guest-pull [--veil-snapshotter]]
        [--image-policy POLICY.json]
 `
 
@@ -97,6 +97,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	decisionLog := fs.Bool("decision-log", false, "a debugging policy: let the host read the agent's decision log")
 	guestPull := fs.Bool("guest-pull", false, "require the pod's containers to run from images the guest pulls itself, "+
 		"and the sandbox to run the guest image's pause program (the runtime's guest_pull on)")
+	veilSnapshotter := fs.Bool("veil-snapshotter", false, "with --guest-pull: the runtime handler's containerd snapshotter is "+
+		"veil-snapshotter (no image layer on the host), so containerd resolves users in an empty root file system; "+
+		"pin what that gives (docs/snapshotter.md)")
 	extra := initdataFlag{}
 	fs.Var(extra, "initdata", "more initdata entries, KEY=FILE (aa.toml=aa.toml); repeatable")
 	imagePolicy := fs.String("image-policy", "", "an image security policy (containers-policy.json, docs/imagesig.md) for the "+
@@ -122,7 +125,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	opts := genpolicy.Options{
 		Resolver:  &genpolicy.RegistryResolver{Platform: *plat, PlainHTTPLoopback: *plainHTTP},
 		Algorithm: *algorithm, ExtraData: extra, WithholdOutput: *withhold, DecisionLog: *decisionLog,
-		GuestPull: *guestPull,
+		GuestPull: *guestPull, VeilSnapshotter: *veilSnapshotter,
 	}
 	if *settingsFile != "" {
 		b, err := os.ReadFile(*settingsFile)

@@ -163,3 +163,16 @@ func TestImagePolicy(t *testing.T) {
 		t.Errorf("two image policies: %v", err)
 	}
 }
+
+// TestRunVeilSnapshotter: --veil-snapshotter without --guest-pull is refused before any
+// registry request (policy/genpolicy's tests cover what it pins).
+func TestRunVeilSnapshotter(t *testing.T) {
+	dir := t.TempDir()
+	pod := filepath.Join(dir, "pod.yaml")
+	os.WriteFile(pod, []byte("kind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: busybox}]\n"), 0o644)
+	var stderr strings.Builder
+	err := run(context.Background(), []string{"-f", pod, "--veil-snapshotter"}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "needs guest pull") {
+		t.Fatalf("--veil-snapshotter without --guest-pull: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ type PayloadOptions struct {
 	Out         string // the payload directory (in the installer's image: /opt/veil-payload)
 	Shim        string // containerd-shim-veil-v2
 	Ctl         string // veil-ctl ("" leaves it out)
+	Snapshotter string // veil-snapshotter ("" leaves it out: no --snapshotter installs)
 	Image       string // the guest image directory (vmlinuz, initrd.img, manifest.json)
 	Config      string // the shim's configuration.toml every handler's file derives from
 	FirmwareSNP string // OVMF for SNP guests ("" leaves veil-snp out of the payload)
@@ -27,6 +28,9 @@ func BuildPayload(o PayloadOptions) (*payload.Manifest, error) {
 	files := map[string]string{ShimRel: o.Shim}
 	if o.Ctl != "" {
 		files[CtlRel] = o.Ctl
+	}
+	if o.Snapshotter != "" {
+		files[SnapshotterRel] = o.Snapshotter
 	}
 	for _, f := range []string{"vmlinuz", "initrd.img", "manifest.json"} {
 		files[ImageRel+"/"+f] = filepath.Join(o.Image, f)

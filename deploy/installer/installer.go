@@ -37,12 +37,16 @@ type Options struct {
 	EnableSim        bool   // install veil-sim (never in production)
 	Force            bool   // uninstall even with Veil pods running
 	Log              io.Writer
+	// Snapshotter runs veil-snapshotter as a systemd unit of the host and makes it the
+	// guest-pull handlers' containerd snapshotter (containerd 2.x; snapshotter.go).
+	Snapshotter bool
 	// RestartWait bounds the wait for containerd's socket after a restart (default 60 s).
 	RestartWait time.Duration
 	// Tests replace these.
 	Host      *host.Host
 	Labeler   Labeler
 	Restarter host.Restarter
+	Units     UnitManager
 }
 
 // Installer installs Veil on one node.
@@ -78,6 +82,9 @@ func New(o Options) (*Installer, error) {
 			return nil, err
 		}
 		o.Restarter = r
+	}
+	if o.Units == nil {
+		o.Units = host.Units{Host: h}
 	}
 	return &Installer{o: o, h: h}, nil
 }
@@ -218,6 +225,12 @@ func (in *Installer) Install(ctx context.Context) (*Plan, error) {
 		return nil, err
 	}
 	spec := containerdSpec(p.Handlers)
+	if in.o.Snapshotter {
+		if err := in.checkSnapshotter(m, p.Report); err != nil {
+			return nil, err
+		}
+		withSnapshotter(&spec, p.Handlers)
+	}
 	if _, err := cc.Render(spec); err != nil {
 		return nil, err
 	}
@@ -233,7 +246,17 @@ func (in *Installer) Install(ctx context.Context) (*Plan, error) {
 		return nil, err
 	}
 	in.logf("files under %s: %d written, %d unchanged, %d removed", InstallDir, len(res.Written), len(res.Unchanged), len(res.Removed))
-	st := &State{Files: m.Paths(), Containerd: prev.Containerd}
+	st := &State{Files: m.Paths(), Containerd: prev.Containerd, Snapshotter: prev.Snapshotter}
+	if in.o.Snapshotter {
+		// Recorded first: an uninstall after a failure below still stops the unit.
+		st.Snapshotter = true
+		if err := st.save(in.h); err != nil {
+			return nil, err
+		}
+		if err := in.startSnapshotter(ctx); err != nil {
+			return nil, err
+		}
+	}
 	for _, h := range p.Handlers {
 		st.Handlers = append(st.Handlers, h.Name)
 	}
@@ -268,6 +291,13 @@ func (in *Installer) Install(ctx context.Context) (*Plan, error) {
 		return nil, err
 	}
 	st.RestartPending = false
+	if st.Snapshotter && !in.o.Snapshotter {
+		// An earlier install ran veil-snapshotter; containerd no longer names it.
+		if err := in.removeSnapshotter(ctx); err != nil {
+			return nil, err
+		}
+		st.Snapshotter = false
+	}
 	return p, st.save(in.h)
 }
 

@@ -23,6 +23,8 @@ type State struct {
 	// RestartPending: containerd's configuration changed and containerd has not been
 	// restarted since (the restart failed, or the installer stopped before it).
 	RestartPending bool `json:"restartPending,omitempty"`
+	// Snapshotter: veil-snapshotter's systemd unit was installed (snapshotter.go).
+	Snapshotter bool `json:"snapshotter,omitempty"`
 }
 
 func statePath(h host.Host) string { return h.Path(InstallDir + "/" + StateRel) }

@@ -55,6 +55,12 @@ func (in *Installer) Uninstall(ctx context.Context) error {
 	if err := in.revertContainerd(ctx, st); err != nil {
 		return err
 	}
+	if st.Snapshotter {
+		// containerd no longer names it: stop it, remove its unit and its snapshots.
+		if err := in.removeSnapshotter(ctx); err != nil {
+			return err
+		}
+	}
 	files := map[string]bool{}
 	for _, f := range st.Files {
 		files[f] = true

@@ -38,6 +38,13 @@ type Options struct {
 	// (policies.Container.PauseBundle): Settings.SandboxImage is not resolved, only "" still
 	// leaves the sandbox out. The runtime must have guest_pull on (docs/config.md).
 	GuestPull bool
+	// VeilSnapshotter (with GuestPull) says the runtime handler's containerd snapshotter is
+	// veil-snapshotter (docs/snapshotter.md): containerd then has none of the image's layers
+	// and resolves the containers' users in an empty root file system (no /etc/passwd, no
+	// /etc/group), and the policy pins what that gives: a numeric uid's gid is 0, the
+	// supplementary groups are the primary gid and the pod's, and a user or group name is
+	// refused (containerd would refuse the container).
+	VeilSnapshotter bool
 }
 
 // Workload is the policy made for one pod template.
@@ -71,6 +78,9 @@ func Generate(ctx context.Context, y []byte, opts Options) (*Result, error) {
 	}
 	if opts.Settings == nil {
 		opts.Settings = DefaultSettings()
+	}
+	if opts.VeilSnapshotter && !opts.GuestPull {
+		return nil, errors.New("genpolicy: the veil snapshotter (no image layers on the host) needs guest pull: the host would share empty root file systems")
 	}
 	if opts.Algorithm == "" {
 		opts.Algorithm = "sha256"
@@ -188,7 +198,11 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, []
 			}
 			images[c.Image] = img
 		}
-		entry, warning, err := containerData(c, ps, img, s)
+		cimg := img
+		if opts.VeilSnapshotter {
+			cimg = emptyHostRoot(img)
+		}
+		entry, warning, err := containerData(c, ps, cimg, s)
 		if err != nil {
 			return nil, nil, fmt.Errorf("container %s: %w", c.Name, err)
 		}

@@ -32,6 +32,10 @@ type Image struct {
 	// is encrypted); they are nil then. Genpolicy pins only what the pod says of the user
 	// and warns (Result.Warnings).
 	UserFilesUnknown string
+
+	// emptyRoot: containerd sees an empty root file system for this image (Options.VeilSnapshotter),
+	// so Passwd and Group are nil whatever the image has.
+	emptyRoot bool
 }
 
 // Resolver finds an image by its reference. The registry is reached only through it, so

@@ -41,11 +41,30 @@ import (
 type imageFiles struct {
 	passwd, group []byte
 	unknown       string // "" when passwd and group are what the image has
+	emptyRoot     bool   // containerd's root file system is empty (veil-snapshotter)
 }
 
 func filesOf(img *Image) *imageFiles {
+	if img.emptyRoot {
+		return &imageFiles{emptyRoot: true}
+	}
 	return &imageFiles{passwd: img.Passwd, group: img.Group, unknown: img.UserFilesUnknown}
 }
+
+// emptyHostRoot is img as containerd sees it under veil-snapshotter: every layer is a remote
+// snapshot, so the root file system containerd's CRI mounts to look users up (pkg/oci
+// WithUser, WithAdditionalGIDs) is empty. oci.UserFromFS then finds no /etc/passwd: a uid
+// alone gets gid 0 (WithUserID), a name is an error (WithUsername, GIDFromFS), and
+// WithAdditionalGIDs finds no groups (fs.ErrNotExist is ignored), leaving the primary gid
+// (ensureAdditionalGids) and the pod's groups.
+func emptyHostRoot(img *Image) *Image {
+	c := *img
+	c.Passwd, c.Group, c.UserFilesUnknown, c.emptyRoot = nil, nil, "", true
+	return &c
+}
+
+// emptyRootNote ends the errors of a name containerd cannot resolve in an empty root.
+const emptyRootNote = "; under veil-snapshotter containerd looks users up in an empty root file system (the image's layers stay off the host) and refuses the container: give it a numeric runAsUser (and runAsGroup)"
 
 // errUnknown is returned by the lookups when the files could not be read.
 var errUnknown = errors.New("the image's /etc/passwd and /etc/group are unknown")
@@ -151,6 +170,8 @@ func userAndGroup(us, gs, userstr string, f *imageFiles) (uid, gid *int64, err e
 		return uid, nil, nil
 	case err != nil:
 		return nil, nil, err
+	case len(groups) == 0 && f.emptyRoot:
+		return nil, nil, fmt.Errorf("group %q%s", gs, emptyRootNote)
 	case len(groups) == 0:
 		return nil, nil, fmt.Errorf("group %q is not in the image's /etc/group (containerd refuses the container)", gs)
 	}
@@ -178,6 +199,9 @@ func userByName(name string, f *imageFiles) (user.User, error) {
 	u, ok, err := f.lookupUser(func(u user.User) bool { return u.Name == name })
 	if err != nil {
 		return u, err
+	}
+	if !ok && f.emptyRoot {
+		return u, fmt.Errorf("user %q%s", name, emptyRootNote)
 	}
 	if !ok {
 		return u, fmt.Errorf("user %q is not in the image's /etc/passwd (containerd refuses the container)", name)

@@ -69,13 +69,13 @@ func TestGuestPullOutlivesTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := gw + "/veil-test/big:v1"
-	crictl(t, "pull", ref)
+	pullFor(t, pullHandler, ref)
 
 	settings := genpolicy.DefaultSettings()
 	settings.SandboxImage = env.pause
 	res, err := genpolicy.Generate(context.Background(), []byte(fmt.Sprintf(bigPodYAML, env.registryHost+"/veil-test/big:v1")),
 		genpolicy.Options{
-			Resolver: &genpolicy.RegistryResolver{PlainHTTPLoopback: true}, Settings: settings, GuestPull: true,
+			Resolver: &genpolicy.RegistryResolver{PlainHTTPLoopback: true}, Settings: settings, GuestPull: true, VeilSnapshotter: true,
 			ExtraData: map[string]string{initdata.KeyAgent: fmt.Sprintf("[image]\ninsecure_registries = [%q]\n", gw)},
 		})
 	if err != nil {

@@ -28,6 +28,7 @@ const (
 type criEnv struct {
 	*containerdenv.Containerd
 	crictlBin      string
+	snap           *containerdenv.Snapshotter // veil-snapshotter, the veil-pull handler's snapshotter
 	registry       *httptest.Server
 	registryHost   string // 127.0.0.1:PORT
 	busybox, pause string // image references in the registry
@@ -71,6 +72,9 @@ func newEnv() (*criEnv, error) {
 	if err := e.pushImages(); err != nil {
 		return e, err
 	}
+	if e.snap, err = containerdenv.StartSnapshotter(binDir, c.Dir); err != nil {
+		return e, err
+	}
 	if err := e.writeConfigs(); err != nil {
 		return e, err
 	}
@@ -83,14 +87,20 @@ func newEnv() (*criEnv, error) {
 	}) {
 		return e, fmt.Errorf("containerd's CRI did not come up:\n%s", containerdenv.Tail(e.LogPath, 30))
 	}
-	if out, errOut, err := e.crictl(time.Minute, "pull", e.busybox); err != nil {
-		return e, fmt.Errorf("crictl pull %s: %w\n%s%s", e.busybox, err, out, errOut)
+	// The pause image too, with the default snapshotter, as a node's first pods do: a pod of a
+	// guest-pull handler started first would pull it into veil-snapshotter only (without its
+	// layers), and the other handlers could not unpack it (docs/snapshotter.md).
+	for _, ref := range []string{e.busybox, e.pause} {
+		if out, errOut, err := e.crictl(time.Minute, "pull", ref); err != nil {
+			return e, fmt.Errorf("crictl pull %s: %w\n%s%s", ref, err, out, errOut)
+		}
 	}
 	return e, nil
 }
 
-// writeConfigs writes containerd's config (CRI on, the veil and runc handlers, the pinned
-// sandbox image from the test's registry), the registry's hosts.toml (plain HTTP on loopback),
+// writeConfigs writes containerd's config (CRI on, the veil and runc handlers, the veil-pull
+// handler with veil-snapshotter as its proxy snapshotter, the pinned sandbox image from the
+// test's registry), the registry's hosts.toml (plain HTTP on loopback),
 // the CNI network and Veil's config.
 func (e *criEnv) writeConfigs() error {
 	certs := e.Path("certs.d")
@@ -117,7 +127,7 @@ func (e *criEnv) writeConfigs() error {
 		VeilConfig:     e.Path("veil.toml"),
 		CNIConfDir:     cniDir,
 		PodAnnotations: []string{"io.veil.config.*", "io.katacontainers.config.hypervisor.cc_init_data"},
-	}) + e.pullRuntime() + e.encryptedProcessor()) // guestpull_test.go's handler, encrypted_test.go's decoder
+	}) + e.pullRuntime() + e.snap.ProxyPlugin()) // guestpull_test.go's handler and its snapshotter
 }
 
 // Stop removes every pod left, stops containerd and the registry, deletes the test bridge and
@@ -130,6 +140,7 @@ func (e *criEnv) Stop() {
 		})
 		e.Terminate()
 	}
+	e.snap.Stop()
 	if e.registry != nil {
 		e.registry.Close()
 	}

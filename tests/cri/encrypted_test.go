@@ -31,27 +31,6 @@ import (
 	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
-// plainLayerName is the file (in the test root) holding the plain tar of the encrypted test
-// images' encrypted layer, for containerd on the host (encryptedProcessor).
-const plainLayerName = "encrypted-layer.tar"
-
-// encryptedProcessor is the containerd.toml fragment that lets containerd on the host unpack
-// the encrypted test images (CRI needs them unpacked to create a container, and the shim needs
-// their manifest digest): it replaces containerd's default ocicrypt decoder with one that
-// discards the ciphertext and writes the plain tar the test left in plainLayerName. The host
-// never decrypts anything; the guest pulls and decrypts the real layer (the host's snapshot
-// is not shared under guest pull).
-func (e *criEnv) encryptedProcessor() string {
-	return fmt.Sprintf(`
-[stream_processors]
-  [stream_processors.'io.containerd.ocicrypt.decoder.v1.tar.gzip']
-    accepts = ['application/vnd.oci.image.layer.v1.tar+gzip+encrypted']
-    returns = 'application/vnd.oci.image.layer.v1.tar'
-    path = '/bin/sh'
-    args = ['-c', 'cat >/dev/null && exec cat "$0"', %q]
-`, e.Path(plainLayerName))
-}
-
 // simImage is the guest image with a sim authority, built once per test binary into the test
 // root (the kernel comes from the image cache, so this only packs an initrd).
 var simImage struct {
@@ -178,6 +157,9 @@ spec:
 // container runs from the image whose layer it decrypted. A container whose layer key is
 // wrapped under a KEK the KBS does not have is refused with the KBS's answer, and the pod
 // keeps running; so is the image in a pod whose KBS does not trust the sim authority.
+// containerd on the host has neither a key nor a stream processor: the images are pulled for
+// the veil-pull handler, whose snapshotter (veil-snapshotter) leaves every layer to the guest,
+// and the registry's log shows that the host fetched none.
 func TestEncryptedImage(t *testing.T) {
 	networkPrereqs(t)
 	ensureBridge(t)
@@ -196,15 +178,18 @@ func TestEncryptedImage(t *testing.T) {
 	kbs.Put(t, "default/key/1", kek)
 	kbsURL := fmt.Sprintf("http://%s:%d", gatewayIP, kbs.Port())
 
-	plain := secretTar(t)
-	if err := os.WriteFile(env.Path(plainLayerName), plain, 0o644); err != nil {
-		t.Fatal(err)
+	// containerd on the host has no key and no stream processor for encrypted layers: it only
+	// pulls the manifest and config (veil-snapshotter reports the layers present), so it has
+	// nothing to decrypt.
+	if cfg, err := os.ReadFile(env.ConfigPath()); err != nil || strings.Contains(string(cfg), "stream_processors") {
+		t.Fatalf("containerd's configuration has a stream processor (or cannot be read: %v)", err)
 	}
+	plain := secretTar(t)
 	pushEncrypted(t, env.registryHost+"/veil-test/encrypted:v1", plain, kek, "kbs:///default/key/1")
 	pushEncrypted(t, env.registryHost+"/veil-test/nokey:v1", plain, kek, "kbs:///default/key/2")
 	app, nokey := gw+"/veil-test/encrypted:v1", gw+"/veil-test/nokey:v1"
 	for _, ref := range []string{app, nokey} {
-		crictl(t, "pull", ref)
+		pullFor(t, pullHandler, ref)
 	}
 
 	podID, podCfg := runEncryptedPod(t, "encrypted", gw, kbsURL)
@@ -217,6 +202,7 @@ func TestEncryptedImage(t *testing.T) {
 	if n := kbs.Count("/kbs/v0/attest"); n != 1 {
 		t.Errorf("%d attestations to the KBS, want 1", n)
 	}
+	checkGuestOnlyLayers(t, &reg.log, "veil-test/encrypted", env.registryHost+"/veil-test/encrypted:v1", true)
 
 	bad := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "nokey", 0, nokey, nil, cmd), nokey), podCfg)
 	stdout, errOut, err := env.crictl(2*time.Minute, "start", bad)
@@ -227,6 +213,8 @@ func TestEncryptedImage(t *testing.T) {
 		t.Fatalf("missing KEK: want a decryption error naming the key, got %q", errOut)
 	}
 	t.Logf("missing KEK refused: %s", lineWith(errOut, "kbs:///default/key/2"))
+	// nokey's config is encrypted's (same layers, same diff IDs): containerd has it already.
+	checkGuestOnlyLayers(t, &reg.log, "veil-test/nokey", env.registryHost+"/veil-test/nokey:v1", false, true)
 	if st := crictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}}", cid); st != "CONTAINER_RUNNING" {
 		t.Fatalf("after the refusal: state %q", st)
 	}
@@ -267,7 +255,7 @@ func runEncryptedPod(t *testing.T, name, gw, kbsURL string) (podID, podCfg strin
 	res, err := genpolicy.Generate(context.Background(), []byte(yaml), genpolicy.Options{
 		Resolver:  &genpolicy.RegistryResolver{PlainHTTPLoopback: true},
 		Settings:  settings,
-		GuestPull: true,
+		GuestPull: true, VeilSnapshotter: true,
 		ExtraData: map[string]string{initdata.KeyAgent: veilTOML},
 	})
 	if err != nil {

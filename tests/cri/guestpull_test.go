@@ -3,6 +3,7 @@
 package cri
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,10 +36,13 @@ const (
 )
 
 // pullRuntime is the containerd.toml fragment of the veil-pull handler (appended to the CRI
-// configuration, which defines the other handlers).
+// configuration, which defines the other handlers): its snapshotter is veil-snapshotter, so
+// that images pulled for it (PullImage with its runtime handler) leave their layers to the
+// guest.
 func (e *criEnv) pullRuntime() string {
 	return fmt.Sprintf(`[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.%s]
   runtime_type = 'io.containerd.veil.v2'
+  snapshotter = '`+containerdenv.SnapshotterName+`'
   pod_annotations = ['io.veil.config.*', 'io.katacontainers.config.hypervisor.cc_init_data']
   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.%[1]s.options]
     ConfigPath = %q
@@ -60,7 +64,9 @@ spec:
   containers:
   - name: app
     image: %s
-    command: ["sh", "-c", "echo pulled-ok; echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"]
+    securityContext:
+      runAsUser: 65534
+    command: ["sh", "-c", "echo pulled-ok; echo id=$(id -u):$(id -g):$(id -G); echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600"]
     env:
     - name: GREETING
       value: hello
@@ -79,6 +85,7 @@ type gatewayRegistry struct {
 	srv    *http.Server
 	port   int
 	tamper atomic.Bool
+	log    requestLog // every request, with its origin
 }
 
 func startGatewayRegistry(t *testing.T) *gatewayRegistry {
@@ -94,6 +101,7 @@ func startGatewayRegistry(t *testing.T) *gatewayRegistry {
 	g := &gatewayRegistry{port: l.Addr().(*net.TCPAddr).Port}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	g.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.log.record(r)
 		if g.tamper.Load() && strings.HasPrefix(r.URL.Path, "/v2/veil-test/tampered/manifests/") {
 			r.URL.Path = "/v2/veil-test/busybox/manifests/latest"
 		}
@@ -156,31 +164,28 @@ func TestGuestPull(t *testing.T) {
 	gw := fmt.Sprintf("%s:%d", gatewayIP, reg.port)
 	writeGuestPullConfigs(t, gw, reg.port)
 
-	// The image the registry will later serve tampered content for.
-	layer, err := busyboximage.Static("var")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := busyboximage.Shell()
-	cfg.Env = append(cfg.Env, "VARIANT=tampered")
-	if err := push(env.registryHost+"/veil-test/tampered:v1", layer, cfg); err != nil {
-		t.Fatal(err)
-	}
-	busybox, tampered := gw+"/veil-test/busybox:latest", gw+"/veil-test/tampered:v1"
-	for _, ref := range []string{busybox, tampered} {
-		crictl(t, "pull", ref)
-	}
+	// The app's image (busybox and a layer of its own, which no host has ever seen) and the
+	// image the registry will later serve tampered content for (the same, another variant).
+	// Both are pulled for the veil-pull handler, whose snapshotter is veil-snapshotter: the
+	// first as a kubelet with RuntimeClassInImageCriApi does (ImageSpec.runtime_handler), the
+	// second as one without it for a pod with the io.containerd.cri.runtime-handler annotation.
+	pushUnique(t, env.registryHost+"/veil-test/guestonly:v1", "guestonly", nil)
+	pushUnique(t, env.registryHost+"/veil-test/tampered:v1", "tampered", []string{"VARIANT=tampered"})
+	appImage, tampered := gw+"/veil-test/guestonly:v1", gw+"/veil-test/tampered:v1"
+	pullFor(t, pullHandler, appImage)
+	pullWithAnnotation(t, pullHandler, tampered)
+	checkGuestOnlyLayers(t, &reg.log, "veil-test/tampered", env.registryHost+"/veil-test/tampered:v1", false)
 
 	// genpolicy resolves through the loopback name of the same registry (it allows plain
 	// HTTP on loopback only); the policy pins digests, not names.
 	settings := genpolicy.DefaultSettings()
 	settings.SandboxImage = env.pause
 	veilTOML := fmt.Sprintf("[image]\ninsecure_registries = [%q]\n", gw)
-	yaml := fmt.Sprintf(guestPullPodYAML, env.registryHost+"/veil-test/busybox:latest", env.registryHost+"/veil-test/tampered:v1")
+	yaml := fmt.Sprintf(guestPullPodYAML, env.registryHost+"/veil-test/guestonly:v1", env.registryHost+"/veil-test/tampered:v1")
 	res, err := genpolicy.Generate(context.Background(), []byte(yaml), genpolicy.Options{
 		Resolver:  &genpolicy.RegistryResolver{PlainHTTPLoopback: true},
 		Settings:  settings,
-		GuestPull: true,
+		GuestPull: true, VeilSnapshotter: true,
 		ExtraData: map[string]string{initdata.KeyAgent: veilTOML},
 	})
 	if err != nil {
@@ -198,10 +203,22 @@ func TestGuestPull(t *testing.T) {
 	cmd := []string{"sh", "-c", `echo pulled-ok; echo pid1=$(tr '\0' ' ' < /proc/1/cmdline); grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600`}
 	greeting := []map[string]string{{"key": "GREETING", "value": "hello"}}
 
-	cid := crictl(t, "create", podID, sharePID(t, userImage(t, policyContainerConfig(t, "app", 0, busybox, greeting, cmd), busybox)), podCfg)
+	appCmd := []string{"sh", "-c", `echo pulled-ok; echo id=$(id -u):$(id -g):$(id -G); echo pid1=$(tr '\0' ' ' < /proc/1/cmdline); grep lowerdir /proc/self/mountinfo; echo mounts-listed; exec sleep 3600`}
+	cid := crictl(t, "create", podID, runAs(t, sharePID(t, userImage(t, policyContainerConfig(t, "app", 0, appImage, greeting, appCmd), appImage)), 65534), podCfg)
 	crictl(t, "start", cid)
 	out := waitLog(t, cid, "mounts-listed") // the log may hold "pulled-ok" before the mounts
 	checkPulled(t, out, w.Data.Containers[0].ImageDigest)
+	// containerd fetched the manifest and config, the guest every layer, the host none.
+	checkGuestOnlyLayers(t, &reg.log, "veil-test/guestonly", env.registryHost+"/veil-test/guestonly:v1", true)
+	// runAsUser 65534 is nobody:nogroup (65534) in the image's /etc/passwd, but containerd
+	// looked the user up in the empty root veil-snapshotter gives it: gid 0, as the policy
+	// (genpolicy --veil-snapshotter) pinned; the agent enforced that spec.
+	if !strings.Contains(out, "id=65534:0:0\n") {
+		t.Errorf("the app's identity: want id=65534:0:0 (containerd's resolution in an empty root):\n%s", out)
+	}
+	if sn := containerSnapshotter(t, cid); sn != containerdenv.SnapshotterName {
+		t.Errorf("the guest-pull container's snapshotter is %q, want %q", sn, containerdenv.SnapshotterName)
+	}
 	// The host shares no root file system: the app's is pulled in the guest, the sandbox
 	// container's is the guest's pause bundle; only bind mounts' sources are shared.
 	shared := filepath.Join(pod.DirOf(vm), "shared")
@@ -249,6 +266,47 @@ func TestGuestPull(t *testing.T) {
 		t.Fatalf("the host's pause image under the guest-pull policy: stderr %q", errOut)
 	}
 	t.Logf("the host's pause image refused: %s", lineWith(errOut, "pause bundle"))
+}
+
+// pushUnique pushes to ref an image of the busybox layer and a layer of its own (a file
+// /unique/<tag> with the time in it), so that no host has its layers before the test.
+func pushUnique(t *testing.T, ref, tag string, env []string) {
+	t.Helper()
+	base, err := busyboximage.Static("var")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := busyboximage.Layer(func(tw *tar.Writer) error {
+		body := []byte(tag + " " + time.Now().Format(time.RFC3339Nano) + "\n")
+		if err := tw.WriteHeader(&tar.Header{Name: "unique/", Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: "unique/" + tag, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := tw.Write(body)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := busyboximage.Shell()
+	cfg.Env = append(cfg.Env, env...)
+	img, err := busyboximage.Image(cfg, base, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := busyboximage.Push(ref, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runAs sets the container config's run_as_user, as the kubelet does for runAsUser.
+func runAs(t *testing.T, path string, uid int) string {
+	t.Helper()
+	return editConfig(t, path, func(cfg map[string]any) {
+		cfg["linux"].(map[string]any)["security_context"].(map[string]any)["run_as_user"] = map[string]any{"value": uid}
+	})
 }
 
 // sharePID makes the container config at path join the pod's process namespace (CRI's

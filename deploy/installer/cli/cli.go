@@ -109,6 +109,10 @@ func node(ctx context.Context, cmd string, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	snap, err := envBool("VEIL_SNAPSHOTTER", false)
+	if err != nil {
+		return err
+	}
 	o := installer.Options{Log: stderr}
 	fs.StringVar(&o.HostRoot, "host-root", "/host", "where the host's / is mounted (/ on the host itself)")
 	fs.StringVar(&o.Payload, "payload", "/opt/veil-payload", "the payload directory: files to install and their SHA256SUMS")
@@ -120,6 +124,8 @@ func node(ctx context.Context, cmd string, args []string, stdout, stderr io.Writ
 	fs.StringVar(&o.Restart, "restart", envOr("VEIL_RESTART", "auto"),
 		"how to restart containerd: auto, systemd[:UNIT], signal:PIDFILE[:SIG], command:SHELL or none ($VEIL_RESTART)")
 	fs.BoolVar(&o.EnableSim, "enable-sim", sim, "install veil-sim, the simulated TEE: development and CI only ($VEIL_ENABLE_SIM)")
+	fs.BoolVar(&o.Snapshotter, "snapshotter", snap, "run veil-snapshotter (a systemd unit of the host) as the guest-pull handlers' "+
+		"containerd snapshotter, so that the host fetches no image layer for them; containerd 2.x (docs/snapshotter.md; $VEIL_SNAPSHOTTER)")
 	var ro installer.RunOptions
 	switch cmd {
 	case "uninstall":
@@ -172,6 +178,7 @@ func buildPayload(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Out, "out", "", "the payload directory to write (the image's /opt/veil-payload)")
 	fs.StringVar(&o.Shim, "shim", "bin/containerd-shim-veil-v2", "the shim binary")
 	fs.StringVar(&o.Ctl, "ctl", "", "veil-ctl, installed too when given")
+	fs.StringVar(&o.Snapshotter, "snapshotter", "", "veil-snapshotter, installed too when given (run with --snapshotter)")
 	fs.StringVar(&o.Image, "image", "build/image", "the guest image directory")
 	fs.StringVar(&o.Config, "config", "shim/config/configuration.toml", "the configuration each handler's file derives from")
 	fs.StringVar(&o.FirmwareSNP, "firmware-snp", "", "OVMF for SNP guests (without it, no veil-snp)")

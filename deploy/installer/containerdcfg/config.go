@@ -44,14 +44,18 @@ var PodAnnotations = []string{"io.katacontainers.config.hypervisor.cc_init_data"
 
 // Runtime is one runtime handler (the name a RuntimeClass's handler names).
 type Runtime struct {
-	Name       string
-	ConfigPath string // host path of its configuration.toml (the shim's ConfigPath option)
+	Name        string
+	ConfigPath  string // host path of its configuration.toml (the shim's ConfigPath option)
+	Snapshotter string // its containerd snapshotter ("": containerd's default)
 }
 
 // Spec is what the drop-in declares.
 type Spec struct {
 	Runtimes []Runtime
 	ShimPath string // host path of containerd-shim-veil-v2 (runtime_path)
+	// SnapshotterAddress, when set, is veil-snapshotter's socket: the drop-in declares it as
+	// the proxy plugin snapconfig.Name (containerd 2.x only; snapshotter.go).
+	SnapshotterAddress string
 }
 
 // Config is containerd's main configuration file as found on the host, and the decisions

@@ -18,6 +18,9 @@ var runtimesTemplate = template.Must(template.New("runtimes").Funcs(template.Fun
   runtime_path = {{lit $.ShimPath}}
   privileged_without_host_devices = true
   pod_annotations = [{{range $i, $a := $.Annotations}}{{if $i}}, {{end}}{{lit $a}}{{end}}]
+{{- if .Snapshotter}}
+  snapshotter = {{lit .Snapshotter}}
+{{- end}}
   [{{$.Prefix}}.containerd.runtimes.{{.Name}}.options]
     ConfigPath = {{lit .ConfigPath}}
 {{end}}`))
@@ -94,6 +97,9 @@ func (c *Config) Render(spec Spec) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containerd drop-in: %w", err)
 	}
+	if err := c.renderSnapshotter(&b, spec); err != nil {
+		return nil, err
+	}
 	if err := c.checkRendered(b.Bytes(), spec, copied); err != nil {
 		return nil, err
 	}
@@ -144,9 +150,14 @@ func (c *Config) checkRendered(data []byte, spec Spec, copied map[string]any) er
 	for _, r := range spec.Runtimes {
 		rt, _ := rts[r.Name].(map[string]any)
 		opts, _ := rt["options"].(map[string]any)
-		if rt["runtime_type"] != RuntimeType || rt["runtime_path"] != spec.ShimPath || opts["ConfigPath"] != r.ConfigPath {
+		sn, _ := rt["snapshotter"].(string)
+		if rt["runtime_type"] != RuntimeType || rt["runtime_path"] != spec.ShimPath || opts["ConfigPath"] != r.ConfigPath ||
+			sn != r.Snapshotter {
 			return fmt.Errorf("containerd drop-in: runtime %s rendered as %v", r.Name, rt)
 		}
+	}
+	if err := checkSnapshotter(doc, spec); err != nil {
+		return err
 	}
 	if copied == nil {
 		return nil
