@@ -2,8 +2,6 @@ package imagepull_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,25 +14,8 @@ import (
 
 	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull"
+	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 )
-
-// skopeoBinary is skopeo 1.9.3 built from Debian's source by `make skopeo` (scripts/skopeo.sh:
-// Debian's own binary predates ocicrypt's key-provider protocol); VEIL_SKOPEO overrides it.
-func skopeoBinary(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("VEIL_SKOPEO")
-	if bin == "" {
-		cache := os.Getenv("VEIL_CACHE")
-		if cache == "" {
-			cache = "/var/cache/veil"
-		}
-		bin = filepath.Join(cache, "skopeo", "1.9.3+ds1", "skopeo")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("no skopeo with ocicrypt's key-provider protocol at %s: run make skopeo (or set VEIL_SKOPEO)", bin)
-	}
-	return bin
-}
 
 // TestSkopeoEncrypted: skopeo 1.9.3 (Debian's source) encrypts an image through veil-keyprovider (the
 // ocicrypt "cmd" form, as docs/keyprovider.md configures it), which creates the KEK in a real
@@ -42,7 +23,10 @@ func skopeoBinary(t *testing.T) string {
 // air-gapped veil-keyprovider encrypted with a KEK the KBS does not hold is refused, naming
 // that key.
 func TestSkopeoEncrypted(t *testing.T) {
-	skopeo := skopeoBinary(t)
+	skopeo, err := keyprovidertest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(t.TempDir(), "veil-keyprovider")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/veil-keyprovider").CombinedOutput(); err != nil {
 		t.Fatalf("go build veil-keyprovider: %v\n%s", err, out)
@@ -53,14 +37,8 @@ func TestSkopeoEncrypted(t *testing.T) {
 
 	encrypt := func(dst, kid string, args ...string) string {
 		t.Helper()
-		conf := filepath.Join(t.TempDir(), "ocicrypt.conf")
-		writeProviderConfig(t, conf, bin, args)
-		cmd := exec.Command(skopeo, "copy", "--insecure-policy", "--src-tls-verify=false", "--dest-tls-verify=false",
-			"--encryption-key", "provider:veil:"+kid, "docker://"+plain, "docker://"+reg.host+"/"+dst)
-		cmd.Env = append(os.Environ(), "OCICRYPT_KEYPROVIDER_CONFIG="+conf)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("skopeo copy --encryption-key provider:veil:%s: %v\n%s", kid, err, out)
-		}
+		enc := keyprovidertest.Encrypter{Skopeo: skopeo, KeyProvider: bin, Args: args}
+		enc.Encrypt(t, "docker://"+plain, "docker://"+reg.host+"/"+dst, kid)
 		ref, err := name.ParseReference(reg.host+"/"+dst, name.Insecure)
 		if err != nil {
 			t.Fatal(err)
@@ -100,24 +78,11 @@ func TestSkopeoEncrypted(t *testing.T) {
 	// Encrypted air-gapped with a KEK the KBS never received: refused, naming it.
 	other := encrypt("other:1", "kbs:///default/image-kek/other", "--kek-dir", t.TempDir())
 	o.Dest = filepath.Join(t.TempDir(), "rootfs")
-	_, err := imagepull.Pull(context.Background(), other, o)
+	_, err = imagepull.Pull(context.Background(), other, o)
 	if err == nil || !strings.Contains(err.Error(), "kbs:///default/image-kek/other") {
 		t.Fatalf("pull with a KEK the KBS lacks: %v", err)
 	}
 	if _, serr := os.Stat(o.Dest); !os.IsNotExist(serr) {
 		t.Fatalf("a refused pull left %s", o.Dest)
-	}
-}
-
-// writeProviderConfig writes an OCICRYPT_KEYPROVIDER_CONFIG naming veil-keyprovider "veil".
-func writeProviderConfig(t *testing.T, file, bin string, args []string) {
-	t.Helper()
-	conf := map[string]any{"key-providers": map[string]any{"veil": map[string]any{"cmd": map[string]any{"path": bin, "args": args}}}}
-	b, err := json.Marshal(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file, b, 0o644); err != nil {
-		t.Fatal(fmt.Errorf("ocicrypt config: %w", err))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +19,12 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
-	"github.com/veil-runtime/veil/agent/imagepull/imagepulltest"
+	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
 	"github.com/veil-runtime/veil/policy/genpolicy"
@@ -79,20 +82,20 @@ func simMeasurement(t *testing.T, image string) [48]byte {
 	return m
 }
 
-// pushEncrypted pushes an OCI image to ref: the busybox layer, then plain (a tar) encrypted
-// under kek named kid, as coco-keyprovider does.
-func pushEncrypted(t *testing.T, ref string, plain, kek []byte, kid string) {
+// pushSecretImage pushes the plain image the tests encrypt: the busybox layer, then plain (a
+// tar holding /secret/message), with a shell as its command.
+func pushSecretImage(t *testing.T, ref string, plain []byte) {
 	t.Helper()
 	base, err := busyboximage.Static("var")
 	if err != nil {
 		t.Fatal(err)
 	}
-	add, err := imagepulltest.EncryptLayer(plain, imagepulltest.Wrapping{KEK: kek, Kid: kid})
+	secret, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(plain)), nil })
 	if err != nil {
 		t.Fatal(err)
 	}
 	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	if img, err = mutate.Append(img, mutate.Addendum{Layer: base, MediaType: types.OCILayer}, add); err != nil {
+	if img, err = mutate.Append(img, mutate.Addendum{Layer: base, MediaType: types.OCILayer}, mutate.Addendum{Layer: secret, MediaType: types.OCILayer}); err != nil {
 		t.Fatal(err)
 	}
 	cf, err := img.ConfigFile()
@@ -108,6 +111,17 @@ func pushEncrypted(t *testing.T, ref string, plain, kek []byte, kid string) {
 	if err := busyboximage.Push(ref, img); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// encrypter is skopeo with veil-keyprovider (docs/keyprovider.md), as a user encrypts an
+// image; args are veil-keyprovider's.
+func encrypter(t *testing.T, args ...string) keyprovidertest.Encrypter {
+	t.Helper()
+	skopeo, err := keyprovidertest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyprovidertest.Encrypter{Skopeo: skopeo, KeyProvider: filepath.Join(binDir, "veil-keyprovider"), Args: args}
 }
 
 // secretTar is the encrypted layer's content: /secret/message.
@@ -159,7 +173,9 @@ spec:
 // keeps running; so is the image in a pod whose KBS does not trust the sim authority.
 // containerd on the host has neither a key nor a stream processor: the images are pulled for
 // the veil-pull handler, whose snapshotter (veil-snapshotter) leaves every layer to the guest,
-// and the registry's log shows that the host fetched none.
+// and the registry's log shows that the host fetched none. The images are encrypted as a user
+// does it (docs/keyprovider.md): skopeo through veil-keyprovider, which creates the KEK in the
+// KBS (create-only) and never hands it to anything else.
 func TestEncryptedImage(t *testing.T) {
 	networkPrereqs(t)
 	ensureBridge(t)
@@ -174,8 +190,6 @@ func TestEncryptedImage(t *testing.T) {
 	}
 
 	kbs := cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(t, image)}, Addr: "0.0.0.0:0"})
-	kek := imagepulltest.NewKEK()
-	kbs.Put(t, "default/key/1", kek)
 	kbsURL := fmt.Sprintf("http://%s:%d", gatewayIP, kbs.Port())
 
 	// containerd on the host has no key and no stream processor for encrypted layers: it only
@@ -184,9 +198,19 @@ func TestEncryptedImage(t *testing.T) {
 	if cfg, err := os.ReadFile(env.ConfigPath()); err != nil || strings.Contains(string(cfg), "stream_processors") {
 		t.Fatalf("containerd's configuration has a stream processor (or cannot be read: %v)", err)
 	}
-	plain := secretTar(t)
-	pushEncrypted(t, env.registryHost+"/veil-test/encrypted:v1", plain, kek, "kbs:///default/key/1")
-	pushEncrypted(t, env.registryHost+"/veil-test/nokey:v1", plain, kek, "kbs:///default/key/2")
+	// The images are encrypted as a user does it: skopeo through veil-keyprovider, which
+	// creates the KEK kbs:///default/key/1 in the KBS; nokey's KEK is made air-gapped and never
+	// reaches the KBS.
+	plainRef := env.registryHost + "/veil-test/plain-secret:v1"
+	pushSecretImage(t, plainRef, secretTar(t))
+	encrypter(t, "--kek-dir", t.TempDir(), "--kbs", fmt.Sprintf("http://127.0.0.1:%d", kbs.Port()), "--admin-key", kbs.Env.WriteAdminKey(t)).
+		Encrypt(t, "docker://"+plainRef, "docker://"+env.registryHost+"/veil-test/encrypted:v1", "kbs:///default/key/1")
+	encrypter(t, "--kek-dir", t.TempDir()).
+		Encrypt(t, "docker://"+plainRef, "docker://"+env.registryHost+"/veil-test/nokey:v1", "kbs:///default/key/2")
+	kek, err := kbs.Env.Store.Get(context.Background(), protocol.ResourcePath{Repository: "default", Type: "key", Tag: "1"})
+	if err != nil {
+		t.Fatalf("veil-keyprovider did not create the KEK in the KBS: %v", err)
+	}
 	app, nokey := gw+"/veil-test/encrypted:v1", gw+"/veil-test/nokey:v1"
 	for _, ref := range []string{app, nokey} {
 		pullFor(t, pullHandler, ref)
