@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/kbs-client/adminclient"
 	"github.com/veil-runtime/veil/kbs-client/sealed"
 )
 
@@ -128,7 +129,9 @@ func envelope(ctx context.Context, g *globals, fs *flag.FlagSet, kekID, kekFile 
 	return sealed.NewEnvelope(plain, kek, kekID, nil)
 }
 
-// storeResource stores data at uri with the administrator's set-resource.
+// storeResource creates the resource at uri through the administrator's API, create-only: a
+// KEK or a verification key that sealed values already depend on is never replaced (replace
+// one deliberately with set-resource).
 func storeResource(ctx context.Context, g *globals, uri string, data []byte) error {
 	if g.url == "" || g.adminKey == "" {
 		return errors.New("storing a resource needs --url and --admin-key")
@@ -137,19 +140,16 @@ func storeResource(ctx context.Context, g *globals, uri string, data []byte) err
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp("", "veil-seal-*")
+	c, err := g.adminClient("seal", hc)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := c.CreateResource(ctx, uri, data); errors.Is(err, adminclient.ErrExists) {
+		return fmt.Errorf("%w: choose another URI, or replace it deliberately with set-resource", err)
+	} else if err != nil {
 		return err
 	}
-	return adminCommand(ctx, g, hc, "set-resource", []string{uri, tmp.Name()}, io.Discard)
+	return nil
 }
 
 // sealKeygen makes a signing key and prints (and optionally stores) its public JWK.

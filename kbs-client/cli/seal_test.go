@@ -72,6 +72,14 @@ func TestSeal(t *testing.T) {
 	if got, err := sealed.Open(ctx, strings.TrimSpace(out), f, nil); err != nil || string(got) != "envelope-pass" {
 		t.Fatalf("envelope unseals to %q, %v", got, err)
 	}
+	// A second --new-kek at the same URI is refused: the KBS keeps the KEK the first value needs.
+	code, _, errOut = runCLI(t, append(admin, "seal", "envelope", "--key", key, "--kid", kid, "--kek-id", "kbs:///default/kek/new", "--new-kek", in)...)
+	if code == 0 || !strings.Contains(errOut, "already holds") {
+		t.Fatalf("a second --new-kek at the same URI: %d %s", code, errOut)
+	}
+	if got, err := sealed.Open(ctx, strings.TrimSpace(out), f, nil); err != nil || string(got) != "envelope-pass" {
+		t.Fatalf("after the refused --new-kek the first value unseals to %q, %v", got, err)
+	}
 	// With a KEK file, from stdin.
 	kek, _ := f.GetResource(ctx, "kbs:///default/kek/new")
 	kekFile := writeFile(t, dir, "kek", kek)
