@@ -158,7 +158,7 @@ critest: image containerd cri-tools
 
 test: proto-check critest unit e2e
 
-demo: image containerd cri-tools crane
+demo: build image containerd cri-tools crane skopeo cosign
 	@scripts/demo.sh
 
 # Veil on a real single-node Kubernetes started on this machine: tests/k8s TestDaemonSet,

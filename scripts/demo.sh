@@ -3,7 +3,9 @@
 # built and run containers in it with veil-ctl; then through containerd 2.4 and the shim
 # (scripts/demo-containerd.sh); then a pod under a policy made by veil-genpolicy, through
 # containerd's CRI (scripts/demo-pod.sh); then a sim guest attesting to veil-kbs for a secret
-# (scripts/demo-kbs.sh). Each step is printed.
+# (scripts/demo-kbs.sh); then the confidential flow end to end: an encrypted, signed image and a
+# sealed secret in a pod whose layers only the guest fetches (scripts/demo-confidential.sh).
+# Each step is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin image=${IMAGE:-$PWD/build/image} rootfs=$PWD/build/demo-rootfs
@@ -54,6 +56,7 @@ trap - EXIT
 ROOTFS=$rootfs scripts/demo-containerd.sh
 ROOTFS=$rootfs scripts/demo-pod.sh
 scripts/demo-kbs.sh
+scripts/demo-confidential.sh
 
 step "done: every VM stopped, nothing left running"
 pgrep -a qemu-system || echo "  no QEMU process left"
