@@ -15,12 +15,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagesig/imagesigtest"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
-	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
 // confidentialPodYAML is TestConfidentialPod's pod: its image is encrypted and signed, its
@@ -52,18 +50,7 @@ const confidentialSecret = "db-password-only-the-tee-sees-7f3a"
 // KBS, verifies the signature, decrypts the layers and unseals the secret. The registry's log
 // shows the host fetched no layer, and the host's side of the pod holds no plaintext.
 func TestConfidentialPod(t *testing.T) {
-	networkPrereqs(t)
-	ensureBridge(t)
-	image, auth := simGuestImage(t)
-	reg := startGatewayRegistry(t)
-	gw := fmt.Sprintf("%s:%d", gatewayIP, reg.port)
-	writeGuestPullConfigs(t, gw, reg.port)
-	cfg := fmt.Sprintf("%stee = \"sim\"\n[runtime]\nguest_pull = true\n", containerdenv.VeilConfig(image))
-	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	kbs := cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(t, image)}, Addr: "0.0.0.0:0"})
+	reg, gw, kbs, _ := simPullPod(t)
 	kbsHost := fmt.Sprintf("http://127.0.0.1:%d", kbs.Port())
 	adminKey := kbs.Env.WriteAdminKey(t)
 	t.Logf("veil-kbs on %s: trusts the sim TEE's root, expects the guest image's launch measurement", kbsHost)

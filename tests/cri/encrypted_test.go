@@ -24,9 +24,9 @@ import (
 
 	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/attestation/kbs/protocol"
-	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
+	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/sandbox"
@@ -83,7 +83,9 @@ func simMeasurement(t *testing.T, image string) [48]byte {
 }
 
 // pushSecretImage pushes the plain image the tests encrypt: the busybox layer, then plain (a
-// tar holding /secret/message), with a shell as its command.
+// tar holding /secret/message), with a shell as its command. The repository's name is in the
+// config's environment, so each test's image has a config of its own (the tests share one
+// containerd, which does not fetch a config blob it already holds).
 func pushSecretImage(t *testing.T, ref string, plain []byte) {
 	t.Helper()
 	base, err := busyboximage.Static("var")
@@ -104,7 +106,7 @@ func pushSecretImage(t *testing.T, ref string, plain []byte) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config = v1.Config{Cmd: []string{"sh"}, Env: []string{busyboximage.Path}}
+	cf.Config = v1.Config{Cmd: []string{"sh"}, Env: []string{busyboximage.Path, "VEIL_TEST_IMAGE=" + ref}}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
@@ -177,19 +179,7 @@ spec:
 // does it (docs/keyprovider.md): skopeo through veil-keyprovider, which creates the KEK in the
 // KBS (create-only) and never hands it to anything else.
 func TestEncryptedImage(t *testing.T) {
-	networkPrereqs(t)
-	ensureBridge(t)
-	image, auth := simGuestImage(t)
-	reg := startGatewayRegistry(t)
-	gw := fmt.Sprintf("%s:%d", gatewayIP, reg.port)
-	writeGuestPullConfigs(t, gw, reg.port)
-	// The handler's Veil config, again: the sim TEE and the image with the sim authority.
-	cfg := containerdenv.VeilConfig(image) + "tee = \"sim\"\n[runtime]\nguest_pull = true\n"
-	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	kbs := cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(t, image)}, Addr: "0.0.0.0:0"})
+	reg, gw, kbs, auth := simPullPod(t)
 	kbsURL := fmt.Sprintf("http://%s:%d", gatewayIP, kbs.Port())
 
 	// containerd on the host has no key and no stream processor for encrypted layers: it only
@@ -265,6 +255,26 @@ func TestEncryptedImage(t *testing.T) {
 	crictl(t, "rm", "-f", refused)
 	crictl(t, "stopp", podID)
 	crictl(t, "rmp", podID)
+}
+
+// simPullPod prepares a sim-TEE guest-pull pod of the veil-pull handler: the gateway
+// registry (its address gw, as the guest reaches it), the handler's Veil config (the sim TEE,
+// the guest image with the sim authority, guest_pull on) and a KBS on every host address
+// that trusts that authority (returned) and the image's launch measurement.
+func simPullPod(t *testing.T) (reg *gatewayRegistry, gw string, kbs *cdhtest.KBS, auth *sim.Authority) {
+	t.Helper()
+	networkPrereqs(t)
+	ensureBridge(t)
+	image, auth := simGuestImage(t)
+	reg = startGatewayRegistry(t)
+	gw = fmt.Sprintf("%s:%d", gatewayIP, reg.port)
+	writeGuestPullConfigs(t, gw, reg.port)
+	cfg := fmt.Sprintf("%stee = \"sim\"\n[runtime]\nguest_pull = true\n", containerdenv.VeilConfig(image))
+	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kbs = cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(t, image)}, Addr: "0.0.0.0:0"})
+	return reg, gw, kbs, auth
 }
 
 // runEncryptedPod starts a pod (sim TEE, veil-pull handler) with the initdata and policy of

@@ -13,13 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull/imagepulltest"
 	"github.com/veil-runtime/veil/kbs-client/sealed"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
-	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
 // The plaintexts of TestSealedSecrets: none may appear on the host.
@@ -72,18 +70,7 @@ spec:
 // refused by the policy, and one that swaps the sealed file of the volume the pod marked
 // sealed (io.veil.sealed-volumes) by the agent, under the policy's obligation.
 func TestSealedSecrets(t *testing.T) {
-	networkPrereqs(t)
-	ensureBridge(t)
-	image, auth := simGuestImage(t)
-	reg := startGatewayRegistry(t)
-	gw := fmt.Sprintf("%s:%d", gatewayIP, reg.port)
-	writeGuestPullConfigs(t, gw, reg.port)
-	cfg := fmt.Sprintf("%stee = \"sim\"\n[runtime]\nguest_pull = true\n", containerdenv.VeilConfig(image))
-	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	kbs := cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(t, image)}, Addr: "0.0.0.0:0"})
+	_, gw, kbs, _ := simPullPod(t)
 	key, err := sealed.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
