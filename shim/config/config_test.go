@@ -63,7 +63,9 @@ guest_pull = true
 		{name: "scratch disk off in a confidential tee", content: "[hypervisor]\ntee = \"sim\"\nscratch_disk_mib = 0\n",
 			check: func(c *Config) bool { return c.Hypervisor.ScratchDiskMiB == 0 }},
 		{name: "scratch disk for tee none when configured", content: "[hypervisor]\nscratch_disk_mib = 2048\nscratch_dir = \"/srv/s\"\n",
-			check: func(c *Config) bool { return c.Hypervisor.ScratchDiskMiB == 2048 && c.Hypervisor.ScratchDir == "/srv/s" }},
+			check: func(c *Config) bool {
+				return c.Hypervisor.ScratchDiskMiB == 2048 && c.Hypervisor.ScratchDir == "/srv/s"
+			}},
 		{name: "tiny scratch disk", content: "[hypervisor]\nscratch_disk_mib = 8\n", wantErr: "scratch_disk_mib 8"},
 		{name: "relative scratch dir", content: "[hypervisor]\nscratch_disk_mib = 100\nscratch_dir = \"s\"\n", wantErr: "scratch_dir"},
 	}
