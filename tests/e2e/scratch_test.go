@@ -1,0 +1,213 @@
+//go:build e2e
+
+package e2e
+
+// The encrypted scratch disk (agent/scratch, docs/scratch.md): a sim-TEE VM that guest-pulls
+// its image keeps the image cache and the containers' writable layers on a virtio-blk disk
+// the host backs with a sparse file, encrypted in the guest under a key of the boot. The host
+// reads that file and must find none of what the guest wrote; a second boot on the same file
+// must not see the first boot's data.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/shim/sandbox"
+	"github.com/veil-runtime/veil/tests/internal/busyboximage"
+)
+
+// withScratch attaches the file at path as the VM's scratch disk.
+func withScratch(path string) func(*sandbox.Options) {
+	return func(o *sandbox.Options) { o.ScratchDisk = path }
+}
+
+// rootProcess is a process of uid 0 in a guest-pulled busybox container.
+func rootProcess(args ...string) *api.Process {
+	return &api.Process{Args: args, Cwd: "/", Env: []string{busyboximage.Path}, Capabilities: hostileCaps}
+}
+
+// consoleHas reports whether the VM's console log holds s.
+func consoleHas(t *testing.T, e *hostileEnv, s string) bool {
+	t.Helper()
+	b, err := os.ReadFile(e.sb.VM.ConsoleLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(b, []byte(s))
+}
+
+// fileHolds reports whether the file at path holds any of the needles, reading it in chunks
+// (the file is as large as the disk, mostly holes).
+func fileHolds(t *testing.T, path string, needles ...[]byte) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	longest := 0
+	for _, n := range needles {
+		longest = max(longest, len(n))
+	}
+	var found []string
+	buf := make([]byte, 4<<20+longest)
+	carry := 0
+	for {
+		n, err := f.Read(buf[carry : carry+4<<20])
+		chunk := buf[:carry+n]
+		for _, nd := range needles {
+			if bytes.Contains(chunk, nd) && !contains(found, string(nd)) {
+				found = append(found, string(nd))
+			}
+		}
+		if err != nil {
+			break
+		}
+		carry = copy(buf, chunk[len(chunk)-min(len(chunk), longest):])
+	}
+	return found
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// allocated is how many bytes of the file at path the host's file system holds.
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Blocks * 512
+}
+
+// TestScratchEncrypted: what a guest-pulled container writes, and the image it runs, reach the
+// host's scratch file only as ciphertext; a reboot on the same file (a new key) cannot read
+// the first boot's data and makes a fresh file system.
+func TestScratchEncrypted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scratch.img")
+	if err := sandbox.CreateScratchDisk(path, 2048); err != nil {
+		t.Fatal(err)
+	}
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce)
+	marker := "veil-scratch-secret-" + hex.EncodeToString(nonce)
+	// The unpacked image: busybox's version string is in its binary, so in the image cache.
+	bbVersion := []byte("BusyBox v1.")
+	layer, err := busyboximage.Static()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !layerHolds(t, layer, bbVersion) {
+		t.Fatalf("the busybox layer does not hold %q: the check below would prove nothing", bbVersion)
+	}
+
+	// First boot: pull, run, write the marker into the container's writable layer.
+	e := newHostileEnv(t, polAllowAll, withScratch(path))
+	if !consoleHas(t, e, "dm-crypt aes-xts-plain64, ext2 on "+api.ScratchDir) {
+		t.Fatalf("the guest did not set up its scratch disk:\n%s", sandbox.ConsoleTail(e.sb.VM.ConsoleLog(), 40))
+	}
+	id := startApp(t, e)
+	out, st, err := e.exec(id, e.newID("write"), rootProcess("sh", "-c",
+		"echo "+marker+" > /marker && for i in 1 2 3 4 5 6 7 8; do cat /marker; done > /marker8 && sync && cat /marker"))
+	if err != nil || st != 0 || strings.TrimSpace(out) != marker {
+		t.Fatalf("write the marker: %v, status %d, output %q", err, st, out)
+	}
+	used := allocated(t, path)
+	if used < 1<<20 {
+		t.Fatalf("the scratch file holds %d bytes: the guest did not write to its disk", used)
+	}
+	if found := fileHolds(t, path, []byte(marker), bbVersion); len(found) > 0 {
+		t.Fatalf("the host's scratch file holds plaintext the guest wrote: %q", found)
+	}
+	t.Logf("first boot: %d MiB of the 2048 MiB scratch file written, no plaintext in it", used>>20)
+	// The first VM goes; the file stays.
+	if err := e.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Second boot on the same file: a new key, so the old blocks decrypt to noise and the
+	// guest makes a new file system. The same container id finds no marker.
+	e2 := newHostileEnv(t, polAllowAll, withScratch(path))
+	if !consoleHas(t, e2, "dm-crypt aes-xts-plain64, ext2 on "+api.ScratchDir) {
+		t.Fatalf("the second boot did not set up its scratch disk:\n%s", sandbox.ConsoleTail(e2.sb.VM.ConsoleLog(), 40))
+	}
+	id2 := startApp(t, e2)
+	if id2 != id {
+		t.Fatalf("the second boot's container is %s, want %s again (its writable layer at the same path)", id2, id)
+	}
+	out, st, err = e2.exec(id2, e2.newID("read"), rootProcess("sh", "-c",
+		"cat /marker 2>&1; grep -rl "+marker+" /run /tmp /marker8 2>/dev/null; echo done"))
+	if err != nil || strings.Contains(out, marker) || !strings.Contains(out, "done") {
+		t.Fatalf("after a reboot on the same scratch file the guest reads %q (%v, status %d): want the old data gone", out, err, st)
+	}
+	if found := fileHolds(t, path, []byte(marker), bbVersion); len(found) > 0 {
+		t.Fatalf("after the second boot the host's scratch file holds plaintext: %q", found)
+	}
+}
+
+// startApp creates and starts the honest app container, guest-pulled, and returns its id.
+// Unlike victim it is not removed at the end: its VM may be gone by then.
+func startApp(t *testing.T, e *hostileEnv) string {
+	t.Helper()
+	id := e.newID("victim")
+	c := hostileCtx(t, 5*time.Minute)
+	start := time.Now()
+	if _, err := e.sb.Agent.CreateContainer(c, e.honest(t, id, hostileApp).msg()); err != nil {
+		t.Fatalf("CreateContainer %s: %v", id, err)
+	}
+	if _, err := e.sb.Agent.StartContainer(c, &api.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("StartContainer %s: %v", id, err)
+	}
+	if out := e.readUntil(id, "", time.Minute, "app-ok"); !strings.Contains(out, "app-ok") {
+		t.Fatalf("the app %s printed %q, want app-ok", id, out)
+	}
+	t.Logf("app %s pulled and started in %s", id, time.Since(start).Round(time.Millisecond))
+	return id
+}
+
+// layerHolds reports whether the uncompressed layer holds s.
+func layerHolds(t *testing.T, layer v1.Layer, s []byte) bool {
+	t.Helper()
+	rc, err := layer.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(b, s)
+}
+
+// TestScratchNone: without a scratch disk the guest keeps its data in RAM as before, and says
+// so once.
+func TestScratchNone(t *testing.T) {
+	e := newHostileEnv(t, polAllowAll)
+	if !consoleHas(t, e, "no scratch disk") {
+		t.Fatalf("the console does not say the data stay in RAM:\n%s", sandbox.ConsoleTail(e.sb.VM.ConsoleLog(), 40))
+	}
+	id := startApp(t, e)
+	out, st, err := e.exec(id, e.newID("w"), rootProcess("sh", "-c", "echo ram > /f && cat /f"))
+	if err != nil || st != 0 || strings.TrimSpace(out) != "ram" {
+		t.Fatalf("a container without a scratch disk: %v, status %d, %q", err, st, out)
+	}
+}
