@@ -9,9 +9,11 @@ package e2e
 // must not see the first boot's data.
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -209,5 +211,86 @@ func TestScratchNone(t *testing.T) {
 	out, st, err := e.exec(id, e.newID("w"), rootProcess("sh", "-c", "echo ram > /f && cat /f"))
 	if err != nil || st != 0 || strings.TrimSpace(out) != "ram" {
 		t.Fatalf("a container without a scratch disk: %v, status %d, %q", err, st, out)
+	}
+}
+
+// bigImageMiB is TestScratchBigImage's layer: larger than the VM's memory (scratchVMMiB).
+const (
+	bigImageMiB  = 512
+	scratchVMMiB = 384
+)
+
+// TestScratchBigImage: a VM of 384 MiB pulls and runs an image whose layer unpacks to 512 MiB
+// of incompressible data, which RAM could not hold: the unpacked image lives on the scratch
+// disk, and the host's file holds none of its plaintext.
+func TestScratchBigImage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scratch.img")
+	if err := sandbox.CreateScratchDisk(path, 2048); err != nil {
+		t.Fatal(err)
+	}
+	// Random data, with a probe: 64 bytes from its middle, looked for in the host's file.
+	var probe []byte
+	big, err := busyboximage.Layer(func(tw *tar.Writer) error {
+		size := int64(bigImageMiB) << 20
+		if err := tw.WriteHeader(&tar.Header{Name: "big.bin", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		buf := make([]byte, 1<<20)
+		for i := int64(0); i < size>>20; i++ {
+			_, _ = rand.Read(buf)
+			if i == size>>21 {
+				probe = append([]byte(nil), buf[4096:4096+64]...)
+			}
+			if _, err := tw.Write(buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newHostileEnv(t, polAllowAll, withScratch(path), func(o *sandbox.Options) { o.MemoryMiB = scratchVMMiB })
+	base, err := busyboximage.Static()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := busyboximage.Image(busyboximage.Shell(), base, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := busyboximage.Push(e.regLoop+"/veil-test/big:v1", img); err != nil {
+		t.Fatal(err)
+	}
+	id := e.newID("big")
+	r := e.honest(t, id, hostileApp)
+	ref := e.regGuest + "/veil-test/big:v1"
+	r.spec.Annotations["io.kubernetes.cri.image-name"] = ref
+	r.spec.Annotations[api.ImageDigestAnnotation] = d.String()
+	r.storages[0].Source = ref
+	c := hostileCtx(t, 20*time.Minute)
+	start := time.Now()
+	if _, err := e.sb.Agent.CreateContainer(c, r.msg()); err != nil {
+		t.Fatalf("CreateContainer of a %d MiB image in a %d MiB VM: %v", bigImageMiB, scratchVMMiB, err)
+	}
+	pulled := time.Since(start)
+	if _, err := e.sb.Agent.StartContainer(c, &api.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("StartContainer %s: %v", id, err)
+	}
+	out, st, err := e.exec(id, e.newID("size"), rootProcess("sh", "-c", "wc -c < /big.bin; free -m | grep Mem"))
+	if err != nil || st != 0 || !strings.HasPrefix(out, fmt.Sprint(bigImageMiB<<20)+"\n") {
+		t.Fatalf("the big file in the container: %v, status %d, %q", err, st, out)
+	}
+	t.Logf("a %d MiB image pulled, unpacked and started in a %d MiB VM in %s (pull %s); guest memory: %s",
+		bigImageMiB, scratchVMMiB, time.Since(start).Round(time.Second), pulled.Round(time.Second), strings.TrimSpace(strings.SplitN(out, "\n", 2)[1]))
+	if used := allocated(t, path); used < int64(bigImageMiB)<<20 {
+		t.Errorf("the scratch file holds %d MiB, less than the image: was it unpacked elsewhere?", used>>20)
+	}
+	if found := fileHolds(t, path, probe); len(found) > 0 {
+		t.Fatal("the host's scratch file holds the image's plaintext")
 	}
 }
