@@ -35,10 +35,10 @@ func (p *Pod) createScratch(h config.Hypervisor) (string, error) {
 	return path, nil
 }
 
-// removeScratch removes the scratch disk file that the pod directory of vmID records, if any.
-// Only a file named like the pod's is removed: the record cannot point elsewhere.
-func removeScratch(vmID string) error {
-	b, err := os.ReadFile(filepath.Join(DirOf(vmID), scratchRecord))
+// removeScratch removes the scratch disk file that podDir, the pod directory of vmID, records,
+// if any. Only a file named like the pod's is removed: the record cannot point elsewhere.
+func removeScratch(podDir, vmID string) error {
+	b, err := os.ReadFile(filepath.Join(podDir, scratchRecord))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -55,6 +55,6 @@ func removeScratch(vmID string) error {
 // CleanupPod removes the pod's scratch disk file, then every mount and file of the pod
 // directory of vmID (Cleanup).
 func CleanupPod(vmID string) error {
-	serr := removeScratch(vmID)
+	serr := removeScratch(DirOf(vmID), vmID)
 	return errors.Join(serr, Cleanup(DirOf(vmID)))
 }
