@@ -299,7 +299,7 @@ func TestScratchBigImage(t *testing.T) {
 	if _, err := e.sb.Agent.StartContainer(c, &api.StartContainerRequest{ContainerId: id}); err != nil {
 		t.Fatalf("StartContainer %s: %v", id, err)
 	}
-	out, st, err := e.exec(id, e.newID("size"), rootProcess("sh", "-c", "stat -c %s /big.bin; free -m | grep Mem"))
+	out, st, err := e.exec(id, e.newID("size"), rootProcess("sh", "-c", "stat -c %s /big.bin; free -m | grep Mem; sync"))
 	if err != nil || st != 0 || !strings.HasPrefix(out, fmt.Sprint(bigImageMiB<<20)+"\n") {
 		t.Fatalf("the big file in the container: %v, status %d, %q", err, st, out)
 	}
