@@ -149,7 +149,9 @@ func TestScratchEncrypted(t *testing.T) {
 	}
 
 	// Second boot on the same file: a new key, so the old blocks decrypt to noise and the
-	// guest makes a new file system. The same container id finds no marker.
+	// guest makes a new file system. The same container id finds no marker. Had the first
+	// boot's file system survived, the agent would refuse this create outright: the
+	// container's overlay directory (images/overlays/<id>) would still exist.
 	e2 := newHostileEnv(t, polAllowAll, withScratch(path))
 	if !consoleHas(t, e2, "dm-crypt aes-xts-plain64, ext2 on "+api.ScratchDir) {
 		t.Fatalf("the second boot did not set up its scratch disk:\n%s", sandbox.ConsoleTail(e2.sb.VM.ConsoleLog(), 40))
