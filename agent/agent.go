@@ -17,6 +17,7 @@ import (
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/launch"
 	"github.com/veil-runtime/veil/agent/network"
+	"github.com/veil-runtime/veil/agent/scratch"
 	"github.com/veil-runtime/veil/agent/server"
 	"github.com/veil-runtime/veil/agent/storage"
 	"github.com/veil-runtime/veil/agent/transport"
@@ -207,13 +208,18 @@ func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*lau
 	return &launch.Launched{Engine: e}, nil, nil
 }
 
-// prepareGuest brings lo up and creates /run/veil (the only place the host may write).
+// prepareGuest brings lo up, creates /run/veil (the only place the host may write) and puts
+// the image cache and the containers' roots on the encrypted scratch disk when the host gave
+// one (package scratch); a scratch disk that cannot be set up stops the boot.
 func prepareGuest(ctx context.Context) error {
 	if err := network.SetupLoopback(); err != nil {
 		log.G(ctx).WithError(err).Warn("loopback not up")
 	}
 	if err := os.MkdirAll(api.GuestRoot, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", api.GuestRoot, err)
+	}
+	if _, err := scratch.Setup(ctx, scratch.DefaultConfig()); err != nil {
+		return err
 	}
 	return nil
 }

@@ -49,8 +49,12 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	mkfsPkg, mkfsData, err := fetchMkfs(ctx, o, p)
+	if err != nil {
+		return nil, err
+	}
 	in := Inputs{FormatVersion: FormatVersion, InitSHA256: sha256Hex(initData), KernelDebSHA256: pkg.SHA256,
-		Modules: normalizeAll(o.Modules), Cmdline: o.Cmdline, ImageVersion: o.ImageVersion}
+		MkfsDebSHA256: mkfsPkg.SHA256, Modules: normalizeAll(o.Modules), Cmdline: o.Cmdline, ImageVersion: o.ImageVersion}
 	if agentData != nil {
 		in.AgentSHA256 = sha256Hex(agentData)
 	}
@@ -72,8 +76,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	}
 	m := &Manifest{FormatVersion: FormatVersion, InputDigest: digest, ImageVersion: o.ImageVersion,
 		KernelRelease: k.release, Cmdline: o.Cmdline, InitSHA256: in.InitSHA256, AgentSHA256: in.AgentSHA256,
-		KernelPackage: PackageRef{Name: pkg.Name, Version: pkg.Version, SHA256: pkg.SHA256}, SimAuthority: simRef}
-	spec := initrdSpec{init: initData, agent: agentData, modules: mods, simAuthority: simData}
+		KernelPackage: PackageRef{Name: pkg.Name, Version: pkg.Version, SHA256: pkg.SHA256}, SimAuthority: simRef,
+		MkfsPackage: &PackageRef{Name: mkfsPkg.Name, Version: mkfsPkg.Version, SHA256: mkfsPkg.SHA256}}
+	spec := initrdSpec{init: initData, agent: agentData, modules: mods, simAuthority: simData, mkfs: mkfsData}
 	if err := writeImage(k, spec, m, o.OutDir, p); err != nil {
 		return nil, err
 	}

@@ -52,9 +52,14 @@ const KernelPackagePattern = `^linux-image-6\.12\.[0-9]+\+[a-z0-9.]+-cloud-amd64
 //   - virtio_net: the pod's network interface (the shim's tap).
 //   - bridge: for privileged containers that make bridges (critest's capability test);
 //     pulls in stp and llc.
+//   - dm_crypt, xts, aesni_intel: the encrypted scratch disk (agent/scratch, docs/scratch.md):
+//     device-mapper's crypt target (pulls in dm_mod), the XTS mode, and AES-NI (the generic
+//     AES is built in; aesni_intel is much faster where the CPU has AES-NI, and pulls in
+//     crypto_simd and cryptd). ext4 is built in.
 //
 // ConfidentialModules are not in this list.
-var DefaultModules = []string{"vmw_vsock_virtio_transport", "overlay", "virtio_blk", "virtio_net", "bridge"}
+var DefaultModules = []string{"vmw_vsock_virtio_transport", "overlay", "virtio_blk", "virtio_net", "bridge",
+	"dm_crypt", "xts", "aesni_intel"}
 
 // ConfidentialModules are the modules a guest on real TEE hardware needs to
 // get attestation reports: the SEV-SNP guest driver (/dev/sev-guest) and the

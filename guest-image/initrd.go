@@ -50,6 +50,8 @@ type initrdSpec struct {
 	info    ImageInfo
 	// simAuthority is installed at sim.GuestAuthorityPath when set.
 	simAuthority []byte
+	// mkfs is installed at MkfsPath when set.
+	mkfs []byte
 }
 
 // emptyDirs are created in every initrd, with their permissions.
@@ -85,6 +87,9 @@ func buildInitrd(spec initrdSpec) (gz []byte, modPaths []string, stats string, e
 	add(a.AddFile(ModulesListPath, 0o644, []byte(joinLines(modPaths))))
 	if spec.simAuthority != nil {
 		add(a.AddFile(sim.GuestAuthorityPath, 0o600, spec.simAuthority))
+	}
+	if spec.mkfs != nil {
+		add(a.AddFile(MkfsPath, 0o755, spec.mkfs))
 	}
 	info, jerr := json.MarshalIndent(spec.info, "", "  ")
 	add(jerr)

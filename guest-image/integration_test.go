@@ -119,9 +119,13 @@ func checkManifest(t *testing.T, m *Manifest) {
 		}
 		names = append(names, strings.TrimSuffix(filepath.Base(p), ".ko"))
 	}
-	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge"
+	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge" +
+		" dm-mod dm-crypt xts cryptd crypto_simd gf128mul aesni-intel"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("modules in load order: %s, want %s", got, want)
+	}
+	if m.MkfsPackage == nil || m.MkfsPackage.Name != MkfsPackage || m.MkfsPackage.Version != MkfsVersion || len(m.MkfsPackage.SHA256) != 64 {
+		t.Errorf("mkfs package %+v: want %s=%s", m.MkfsPackage, MkfsPackage, MkfsVersion)
 	}
 	if m.Cmdline != DefaultCmdline || len(m.Initrd.SHA384) != 96 || len(m.Kernel.SHA256) != 64 {
 		t.Errorf("manifest %s", m.Encode())
@@ -155,9 +159,12 @@ func TestIntegrationConfidentialModules(t *testing.T) {
 	for _, p := range m.Modules {
 		names = append(names, strings.TrimSuffix(filepath.Base(p), ".ko"))
 	}
-	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge configfs tsm sev-guest tdx-guest"
+	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge dm-mod dm-crypt xts cryptd crypto_simd gf128mul aesni-intel configfs tsm sev-guest tdx-guest"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("modules in load order: %s, want %s", got, want)
+	}
+	if m.MkfsPackage == nil || m.MkfsPackage.Name != MkfsPackage || m.MkfsPackage.Version != MkfsVersion {
+		t.Errorf("manifest's mkfs package %+v: want %s=%s", m.MkfsPackage, MkfsPackage, MkfsVersion)
 	}
 	if !strings.Contains(progress, "built in, skipped: virtiofs") {
 		t.Error("the built-in virtiofs was not reported as skipped")

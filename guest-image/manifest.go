@@ -38,6 +38,8 @@ type Inputs struct {
 	AgentSHA256 string `json:"agentSHA256,omitempty"`
 	// KernelDebSHA256 is the hex SHA-256 of the kernel package file.
 	KernelDebSHA256 string `json:"kernelDebSHA256"`
+	// MkfsDebSHA256 is the hex SHA-256 of the package file of the guest's mke2fs.
+	MkfsDebSHA256 string `json:"mkfsDebSHA256,omitempty"`
 	// Modules are the requested module names (before dependencies).
 	Modules      []string `json:"modules"`
 	Cmdline      string   `json:"cmdline"`

@@ -41,7 +41,7 @@ func FindDevice(ctx context.Context, p Paths, serial string, wait time.Duration)
 		}
 		switch {
 		case len(matches) > 1:
-			return "", fmt.Errorf("find initdata disk: %d disks (%s) have the serial %q", len(matches), strings.Join(matches, ", "), serial)
+			return "", fmt.Errorf("find disk: %d disks (%s) have the serial %q", len(matches), strings.Join(matches, ", "), serial)
 		case len(matches) == 1:
 			return ensureNode(p, matches[0])
 		}
@@ -50,7 +50,7 @@ func FindDevice(ctx context.Context, p Paths, serial string, wait time.Duration)
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("find initdata disk: %w", ctx.Err())
+			return "", fmt.Errorf("find disk: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -61,7 +61,7 @@ func FindDevice(ctx context.Context, p Paths, serial string, wait time.Duration)
 func scanDisks(sysBlock, serial string) (int, []string, error) {
 	entries, err := os.ReadDir(sysBlock)
 	if err != nil {
-		return 0, nil, fmt.Errorf("find initdata disk: %w", err)
+		return 0, nil, fmt.Errorf("find disk: %w", err)
 	}
 	n := 0
 	var matches []string
@@ -103,13 +103,13 @@ func virtioBlockDevices(bus string) int {
 func ensureNode(p Paths, name string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(p.SysBlock, name, "dev"))
 	if err != nil {
-		return "", fmt.Errorf("initdata disk %s: %w", name, err)
+		return "", fmt.Errorf("disk %s: %w", name, err)
 	}
 	maj, min, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
 	major, err1 := strconv.ParseUint(maj, 10, 32)
 	minor, err2 := strconv.ParseUint(min, 10, 32)
 	if !ok || err1 != nil || err2 != nil {
-		return "", fmt.Errorf("initdata disk %s: device number %q is not MAJOR:MINOR", name, b)
+		return "", fmt.Errorf("disk %s: device number %q is not MAJOR:MINOR", name, b)
 	}
 	rdev := unix.Mkdev(uint32(major), uint32(minor))
 	node := filepath.Join(p.DevDir, name)
@@ -117,15 +117,15 @@ func ensureNode(p Paths, name string) (string, error) {
 	err = unix.Stat(node, &st)
 	if errors.Is(err, unix.ENOENT) {
 		if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(rdev)); err != nil {
-			return "", fmt.Errorf("initdata disk %s: mknod %s: %w", name, node, err)
+			return "", fmt.Errorf("disk %s: mknod %s: %w", name, node, err)
 		}
 		return node, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("initdata disk %s: %w", name, err)
+		return "", fmt.Errorf("disk %s: %w", name, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != rdev {
-		return "", fmt.Errorf("initdata disk %s: %s is not block device %d:%d", name, node, major, minor)
+		return "", fmt.Errorf("disk %s: %s is not block device %d:%d", name, node, major, minor)
 	}
 	return node, nil
 }

@@ -91,7 +91,7 @@ func Boot(ctx context.Context, c Config) (*Launched, error) {
 	}
 	dev, err := FindDevice(ctx, c.Paths, serial, c.Wait)
 	if err != nil {
-		return nil, oneLine(err)
+		return nil, oneLine(fmt.Errorf("initdata: %w", err))
 	}
 	if dev == "" {
 		log.G(ctx).Infof("no initdata disk (serial %q): the allow-all policy, the default for tee none", serial)

@@ -43,6 +43,9 @@ type Manifest struct {
 	Modules []string `json:"modules"`
 	// KernelPackage is the Debian package the kernel and modules come from.
 	KernelPackage PackageRef `json:"kernelPackage"`
+	// MkfsPackage is the Debian package the guest's mke2fs comes from (the scratch disk's
+	// file system, guestimage.MkfsPath).
+	MkfsPackage *PackageRef `json:"mkfsPackage,omitempty"`
 	// InitSHA256 is the hex SHA-256 of the binary installed as /init.
 	InitSHA256 string `json:"initSHA256"`
 	// AgentSHA256 is the hex SHA-256 of the agent at guestimage.AgentPath, when it is

@@ -58,7 +58,23 @@ type Hypervisor struct {
 	// DebugConsole raises the guest's log level and copies the guest console into the
 	// shim's log (containerd's log), line by line.
 	DebugConsole bool `toml:"debug_console"`
+	// ScratchDiskMiB is the size of the pod's scratch disk: a sparse file in ScratchDir,
+	// given to the VM as a virtio-blk disk that the guest encrypts (dm-crypt, a key per boot)
+	// and keeps the image cache and the containers' roots on instead of RAM (docs/scratch.md).
+	// 0: none. Unset: DefaultScratchDiskMiB for a confidential TEE (sim, snp, tdx), 0 for
+	// tee none.
+	ScratchDiskMiB uint64 `toml:"scratch_disk_mib"`
+	// ScratchDir is the host directory of the scratch disks' files (default
+	// DefaultScratchDir): on a disk, not a tmpfs, or the guest's data would take host RAM.
+	ScratchDir string `toml:"scratch_dir"`
 }
+
+// DefaultScratchDiskMiB is the scratch disk size of a confidential pod when the
+// configuration sets none: 10 GiB, sparse, so it costs the host only what the guest writes.
+const DefaultScratchDiskMiB = 10240
+
+// DefaultScratchDir holds the scratch disks' files.
+const DefaultScratchDir = "/var/lib/veil/scratch"
 
 // Runtime holds the shim's own settings.
 type Runtime struct {
@@ -101,6 +117,7 @@ func Default() *Config {
 		Machine:     hypervisor.DefaultMachine,
 		TEE:         string(hypervisor.TEENone),
 		BootTimeout: Duration{90 * time.Second},
+		ScratchDir:  DefaultScratchDir,
 	}}
 }
 
@@ -135,6 +152,9 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: unknown key %q: %w", path, undec[0].String(), errdefs.ErrInvalidArgument)
 	}
 	c.Path = path
+	if !md.IsDefined("hypervisor", "scratch_disk_mib") && hypervisor.TEE(c.Hypervisor.TEE) != hypervisor.TEENone {
+		c.Hypervisor.ScratchDiskMiB = DefaultScratchDiskMiB
+	}
 	if c.Runtime.InitData != "" && !filepath.IsAbs(c.Runtime.InitData) {
 		c.Runtime.InitData = filepath.Join(filepath.Dir(path), c.Runtime.InitData)
 	}
@@ -177,6 +197,12 @@ func (c *Config) Validate() error {
 	case hypervisor.TEENone, hypervisor.TEESim, hypervisor.TEESNP, hypervisor.TEETDX:
 	default:
 		bad("hypervisor.tee %q: want none, snp, tdx or sim", h.TEE)
+	}
+	if h.ScratchDiskMiB > 0 && !filepath.IsAbs(h.ScratchDir) {
+		bad("hypervisor.scratch_dir %q: want an absolute path", h.ScratchDir)
+	}
+	if h.ScratchDiskMiB > 0 && h.ScratchDiskMiB < 64 {
+		bad("hypervisor.scratch_disk_mib %d: want 0 (none) or at least 64", h.ScratchDiskMiB)
 	}
 	if h.BootTimeout.Duration <= 0 {
 		bad("hypervisor.boot_timeout %s: want a positive duration", h.BootTimeout)

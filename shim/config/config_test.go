@@ -54,6 +54,20 @@ guest_pull = true
 			wantErr: "hypervisor.vcpus 0"},
 		{name: "bad duration", content: "[hypervisor]\nboot_timeout = \"soon\"\n", wantErr: "soon"},
 		{name: "bad tee", content: "[hypervisor]\ntee = \"sgx\"\n", wantErr: "hypervisor.tee"},
+		{name: "no scratch disk for tee none", content: "[hypervisor]\ntee = \"none\"\n",
+			check: func(c *Config) bool { return c.Hypervisor.ScratchDiskMiB == 0 }},
+		{name: "a scratch disk for a confidential tee", content: "[hypervisor]\ntee = \"sim\"\n",
+			check: func(c *Config) bool {
+				return c.Hypervisor.ScratchDiskMiB == DefaultScratchDiskMiB && c.Hypervisor.ScratchDir == DefaultScratchDir
+			}},
+		{name: "scratch disk off in a confidential tee", content: "[hypervisor]\ntee = \"sim\"\nscratch_disk_mib = 0\n",
+			check: func(c *Config) bool { return c.Hypervisor.ScratchDiskMiB == 0 }},
+		{name: "scratch disk for tee none when configured", content: "[hypervisor]\nscratch_disk_mib = 2048\nscratch_dir = \"/srv/s\"\n",
+			check: func(c *Config) bool {
+				return c.Hypervisor.ScratchDiskMiB == 2048 && c.Hypervisor.ScratchDir == "/srv/s"
+			}},
+		{name: "tiny scratch disk", content: "[hypervisor]\nscratch_disk_mib = 8\n", wantErr: "scratch_disk_mib 8"},
+		{name: "relative scratch dir", content: "[hypervisor]\nscratch_disk_mib = 100\nscratch_dir = \"s\"\n", wantErr: "scratch_dir"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

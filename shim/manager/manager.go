@@ -190,7 +190,7 @@ func (m Manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		if _, err := statedir.Sweep(sandbox.DefaultStateRoot); err != nil {
 			log.G(ctx).WithError(err).Warn("delete: sweep VM state")
 		}
-		if err := pod.Cleanup(pod.DirOf(vmID)); err != nil {
+		if err := pod.CleanupPod(vmID); err != nil {
 			return status, fmt.Errorf("delete %s: %w", id, err)
 		}
 	}

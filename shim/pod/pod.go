@@ -74,7 +74,7 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, i
 	vmID := VMID(ns, id)
 	p := &Pod{ID: id, VMID: vmID, Dir: DirOf(vmID)}
 	// A pod directory of the same name is a leftover of a shim that died: clear it.
-	if err := Cleanup(p.Dir); err != nil {
+	if err := CleanupPod(vmID); err != nil {
 		return nil, fmt.Errorf("pod %s: clear leftover %s: %w", id, p.Dir, err)
 	}
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
@@ -107,6 +107,9 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, i
 		InitData:    initData,
 	}
 	var err error
+	if opts.ScratchDisk, err = p.createScratch(h); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", id, err)
+	}
 	if p.net, err = setupNetwork(ctx, netnsPath, &opts); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", id, err)
 	}
@@ -180,7 +183,7 @@ func (p *Pod) Close(ctx context.Context) error {
 		}
 		p.net = nil
 	}
-	if cerr := Cleanup(p.Dir); cerr != nil && err == nil {
+	if cerr := CleanupPod(p.VMID); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err

@@ -46,6 +46,11 @@ type Options struct {
 	// read-only virtio-blk disk (initdata.DiskSerial) and, with a TEE, bound to the launch as
 	// its host data (then TEE.HostData must be empty). nil: no disk, the agent allows all.
 	InitData []byte
+	// ScratchDisk is a file (CreateScratchDisk) attached read-write as the guest's scratch
+	// disk (serial api.ScratchSerial), which the guest encrypts and keeps its image cache and
+	// containers' roots on (agent/scratch). The caller owns the file: Close leaves it. "":
+	// none, the guest keeps them in RAM.
+	ScratchDisk string
 	// TestOnlySimHostData, for tests of the launch check only, makes the sim TEE's PSP report
 	// this host data instead of the one the launch binds (the initdata digest): the guest must
 	// then refuse to serve. Ignored unless TEE.Kind is sim.
@@ -76,6 +81,9 @@ func Boot(ctx context.Context, opts Options) (*Sandbox, error) {
 	// with the owner); clear those first, so that a name can be used again.
 	if _, err := statedir.Sweep(filepath.Dir(cfg.StateDir)); err != nil {
 		return nil, fmt.Errorf("sandbox %s: clear stale state: %w", opts.ID, err)
+	}
+	if opts.ScratchDisk != "" {
+		cfg.Disks = append(cfg.Disks, hypervisor.Disk{Path: opts.ScratchDisk, Serial: api.ScratchSerial})
 	}
 	var disk string
 	var digest []byte

@@ -142,8 +142,9 @@ func sweepHostileImages() {
 }
 
 // newHostileEnv boots a VM whose initdata enforces p, with its network, registry and share,
-// and creates the sandbox. Everything is undone when the test ends.
-func newHostileEnv(t *testing.T, p hostilePolicy) *hostileEnv {
+// and creates the sandbox. Everything is undone when the test ends. mods change the VM's
+// options before the boot (a scratch disk, the memory).
+func newHostileEnv(t *testing.T, p hostilePolicy, mods ...func(*sandbox.Options)) *hostileEnv {
 	t.Helper()
 	image := hostileSimImage(t)
 	dir := t.TempDir() // before e.close is registered: removed after the share is unmounted
@@ -171,12 +172,16 @@ func newHostileEnv(t *testing.T, p hostilePolicy) *hostileEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.sb, err = sandbox.Boot(c, sandbox.Options{
+	opts := sandbox.Options{
 		ID: e.vmID, ImageDir: image, InitData: raw,
 		TEE:        hypervisor.TEEConfig{Kind: hypervisor.TEESim},
 		SharedDirs: []hypervisor.SharedDir{{Tag: api.ShareTag, HostPath: e.share}},
 		Network:    &hypervisor.Network{TapName: e.tap, MAC: e.mac},
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	e.sb, err = sandbox.Boot(c, opts)
 	if err != nil {
 		t.Fatalf("boot %s (%s): %v", e.vmID, p, err)
 	}
