@@ -24,9 +24,9 @@ import (
 
 	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/attestation/kbs/protocol"
-	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
+	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/sandbox"
@@ -43,7 +43,7 @@ var simImage struct {
 	err  error
 }
 
-func simGuestImage(t *testing.T) (string, *sim.Authority) {
+func simGuestImage(t testing.TB) (string, *sim.Authority) {
 	t.Helper()
 	simImage.once.Do(func() {
 		authDir, image := env.Path("sim-authority"), env.Path("sim-image")
@@ -68,7 +68,7 @@ func simGuestImage(t *testing.T) (string, *sim.Authority) {
 
 // simMeasurement is the launch measurement the shim's sim PSP reports for a VM of image
 // under a handler without kernel_params: the image's command line plus veil.tee=sim.
-func simMeasurement(t *testing.T, image string) [48]byte {
+func simMeasurement(t testing.TB, image string) [48]byte {
 	t.Helper()
 	img, err := sandbox.LoadImage(image)
 	if err != nil {
@@ -84,7 +84,7 @@ func simMeasurement(t *testing.T, image string) [48]byte {
 
 // pushSecretImage pushes the plain image the tests encrypt: the busybox layer, then plain (a
 // tar holding /secret/message), with a shell as its command.
-func pushSecretImage(t *testing.T, ref string, plain []byte) {
+func pushSecretImage(t testing.TB, ref string, plain []byte) {
 	t.Helper()
 	base, err := busyboximage.Static("var")
 	if err != nil {
@@ -115,7 +115,7 @@ func pushSecretImage(t *testing.T, ref string, plain []byte) {
 
 // encrypter is skopeo with veil-keyprovider (docs/keyprovider.md), as a user encrypts an
 // image; args are veil-keyprovider's.
-func encrypter(t *testing.T, args ...string) keyprovidertest.Encrypter {
+func encrypter(t testing.TB, args ...string) keyprovidertest.Encrypter {
 	t.Helper()
 	skopeo, err := keyprovidertest.Binary()
 	if err != nil {
@@ -125,7 +125,7 @@ func encrypter(t *testing.T, args ...string) keyprovidertest.Encrypter {
 }
 
 // secretTar is the encrypted layer's content: /secret/message.
-func secretTar(t *testing.T) []byte {
+func secretTar(t testing.TB) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

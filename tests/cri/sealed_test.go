@@ -237,7 +237,7 @@ func secretVolume(t *testing.T, files map[string]string) string {
 }
 
 // checkNoPlaintext fails when a regular file below dir holds one of plains.
-func checkNoPlaintext(t *testing.T, dir string, plains ...string) {
+func checkNoPlaintext(t testing.TB, dir string, plains ...string) {
 	t.Helper()
 	n := 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
