@@ -166,7 +166,7 @@ demo: build image containerd cri-tools crane skopeo cosign
 demo-k8s: image containerd cri-tools kubernetes
 	@scripts/demo-k8s.sh
 
-bench: image containerd cri-tools kubernetes
+bench: image containerd cri-tools kubernetes skopeo cosign
 	@scripts/bench.sh
 
 clean:

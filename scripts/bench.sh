@@ -11,6 +11,9 @@ go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/bench/ | gre
 echo "== containerd: ctr run to first output (Veil vs runc), shim RSS, QEMU PSS"
 VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/shim/ | grep -E '^(Benchmark|ok|FAIL)'
 
+echo "== CRI: guest pull + decrypt + unpack of a 120 MiB image vs the host's skopeo copy; confidential pod start vs plain"
+VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 -timeout 40m ./tests/cri/ | grep -E '^(Benchmark|ok|FAIL)'
+
 echo "== Kubernetes: kubectl apply to Running (runc, veil, veil-sim with guest pull), pod memory vs the RuntimeClass overhead"
 VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -count 1 -timeout 30m ./tests/k8s/ | grep -E '^(Benchmark|ok|FAIL)'
 

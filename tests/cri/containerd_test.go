@@ -11,18 +11,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/veil-runtime/veil/tests/internal/busyboximage"
 	"github.com/veil-runtime/veil/tests/internal/containerdenv"
 )
 
-const (
-	// bridgeName, subnet and gateway are the test's CNI network.
-	bridgeName = "veilcri0"
-	subnet     = "10.88.77.0/24"
-	gatewayIP  = "10.88.77.1"
-)
+// bridgeName, subnet and gateway are the test's CNI network: veilcri0 on 10.88.77.0/24, or,
+// with VEIL_CRI_NET=N (1-254, not 77), veilcriN on 10.88.N.0/24, so that two runs of the
+// suite on one machine do not share (and delete) each other's bridge.
+var bridgeName, subnet, gatewayIP = criNetwork(os.Getenv("VEIL_CRI_NET"))
+
+func criNetwork(n string) (bridge, subnet, gateway string) {
+	if i, err := strconv.Atoi(n); err == nil && i > 0 && i < 255 && i != 77 {
+		return fmt.Sprintf("veilcri%d", i), fmt.Sprintf("10.88.%d.0/24", i), fmt.Sprintf("10.88.%d.1", i)
+	}
+	return "veilcri0", "10.88.77.0/24", "10.88.77.1"
+}
 
 // criEnv is a containerd with its CRI plugin, started for the tests in a temporary root.
 type criEnv struct {

@@ -18,7 +18,7 @@ const criNamespace = "k8s.io"
 
 // podConfig writes a pod sandbox config for crictl, with the pod's annotations (nil for
 // none), and returns its path.
-func podConfig(t *testing.T, name string, annotations map[string]string) string {
+func podConfig(t testing.TB, name string, annotations map[string]string) string {
 	t.Helper()
 	cfg := map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "veil-test", "uid": name + "-uid", "attempt": 1},
@@ -30,7 +30,7 @@ func podConfig(t *testing.T, name string, annotations map[string]string) string 
 }
 
 // containerConfig writes a container config running `sh -c script` in busybox.
-func containerConfig(t *testing.T, name, script string) string {
+func containerConfig(t testing.TB, name, script string) string {
 	t.Helper()
 	cfg := map[string]any{
 		"metadata": map[string]any{"name": name},
@@ -42,7 +42,7 @@ func containerConfig(t *testing.T, name, script string) string {
 	return writeJSON(t, name+"-ctr.json", cfg)
 }
 
-func writeJSON(t *testing.T, name string, v any) string {
+func writeJSON(t testing.TB, name string, v any) string {
 	t.Helper()
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -97,7 +97,7 @@ func qemuOf(podID string) []string {
 
 // waitLog waits until the container's CRI log holds want (crictl logs prints the stderr
 // stream on its own stderr).
-func waitLog(t *testing.T, cid, want string) string {
+func waitLog(t testing.TB, cid, want string) string {
 	t.Helper()
 	var out string
 	if !waitFor(30*time.Second, func() bool {

@@ -43,7 +43,7 @@ var simImage struct {
 	err  error
 }
 
-func simGuestImage(t *testing.T) (string, *sim.Authority) {
+func simGuestImage(t testing.TB) (string, *sim.Authority) {
 	t.Helper()
 	simImage.once.Do(func() {
 		authDir, image := env.Path("sim-authority"), env.Path("sim-image")
@@ -68,7 +68,7 @@ func simGuestImage(t *testing.T) (string, *sim.Authority) {
 
 // simMeasurement is the launch measurement the shim's sim PSP reports for a VM of image
 // under a handler without kernel_params: the image's command line plus veil.tee=sim.
-func simMeasurement(t *testing.T, image string) [48]byte {
+func simMeasurement(t testing.TB, image string) [48]byte {
 	t.Helper()
 	img, err := sandbox.LoadImage(image)
 	if err != nil {
@@ -86,7 +86,7 @@ func simMeasurement(t *testing.T, image string) [48]byte {
 // tar holding /secret/message), with a shell as its command. The repository's name is in the
 // config's environment, so each test's image has a config of its own (the tests share one
 // containerd, which does not fetch a config blob it already holds).
-func pushSecretImage(t *testing.T, ref string, plain []byte) {
+func pushSecretImage(t testing.TB, ref string, plain []byte) {
 	t.Helper()
 	base, err := busyboximage.Static("var")
 	if err != nil {
@@ -117,7 +117,7 @@ func pushSecretImage(t *testing.T, ref string, plain []byte) {
 
 // encrypter is skopeo with veil-keyprovider (docs/keyprovider.md), as a user encrypts an
 // image; args are veil-keyprovider's.
-func encrypter(t *testing.T, args ...string) keyprovidertest.Encrypter {
+func encrypter(t testing.TB, args ...string) keyprovidertest.Encrypter {
 	t.Helper()
 	skopeo, err := keyprovidertest.Binary()
 	if err != nil {
@@ -127,7 +127,7 @@ func encrypter(t *testing.T, args ...string) keyprovidertest.Encrypter {
 }
 
 // secretTar is the encrypted layer's content: /secret/message.
-func secretTar(t *testing.T) []byte {
+func secretTar(t testing.TB) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -179,7 +179,7 @@ spec:
 // does it (docs/keyprovider.md): skopeo through veil-keyprovider, which creates the KEK in the
 // KBS (create-only) and never hands it to anything else.
 func TestEncryptedImage(t *testing.T) {
-	reg, gw, kbs, auth := simPullPod(t)
+	reg, gw, kbs, auth := simPullPod(t, 0)
 	kbsURL := fmt.Sprintf("http://%s:%d", gatewayIP, kbs.Port())
 
 	// containerd on the host has no key and no stream processor for encrypted layers: it only
@@ -261,20 +261,31 @@ func TestEncryptedImage(t *testing.T) {
 // registry (its address gw, as the guest reaches it), the handler's Veil config (the sim TEE,
 // the guest image with the sim authority, guest_pull on) and a KBS on every host address
 // that trusts that authority (returned) and the image's launch measurement.
-func simPullPod(t *testing.T) (reg *gatewayRegistry, gw string, kbs *cdhtest.KBS, auth *sim.Authority) {
-	t.Helper()
-	networkPrereqs(t)
-	ensureBridge(t)
-	image, auth := simGuestImage(t)
-	reg = startGatewayRegistry(t)
+func simPullPod(tb testing.TB, memMiB int) (reg *gatewayRegistry, gw string, kbs *cdhtest.KBS, auth *sim.Authority) {
+	tb.Helper()
+	networkPrereqs(tb)
+	ensureBridge(tb)
+	image, auth := simGuestImage(tb)
+	reg = startGatewayRegistry(tb)
 	gw = fmt.Sprintf("%s:%d", gatewayIP, reg.port)
-	writeGuestPullConfigs(t, gw, reg.port)
-	cfg := fmt.Sprintf("%stee = \"sim\"\n[runtime]\nguest_pull = true\n", containerdenv.VeilConfig(image))
-	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	kbs = cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(t, image)}, Addr: "0.0.0.0:0"})
+	writeGuestPullConfigs(tb, gw, reg.port)
+	writeSimPullConfig(tb, image, memMiB)
+	kbs = cdhtest.NewKBSWith(tb, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(tb, image)}, Addr: "0.0.0.0:0"})
 	return reg, gw, kbs, auth
+}
+
+// writeSimPullConfig writes the veil-pull handler's configuration: the guest image, the sim
+// TEE, guest pull, and memMiB of guest memory (0: the default 512).
+func writeSimPullConfig(tb testing.TB, image string, memMiB int) {
+	tb.Helper()
+	cfg := containerdenv.VeilConfig(image)
+	if memMiB != 0 {
+		cfg = strings.Replace(cfg, "memory_mib = 512", fmt.Sprintf("memory_mib = %d", memMiB), 1)
+	}
+	cfg += "tee = \"sim\"\n[runtime]\nguest_pull = true\n"
+	if err := os.WriteFile(env.Path(pullConfigName), []byte(cfg), 0o644); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // runEncryptedPod starts a pod (sim TEE, veil-pull handler) with the initdata and policy of

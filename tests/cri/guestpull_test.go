@@ -88,7 +88,7 @@ type gatewayRegistry struct {
 	log    requestLog // every request, with its origin
 }
 
-func startGatewayRegistry(t *testing.T) *gatewayRegistry {
+func startGatewayRegistry(t testing.TB) *gatewayRegistry {
 	t.Helper()
 	l, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
@@ -115,7 +115,7 @@ func startGatewayRegistry(t *testing.T) *gatewayRegistry {
 // ensureBridge creates the CNI bridge with the gateway address when no pod has made it yet,
 // so that the host reaches the gateway registry before the first pod (the bridge plugin
 // takes an existing bridge that already has its gateway address).
-func ensureBridge(t *testing.T) {
+func ensureBridge(t testing.TB) {
 	t.Helper()
 	if exec.Command("ip", "link", "show", bridgeName).Run() == nil {
 		return
@@ -133,7 +133,7 @@ func ensureBridge(t *testing.T) {
 
 // writeGuestPullConfigs writes the veil-pull handler's Veil config (guest_pull on) and the
 // gateway registry's hosts.toml (containerd on the host reaches it on loopback).
-func writeGuestPullConfigs(t *testing.T, gw string, port int) {
+func writeGuestPullConfigs(t testing.TB, gw string, port int) {
 	t.Helper()
 	// 1 GiB: the guest pulls images into its memory (TestGuestPullOutlivesTimeout's is 200 MiB).
 	cfg := strings.Replace(containerdenv.VeilConfig(imageDir), "memory_mib = 512", "memory_mib = 1024", 1) +
@@ -319,7 +319,7 @@ func sharePID(t *testing.T, path string) string {
 }
 
 // editConfig applies edit to the JSON config at path and returns path.
-func editConfig(t *testing.T, path string, edit func(map[string]any)) string {
+func editConfig(t testing.TB, path string, edit func(map[string]any)) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -352,7 +352,7 @@ func lineWith(s, want string) string {
 // userImage sets the container config's image.user_specified_image to ref, the name CRI puts
 // in the image-name annotation (without it, containerd's name for the image: the busybox image
 // also has a loopback name, which the guest cannot reach).
-func userImage(t *testing.T, path, ref string) string {
+func userImage(t testing.TB, path, ref string) string {
 	t.Helper()
 	return editConfig(t, path, func(cfg map[string]any) {
 		cfg["image"] = map[string]any{"image": ref, "user_specified_image": ref}

@@ -19,7 +19,7 @@ import (
 )
 
 // networkPrereqs fails the test unless the guest image loads virtio_net.
-func networkPrereqs(t *testing.T) {
+func networkPrereqs(t testing.TB) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(imageDir, "manifest.json"))
 	if err != nil {

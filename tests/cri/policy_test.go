@@ -53,7 +53,7 @@ func genpolicyPod(t *testing.T) *genpolicy.Workload {
 
 // policyContainerConfig writes the container config the kubelet would send for the pod's
 // container "app" (the command, the variable, the termination log mount), with changes.
-func policyContainerConfig(t *testing.T, name string, attempt int, image string, envs []map[string]string, command []string) string {
+func policyContainerConfig(t testing.TB, name string, attempt int, image string, envs []map[string]string, command []string) string {
 	t.Helper()
 	termLog := filepath.Join(t.TempDir(), name+"-termination-log")
 	if err := os.WriteFile(termLog, nil, 0o644); err != nil {

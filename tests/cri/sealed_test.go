@@ -70,7 +70,7 @@ spec:
 // refused by the policy, and one that swaps the sealed file of the volume the pod marked
 // sealed (io.veil.sealed-volumes) by the agent, under the policy's obligation.
 func TestSealedSecrets(t *testing.T) {
-	_, gw, kbs, _ := simPullPod(t)
+	_, gw, kbs, _ := simPullPod(t, 0)
 	key, err := sealed.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +224,7 @@ func secretVolume(t *testing.T, files map[string]string) string {
 }
 
 // checkNoPlaintext fails when a regular file below dir holds one of plains.
-func checkNoPlaintext(t *testing.T, dir string, plains ...string) {
+func checkNoPlaintext(t testing.TB, dir string, plains ...string) {
 	t.Helper()
 	n := 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

@@ -130,7 +130,7 @@ func checkGuestOnlyLayers(t *testing.T, log *requestLog, repo, ref string, guest
 }
 
 // criClient is containerd's CRI image service, as the kubelet talks to it.
-func criClient(t *testing.T) runtimeapi.ImageServiceClient {
+func criClient(t testing.TB) runtimeapi.ImageServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient("unix://"+env.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -143,14 +143,14 @@ func criClient(t *testing.T) runtimeapi.ImageServiceClient {
 // pullFor pulls ref for the runtime handler as the kubelet does with its
 // RuntimeClassInImageCriApi feature gate: ImageSpec.runtime_handler is the pod's handler, from
 // which containerd picks the handler's snapshotter.
-func pullFor(t *testing.T, handler, ref string) {
+func pullFor(t testing.TB, handler, ref string) {
 	t.Helper()
 	if err := pullForErr(t, handler, ref); err != nil {
 		t.Fatalf("PullImage %s for %s: %v", ref, handler, err)
 	}
 }
 
-func pullForErr(t *testing.T, handler, ref string) error {
+func pullForErr(t testing.TB, handler, ref string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
