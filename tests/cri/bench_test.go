@@ -3,12 +3,9 @@
 package cri
 
 import (
-	"archive/tar"
 	"bufio"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,14 +140,7 @@ func pushRandomImage(tb testing.TB, ref string) int64 {
 	}
 	layers := []v1.Layer{base}
 	for i := 0; i < benchLayers; i++ {
-		l, err := busyboximage.Layer(func(tw *tar.Writer) error {
-			size := int64(benchLayerMiB) << 20
-			if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data-%d.bin", i), Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
-				return err
-			}
-			_, err := io.CopyN(tw, rand.Reader, size)
-			return err
-		})
+		l, err := busyboximage.RandomFileLayer(fmt.Sprintf("data-%d.bin", i), int64(benchLayerMiB)<<20)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -3,11 +3,8 @@
 package cri
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -46,14 +43,7 @@ func TestGuestPullOutlivesTimeout(t *testing.T) {
 	gw := fmt.Sprintf("%s:%d", gatewayIP, reg.port)
 	writeGuestPullConfigs(t, gw, reg.port)
 
-	big, err := busyboximage.Layer(func(tw *tar.Writer) error {
-		size := int64(bigImageMiB) << 20
-		if err := tw.WriteHeader(&tar.Header{Name: "big.bin", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err := io.CopyN(tw, rand.Reader, size)
-		return err
-	})
+	big, err := busyboximage.RandomFileLayer("big.bin", int64(bigImageMiB)<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

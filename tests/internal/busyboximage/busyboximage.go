@@ -11,6 +11,7 @@ package busyboximage
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log"
@@ -111,6 +112,17 @@ func Layer(write func(tw *tar.Writer) error) (v1.Layer, error) {
 	data := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
+	})
+}
+
+// RandomFileLayer is a layer holding one file, name, of size random (incompressible) bytes.
+func RandomFileLayer(name string, size int64) (v1.Layer, error) {
+	return Layer(func(tw *tar.Writer) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := io.CopyN(tw, rand.Reader, size)
+		return err
 	})
 }
 
