@@ -4,8 +4,8 @@
 # refused once its launch measurement is not the expected one. Called by scripts/demo.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$PWD/bin dir=$PWD/build/demo-kbs port=${KBS_PORT:-18080}
-url=http://127.0.0.1:$port
+# KBS_PORT picks the port; by default veil-kbs takes a free one and says which in its log.
+bin=$PWD/bin dir=$PWD/build/demo-kbs port=${KBS_PORT:-0}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -25,14 +25,32 @@ algorithm = "sha384"
 "policy.rego" = "package agent_policy\ndefault CheckRequest := true\n"
 TOML
 
-step "veil-kbs on $url: trusts the sim root (explicitly), reference values allow that measurement"
+step "veil-kbs on loopback: trusts the sim root (explicitly), reference values allow that measurement"
 "$bin/veil-kbs" --listen "127.0.0.1:$port" --data "$dir/data" \
 	--sim-snp-roots "$dir/sim/sim-snp-roots.pem" --reference-values "$dir/reference-values.json" \
 	>"$dir/kbs.log" 2>&1 &
 kbs_pid=$!
 trap 'kill $kbs_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -s -o /dev/null "$url/kbs/v0/resource/x/y/z" 2>/dev/null && break; sleep 0.1; done
+# The URL is the one our own veil-kbs logs once it listens: never whatever else answers on a
+# port.
+url=
+for _ in $(seq 1 100); do
+	url=$(sed -n 's/.*msg="veil-kbs: serving" url="\{0,1\}\([^" ]*\).*/\1/p' "$dir/kbs.log" | head -n 1)
+	[ -n "$url" ] && break
+	if ! kill -0 "$kbs_pid" 2>/dev/null; then
+		echo "demo: veil-kbs did not start (127.0.0.1:$port); its log, $dir/kbs.log:" >&2
+		sed 's/^/  /' "$dir/kbs.log" >&2
+		exit 1
+	fi
+	sleep 0.1
+done
+if [ -z "$url" ]; then
+	echo "demo: veil-kbs did not say it was serving within 10 s; its log, $dir/kbs.log:" >&2
+	sed 's/^/  /' "$dir/kbs.log" >&2
+	exit 1
+fi
 sed -n '1,6p' "$dir/kbs.log" | cut -c1-160 | sed 's/^/  /'
+echo "  veil-kbs (pid $kbs_pid) serves $url"
 
 step "the administrator stores a secret (request signed with the Ed25519 admin key made on first start)"
 printf 'the demo secret: only an attested guest reads this\n' >"$dir/secret.txt"
