@@ -47,8 +47,8 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("veil-image build", flag.ContinueOnError)
 	o := guestimage.Options{Progress: os.Stdout}
 	fs.StringVar(&o.OutDir, "out", "", "output directory for vmlinuz, initrd.img and manifest.json (required)")
-	fs.StringVar(&o.Agent, "agent", "", "static guest agent binary (default: veil-agent next to this program)")
-	fs.StringVar(&o.Init, "init", "", "static binary to install as /init instead of the agent")
+	fs.StringVar(&o.Agent, "agent", "", "static guest agent binary, started by /init (default: veil-agent next to this program, unless --init alone is given)")
+	fs.StringVar(&o.Init, "init", "", "static binary to install as /init (default: veil-init next to this program)")
 	fs.StringVar(&o.CacheDir, "cache", guestimage.DefaultCacheDir, "cache for apt state, kernel packages and unpacked kernels")
 	fs.StringVar(&o.KernelPackage, "kernel-package", "", "kernel package NAME[=VERSION] (default: newest 6.12 cloud kernel in "+guestimage.KernelSuite+")")
 	modules := fs.String("modules", strings.Join(guestimage.DefaultModules, ","), "comma-separated kernel modules to load at boot (dependencies are added)")
@@ -65,8 +65,16 @@ func run(args []string) error {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	o.Modules = splitList(*modules)
-	if o.Agent == "" && o.Init == "" {
-		o.Agent = besideExecutable("veil-agent")
+	if o.Init == "" {
+		// The agent is never /init: veil-init mounts the guest's filesystems, loads the
+		// modules and starts it. With --init alone (a benchmark's trivial init) there is no agent.
+		if o.Agent == "" {
+			o.Agent = besideExecutable("veil-agent")
+		}
+		o.Init = besideExecutable("veil-init")
+		if _, err := os.Stat(o.Init); err != nil {
+			return fmt.Errorf("no /init: veil-init is not next to veil-image (%s); build it (make build) or pass --init PATH", o.Init)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
