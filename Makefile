@@ -20,7 +20,7 @@ HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-clien
 # Unit tests: everything but the VM suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
 
-.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane skopeo cosign demo-k8s critest install proto proto-check unit e2e test demo bench lint clean
+.PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane skopeo cosign demo-k8s critest install proto proto-check unit e2e test demo bench fuzz lint clean
 
 all: build
 
@@ -168,6 +168,11 @@ demo-k8s: image containerd cri-tools kubernetes
 
 bench: image containerd cri-tools kubernetes skopeo cosign
 	@scripts/bench.sh
+
+# Every fuzz target for FUZZTIME each (default 10s), with its executions per second
+# (docs/testing.md).
+fuzz: deps
+	@scripts/fuzz.sh
 
 clean:
 	rm -rf $(BIN) build
