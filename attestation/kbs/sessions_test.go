@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -260,4 +261,11 @@ func TestSpentFullRetryAfter(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != want {
 		t.Fatalf("attest with the record full: %d, Retry-After %q, want 503 and %s", resp.StatusCode, resp.Header.Get("Retry-After"), want)
 	}
+}
+
+func heapInuseNow() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
