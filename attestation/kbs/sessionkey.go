@@ -51,7 +51,7 @@ func newSessionKey(key []byte) (*sessionKey, error) {
 // Errors of opening a sealed value.
 var (
 	errCookieFormat = errors.New("session cookie is not one this KBS issues")
-	errCookieKey    = errors.New("session cookie sealed with a key this KBS no longer accepts")
+	errCookieKey    = errors.New("session cookie sealed with a key this KBS no longer accepts (an expired key, or another KBS's: replicas must share session_key_file)")
 	errCookieAuth   = errors.New("session cookie fails authentication")
 )
 
