@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/containerd/log"
 
@@ -18,8 +19,10 @@ const (
 	reasonBadRequest    = "bad_request"
 	reasonVersion       = "version"
 	reasonUnknownTEE    = "unknown_tee"
-	reasonBusy          = "session_table_full"
+	reasonRateLimited   = "rate_limited"
+	reasonSpentFull     = "spent_nonces_full"
 	reasonNoSession     = "no_session"
+	reasonBadCookie     = "bad_cookie"
 	reasonExpired       = "session_expired"
 	reasonSpent         = "session_spent"
 	reasonNonce         = "nonce_mismatch"
@@ -45,6 +48,8 @@ type Error struct {
 	Reason string
 	Detail string
 	Err    error
+	// RetryAfter, when positive, is sent as the Retry-After header (429 and 503).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -58,13 +63,18 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Status is 404 for InvalidRequestPath and 401 for every other kind, as the protocol says;
 // 412 for an administrator's create-only write of a resource that exists (If-None-Match: *,
-// an extension of Veil's).
+// an extension of Veil's); 429 for a client over its rate limit and 503 while the record of
+// spent nonces is full (both with Retry-After, and both retried by the clients).
 func (e *Error) Status() int {
-	if e.Kind == protocol.InvalidRequestPath {
+	switch {
+	case e.Kind == protocol.InvalidRequestPath:
 		return http.StatusNotFound
-	}
-	if e.Reason == reasonExists {
+	case e.Reason == reasonExists:
 		return http.StatusPreconditionFailed
+	case e.Reason == reasonRateLimited:
+		return http.StatusTooManyRequests
+	case e.Reason == reasonSpentFull:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusUnauthorized
 }
@@ -86,10 +96,18 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, endpoint
 		detail += ": " + e.Err.Error()
 	}
 	s.metrics.denials.WithLabelValues(endpoint, e.Reason).Inc()
-	log.G(ctx).WithFields(log.Fields{"endpoint": endpoint, "kind": e.Kind, "reason": e.Reason}).
-		WithError(err).Info("kbs: request refused")
+	entry := log.G(ctx).WithFields(log.Fields{"endpoint": endpoint, "kind": e.Kind, "reason": e.Reason}).WithError(err)
+	if e.Reason == reasonRateLimited {
+		// A flood must not become a flood of logs: the metric counts these.
+		entry.Debug("kbs: request refused")
+	} else {
+		entry.Info("kbs: request refused")
+	}
 	body, _ := json.Marshal(protocol.ErrorInfo{Type: e.Kind.Type(), Detail: detail})
 	w.Header().Set("Content-Type", "application/json")
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfterSeconds(e.RetryAfter))
+	}
 	w.WriteHeader(e.Status())
 	_, _ = w.Write(body)
 }

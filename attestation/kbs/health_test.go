@@ -34,8 +34,8 @@ func TestHealth(t *testing.T) {
 	}
 	m := do(t, "GET", env.URL()+"/metrics", nil, nil)
 	for _, line := range strings.Split(string(m.body), "\n") {
-		if strings.HasPrefix(line, "veil_kbs_sessions ") && line != "veil_kbs_sessions 0" {
-			t.Errorf("the health checks opened sessions: %s", line)
+		if strings.HasPrefix(line, "veil_kbs_spent_nonces ") && line != "veil_kbs_spent_nonces 0" {
+			t.Errorf("the health checks spent nonces: %s", line)
 		}
 		if strings.Contains(line, `endpoint="health"`) {
 			t.Errorf("the health checks are counted: %s", line)

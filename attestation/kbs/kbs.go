@@ -84,7 +84,10 @@ type ResourcePolicy interface {
 // Defaults of Options.
 const (
 	DefaultSessionTTL       = 5 * time.Minute
-	DefaultMaxSessions      = 10000
+	DefaultMaxSpentNonces   = 1_000_000
+	DefaultAuthRate         = 10
+	DefaultAuthBurst        = 50
+	DefaultMaxClients       = 10_000
 	DefaultMaxBodyBytes     = 1 << 20
 	DefaultMaxResourceBytes = 2 << 20
 )
@@ -97,11 +100,24 @@ type Options struct {
 	Policy      ResourcePolicy
 	// Admin authenticates administrators; nil refuses every administrative request.
 	Admin *admin.Verifier
-	// SessionTTL is how long a session lives after auth (default 5 minutes).
+	// SessionTTL is how long a challenge cookie lives after auth (default 5 minutes).
 	SessionTTL time.Duration
-	// MaxSessions caps the session table; auth is refused while it is full of live sessions
-	// (default 10000).
-	MaxSessions int
+	// SessionKeys seal the challenge cookies: the first seals, both open (the previous key,
+	// during a rotation). Each is SessionKeySize bytes. Nil: a random key made at start and
+	// rotated every SessionTTL, the previous one accepted for one more lifetime.
+	SessionKeys [][]byte
+	// MaxSpentNonces bounds the record of spent challenge nonces, kept until each challenge
+	// expires; attestations are refused (503, Retry-After) while it is full of live ones
+	// (default 1,000,000, about DefaultMaxSpentNonces/SessionTTL handshakes per second).
+	MaxSpentNonces int
+	// AuthRate and AuthBurst are the token bucket of each client (source address) on auth
+	// and, separately, on attest: requests per second and burst (defaults 10 and 50). A
+	// negative AuthRate turns the limits off.
+	AuthRate  float64
+	AuthBurst int
+	// MaxClients bounds the clients tracked by each limiter (default 10,000); beyond it,
+	// new clients share one bucket (docs/kbs.md).
+	MaxClients int
 	// MaxBodyBytes bounds the body of auth, attest and policy requests (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxResourceBytes bounds a resource stored by the administrator (default 2 MiB).
@@ -116,7 +132,10 @@ type Options struct {
 // Server is the KBS as an http.Handler.
 type Server struct {
 	opts     Options
-	sessions *sessionTable
+	keys     *keyring
+	spent    *spentNonces
+	authLim  *clientLimits // nil: no per-client limits
+	attLim   *clientLimits
 	metrics  *metrics
 	metricsH http.Handler
 }
@@ -144,8 +163,17 @@ func New(opts Options) (*Server, error) {
 	if opts.SessionTTL <= 0 {
 		opts.SessionTTL = DefaultSessionTTL
 	}
-	if opts.MaxSessions <= 0 {
-		opts.MaxSessions = DefaultMaxSessions
+	if opts.MaxSpentNonces <= 0 {
+		opts.MaxSpentNonces = DefaultMaxSpentNonces
+	}
+	if opts.AuthRate == 0 {
+		opts.AuthRate = DefaultAuthRate
+	}
+	if opts.AuthBurst <= 0 {
+		opts.AuthBurst = DefaultAuthBurst
+	}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultMaxClients
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -162,8 +190,21 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: opts, sessions: newSessionTable(opts.MaxSessions, opts.Now)}
-	m, h, err := newMetrics(opts.Registry, s.sessions)
+	s := &Server{opts: opts, spent: newSpentNonces(opts.MaxSpentNonces)}
+	var err error
+	if opts.SessionKeys == nil {
+		s.keys, err = newGeneratedKeyring(opts.SessionTTL, opts.Now)
+	} else {
+		s.keys, err = newFixedKeyring(opts.SessionKeys)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if opts.AuthRate > 0 {
+		s.authLim = newClientLimits(opts.AuthRate, opts.AuthBurst, opts.MaxClients)
+		s.attLim = newClientLimits(opts.AuthRate, opts.AuthBurst, opts.MaxClients)
+	}
+	m, h, err := newMetrics(opts.Registry, s)
 	if err != nil {
 		return nil, err
 	}

@@ -74,9 +74,12 @@ type guest struct {
 	url    string
 	key    crypto.Signer
 	jwk    json.RawMessage
-	cookie string
+	cookie string // the challenge cookie of auth
 	nonce  string
 	token  string
+	// session is the cookie that attest sets: the session once attested, as a client with
+	// a cookie store sends it.
+	session string
 }
 
 func newGuest(t *testing.T, url string) *guest {
@@ -146,6 +149,11 @@ func (g *guest) attest(body []byte) reply {
 			g.t.Fatal(err)
 		}
 		g.token = resp.Token
+		for _, c := range r.cookies {
+			if c.Name == protocol.SessionCookie {
+				g.session = c.Value
+			}
+		}
 	}
 	return r
 }
@@ -165,7 +173,11 @@ func (g *guest) get(path string, cookie, bearer bool) reply {
 	g.t.Helper()
 	hdr := map[string]string{}
 	if cookie {
-		hdr["Cookie"] = protocol.SessionCookie + "=" + g.cookie
+		c := g.session
+		if c == "" {
+			c = g.cookie
+		}
+		hdr["Cookie"] = protocol.SessionCookie + "=" + c
 	}
 	if bearer {
 		hdr["Authorization"] = "Bearer " + g.token
@@ -208,7 +220,8 @@ func TestHandshake(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("auth: %d %s", r.status, r.body)
 	}
-	if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(g.cookie) || r.cookies[0].Expires.IsZero() {
+	// The challenge, sealed: base64url of about 100 bytes.
+	if !regexp.MustCompile(`^[A-Za-z0-9_-]{100,200}$`).MatchString(g.cookie) || r.cookies[0].Expires.IsZero() {
 		t.Fatalf("session cookie %+v", r.cookies[0])
 	}
 	if raw, err := base64.StdEncoding.DecodeString(g.nonce); err != nil || len(raw) != 32 {
@@ -220,6 +233,9 @@ func TestHandshake(t *testing.T) {
 	init := &protocol.InitData{Format: "toml", Body: "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"}
 	if r := g.attest(g.attestation(g.nonce, &kbstest.Attester{}, init)); r.status != http.StatusOK {
 		t.Fatalf("attest: %d %s", r.status, r.body)
+	}
+	if g.session != g.token {
+		t.Fatalf("the attested session's cookie is not the token: %q", g.session)
 	}
 	ev := env.Attestation.Last()
 	want, _ := binding.ReportData(g.nonce, g.jwk, "")

@@ -18,7 +18,7 @@ type metrics struct {
 	released     prometheus.Counter
 }
 
-func newMetrics(reg *prometheus.Registry, sessions *sessionTable) (*metrics, http.Handler, error) {
+func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, http.Handler, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veil_kbs_requests_total", Help: "KBS requests by endpoint and HTTP status code.",
@@ -37,10 +37,18 @@ func newMetrics(reg *prometheus.Registry, sessions *sessionTable) (*metrics, htt
 			Name: "veil_kbs_resources_released_total", Help: "Resources sent (sealed) to attested clients.",
 		}),
 	}
-	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "veil_kbs_sessions", Help: "Sessions held in the session table (live or awaiting sweep).",
-	}, func() float64 { return float64(sessions.len()) })
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.attestations, m.denials, m.released, live} {
+	spent := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "veil_kbs_spent_nonces", Help: "Challenge nonces recorded as spent (until their challenge expires).",
+	}, func() float64 { return float64(s.spent.len()) })
+	clients := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "veil_kbs_rate_limited_clients", Help: "Clients (source addresses) tracked by the auth and attest limiters.",
+	}, func() float64 {
+		if s.authLim == nil {
+			return 0
+		}
+		return float64(s.authLim.len() + s.attLim.len())
+	})
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.attestations, m.denials, m.released, spent, clients} {
 		if err := reg.Register(c); err != nil {
 			return nil, nil, fmt.Errorf("register KBS metrics: %w", err)
 		}

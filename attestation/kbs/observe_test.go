@@ -67,7 +67,7 @@ func TestMetrics(t *testing.T) {
 		`veil_kbs_denials_total{endpoint="auth",reason="version"} 1`,
 		`veil_kbs_resources_released_total 1`,
 		`veil_kbs_request_duration_seconds_bucket{endpoint="attest",le="+Inf"} 1`,
-		`veil_kbs_sessions 1`,
+		`veil_kbs_spent_nonces 1`,
 	} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("metrics lack %s:\n%s", want, r.body)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +17,12 @@ import (
 	"github.com/veil-runtime/veil/attestation/kbs/protocol"
 )
 
-// handleAuth answers POST /kbs/v0/auth with a challenge and a new session cookie.
+// handleAuth answers POST /kbs/v0/auth with a challenge, sealed into the session cookie: the
+// server keeps nothing.
 func (s *Server) handleAuth(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	if err := s.limit(s.authLim, r); err != nil {
+		return err
+	}
 	body, err := readBody(w, r, s.opts.MaxBodyBytes)
 	if err != nil {
 		return refuse(protocol.AttestationError, reasonTooLarge, err, "auth request")
@@ -35,29 +38,35 @@ func (s *Server) handleAuth(ctx context.Context, w http.ResponseWriter, r *http.
 	if !s.opts.Attestation.Supports(req.TEE) {
 		return refuse(protocol.AttestationError, reasonUnknownTEE, nil, "TEE %q is not supported by this KBS", req.TEE)
 	}
-	var raw [protocol.NonceSize]byte
-	if _, err := rand.Read(raw[:]); err != nil {
+	ch := &challenge{expires: s.opts.Now().Add(s.opts.SessionTTL), tee: req.TEE, version: req.Version}
+	if _, err := rand.Read(ch.nonce[:]); err != nil {
 		return refuse(protocol.AttestationError, reasonInternal, err, "make nonce")
 	}
-	id, err := newSessionID()
+	value, err := s.sealChallenge(ch)
 	if err != nil {
-		return refuse(protocol.AttestationError, reasonInternal, err, "make session id")
-	}
-	sess := &session{
-		id: id, tee: req.TEE, nonce: base64.StdEncoding.EncodeToString(raw[:]),
-		expires: s.opts.Now().Add(s.opts.SessionTTL),
-	}
-	if err := s.sessions.add(sess, s.opts.SessionTTL); err != nil {
-		return refuse(protocol.AttestationError, reasonBusy, err,
-			"the KBS holds %d sessions, its limit: retry later", s.opts.MaxSessions)
+		return refuse(protocol.AttestationError, reasonInternal, err, "seal session cookie")
 	}
 	log.G(ctx).WithField("tee", req.TEE).Debug("kbs: challenge sent")
-	setSessionCookie(w, id, sess.expires)
-	return writeJSON(w, protocol.Challenge{Nonce: sess.nonce, ExtraParams: json.RawMessage(`""`)})
+	setSessionCookie(w, value, ch.expires)
+	return writeJSON(w, protocol.Challenge{Nonce: ch.nonceString(), ExtraParams: json.RawMessage(`""`)})
 }
 
-func setSessionCookie(w http.ResponseWriter, id string, expires time.Time) {
-	http.SetCookie(w, &http.Cookie{Name: protocol.SessionCookie, Value: id, Expires: expires})
+// limit takes a token from the client's bucket of lim (nil: no limit).
+func (s *Server) limit(lim *clientLimits, r *http.Request) error {
+	if lim == nil {
+		return nil
+	}
+	if ok, wait := lim.allow(clientKey(r), s.opts.Now()); !ok {
+		e := refuse(protocol.AttestationError, reasonRateLimited, nil,
+			"too many requests from this address: retry in %s", wait.Round(time.Millisecond))
+		e.RetryAfter = wait
+		return e
+	}
+	return nil
+}
+
+func setSessionCookie(w http.ResponseWriter, value string, expires time.Time) {
+	http.SetCookie(w, &http.Cookie{Name: protocol.SessionCookie, Value: value, Expires: expires})
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {
@@ -70,11 +79,22 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	return nil
 }
 
-// handleAttest verifies the evidence of an authed session and answers with the token.
+// handleAttest verifies the evidence bound to the cookie's challenge and answers with the
+// token, which becomes the session cookie. The challenge's nonce is spent on success.
 func (s *Server) handleAttest(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	if err := s.limit(s.attLim, r); err != nil {
+		return err
+	}
 	cookie, err := r.Cookie(protocol.SessionCookie)
 	if err != nil {
 		return refuse(protocol.AttestationError, reasonNoSession, nil, "no %s cookie: call auth first", protocol.SessionCookie)
+	}
+	ch, err := s.openChallenge(cookie.Value)
+	if err != nil {
+		return refuse(protocol.AttestationError, sessionReason(err), err, "attest")
+	}
+	if s.spent.has(ch) {
+		return refuse(protocol.AttestationError, reasonSpent, errSessionSpent, "attest")
 	}
 	body, err := readBody(w, r, s.opts.MaxBodyBytes)
 	if err != nil {
@@ -84,22 +104,28 @@ func (s *Server) handleAttest(ctx context.Context, w http.ResponseWriter, r *htt
 	if err := json.Unmarshal(body, &att); err != nil {
 		return refuse(protocol.AttestationError, reasonBadRequest, err, "attest request is not a KBS Attestation")
 	}
-	tee, nonce, err := s.sessions.claim(cookie.Value)
+	grant, err := s.verify(ctx, ch.tee, ch.nonceString(), &att)
 	if err != nil {
-		return refuse(protocol.AttestationError, sessionReason(err), err, "attest")
-	}
-	grant, err := s.verify(ctx, tee, nonce, &att)
-	expires, ferr := s.sessions.finish(cookie.Value, grant)
-	if err != nil {
-		s.metrics.attestations.WithLabelValues(tee, "failure").Inc()
+		s.metrics.attestations.WithLabelValues(ch.tee, "failure").Inc()
 		return err
 	}
-	if ferr != nil {
-		return refuse(protocol.AttestationError, reasonNoSession, ferr, "attest")
+	// Spent only now, atomically: of two attests racing on one challenge, one gets a token.
+	if wait, err := s.spent.spend(ch, s.opts.Now()); err != nil {
+		if errors.Is(err, errSpentFull) {
+			e := refuse(protocol.AttestationError, reasonSpentFull, err, "retry later")
+			e.RetryAfter = wait
+			return e
+		}
+		return refuse(protocol.AttestationError, reasonSpent, err, "attest")
 	}
-	s.metrics.attestations.WithLabelValues(tee, "success").Inc()
-	log.G(ctx).WithField("tee", tee).Info("kbs: attestation succeeded")
-	setSessionCookie(w, cookie.Value, expires)
+	s.metrics.attestations.WithLabelValues(ch.tee, "success").Inc()
+	log.G(ctx).WithField("tee", ch.tee).Info("kbs: attestation succeeded")
+	// The attested session is the token: the cookie carries it, the server keeps nothing.
+	expires := grant.expires
+	if expires.IsZero() {
+		expires = ch.expires
+	}
+	setSessionCookie(w, grant.token, expires)
 	return writeJSON(w, protocol.AttestationResponse{Token: grant.token})
 }
 
@@ -109,6 +135,8 @@ func sessionReason(err error) string {
 		return reasonExpired
 	case errors.Is(err, errSessionSpent):
 		return reasonSpent
+	case errors.Is(err, errCookieFormat), errors.Is(err, errCookieKey), errors.Is(err, errCookieAuth):
+		return reasonBadCookie
 	default:
 		return reasonNoSession
 	}

@@ -62,18 +62,32 @@ func (s *Server) handleGetResource(ctx context.Context, w http.ResponseWriter, r
 	return writeJSON(w, sealed)
 }
 
-// grant finds the client's token: the attested session of the cookie, else the bearer token.
+// grant finds the client's token: the session cookie of an attested session (which is the
+// token itself) or the bearer token. A cookie that is still a challenge is not a grant.
 func (s *Server) grant(ctx context.Context, r *http.Request) (*sessionGrant, error) {
-	if c, err := r.Cookie(protocol.SessionCookie); err == nil {
-		if g, err := s.sessions.attested(c.Value); err == nil {
-			return g, nil
-		}
+	var tokens []string
+	if c, err := r.Cookie(protocol.SessionCookie); err == nil && strings.Count(c.Value, ".") == 2 {
+		tokens = append(tokens, c.Value)
 	}
-	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || raw == "" {
+	if raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && raw != "" {
+		tokens = append(tokens, raw)
+	}
+	if len(tokens) == 0 {
 		return nil, refuse(protocol.TokenNotFound, reasonNoToken, nil,
 			"no attested session cookie and no bearer token: attest first")
 	}
+	var err error
+	for _, raw := range tokens {
+		var g *sessionGrant
+		if g, err = s.tokenGrant(ctx, raw); err == nil {
+			return g, nil
+		}
+	}
+	return nil, err
+}
+
+// tokenGrant verifies a token and finds the tee-pubkey that it carries.
+func (s *Server) tokenGrant(ctx context.Context, raw string) (*sessionGrant, error) {
 	claims, err := s.opts.Tokens.VerifyToken(ctx, raw)
 	if err != nil {
 		return nil, refuse(protocol.TokenVerifierError, reasonToken, err, "attestation token")
@@ -86,7 +100,7 @@ func (s *Server) grant(ctx context.Context, r *http.Request) (*sessionGrant, err
 	if err != nil {
 		return nil, refuse(protocol.TokenVerifierError, reasonToken, err, "attestation token")
 	}
-	return &sessionGrant{claims: claims, pubKey: pub, rawPubKey: rawKey}, nil
+	return &sessionGrant{token: raw, claims: claims, pubKey: pub, rawPubKey: rawKey}, nil
 }
 
 // TEEPubKey returns the tee-pubkey that an EAR token carries, in

@@ -2,144 +2,116 @@ package kbs
 
 import (
 	"crypto"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/veil-runtime/veil/attestation/kbs/protocol"
 )
 
-// sessionState is where a session is in the handshake.
-type sessionState int
+// A session holds no server state before attestation: the challenge travels in the session
+// cookie, sealed with the KBS's session key (sessionkey.go), and comes back with the attest
+// request. After attestation the cookie is the token itself. The only state is the record of
+// spent nonces, which makes each challenge single-use. See docs/kbs.md, "Sessions".
 
-const (
-	stateAuthed    sessionState = iota // challenge sent, waiting for attest
-	stateAttesting                     // attest in progress: the nonce is spent
-	stateAttested                      // token issued; resources may be fetched with the cookie
-	stateFailed                        // attest refused: the session is dead
-)
-
-// session is one RCAR handshake. Its fields are guarded by sessionTable.mu.
-type session struct {
-	id      string
-	tee     string
-	nonce   string
+// challenge is what the session cookie carries between auth and attest.
+type challenge struct {
 	expires time.Time
-	state   sessionState
-
-	// Set when attested.
-	token     string
-	claims    map[string]any
-	teePubKey crypto.PublicKey
-	rawPubKey json.RawMessage
+	nonce   [protocol.NonceSize]byte
+	tee     string
+	version string // the client's protocol version, as it sent it
 }
 
-// Errors of the session table.
-var (
-	errTableFull      = errors.New("too many sessions in progress")
-	errNoSession      = errors.New("unknown session")
-	errSessionExpired = errors.New("session expired")
-	errSessionSpent   = errors.New("session already used for an attestation")
-	errNotAttested    = errors.New("session not attested")
-)
+// cookiePurpose labels sealed challenges (additional data), so that nothing else sealed with
+// the same key can pass for one.
+const cookiePurpose = "veil-kbs challenge cookie v1"
 
-// sessionTable is the bounded set of live sessions. Expired sessions are swept when the table
-// fills up and at least every TTL/4 on insert, so no goroutine is needed.
-type sessionTable struct {
-	mu        sync.Mutex
-	max       int
-	now       func() time.Time
-	sessions  map[string]*session
-	lastSweep time.Time
+// nonceString is the nonce as the challenge sends it and as the evidence binds it.
+func (c *challenge) nonceString() string { return base64.StdEncoding.EncodeToString(c.nonce[:]) }
+
+// marshal writes expires (Unix ns, 8 bytes) || nonce (32) || tee || version (strings with a
+// one-byte length).
+func (c *challenge) marshal() ([]byte, error) {
+	if len(c.tee) > 255 || len(c.version) > 255 {
+		return nil, errors.New("challenge: tee or version longer than 255 bytes")
+	}
+	b := make([]byte, 0, 8+len(c.nonce)+2+len(c.tee)+len(c.version))
+	b = putInt64(b, c.expires.UnixNano())
+	b = append(b, c.nonce[:]...)
+	b = putString(b, c.tee)
+	return putString(b, c.version), nil
 }
 
-func newSessionTable(max int, now func() time.Time) *sessionTable {
-	return &sessionTable{max: max, now: now, sessions: make(map[string]*session)}
+func unmarshalChallenge(b []byte) (*challenge, error) {
+	var c challenge
+	if len(b) < 8+len(c.nonce) {
+		return nil, errCookieFormat
+	}
+	c.expires = time.Unix(0, int64(binary.BigEndian.Uint64(b)))
+	b = b[8:]
+	b = b[copy(c.nonce[:], b):]
+	var ok bool
+	if c.tee, b, ok = getString(b); !ok {
+		return nil, errCookieFormat
+	}
+	if c.version, b, ok = getString(b); !ok || len(b) != 0 {
+		return nil, errCookieFormat
+	}
+	return &c, nil
 }
 
-// newSessionID returns 16 random bytes as 32 hex characters.
-func newSessionID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
+// sealChallenge returns the cookie value of a challenge: base64url (no padding) of the sealed
+// bytes.
+func (s *Server) sealChallenge(c *challenge) (string, error) {
+	pt, err := c.marshal()
+	if err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(b[:]), nil
+	sealed, err := s.keys.seal(cookiePurpose, pt)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
-// add stores a new authed session, or refuses when the table is full of live sessions.
-func (t *sessionTable) add(s *session, ttl time.Duration) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	if len(t.sessions) >= t.max || now.Sub(t.lastSweep) > ttl/4 {
-		t.sweepLocked(now)
+// Errors of a session cookie.
+var (
+	errSessionExpired = errors.New("session expired")
+	errSessionSpent   = errors.New("session already used for an attestation")
+	errSpentFull      = errors.New("too many attestations in progress")
+)
+
+// maxCookieLen bounds the cookie value decoded: a sealed challenge is about 130 characters.
+const maxCookieLen = 512
+
+// openChallenge authenticates a cookie value, then parses it and checks its expiry.
+func (s *Server) openChallenge(value string) (*challenge, error) {
+	if len(value) > maxCookieLen {
+		return nil, errCookieFormat
 	}
-	if len(t.sessions) >= t.max {
-		return errTableFull
+	sealed, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil {
+		return nil, errCookieFormat
 	}
-	t.sessions[s.id] = s
-	return nil
+	pt, err := s.keys.open(cookiePurpose, sealed)
+	if err != nil {
+		return nil, err
+	}
+	c, err := unmarshalChallenge(pt)
+	if err != nil {
+		return nil, err
+	}
+	if !s.opts.Now().Before(c.expires) {
+		return nil, errSessionExpired
+	}
+	return c, nil
 }
 
-func (t *sessionTable) sweepLocked(now time.Time) {
-	for id, s := range t.sessions {
-		if !now.Before(s.expires) {
-			delete(t.sessions, id)
-		}
-	}
-	t.lastSweep = now
-}
-
-// len returns the number of sessions held, live or not yet swept.
-func (t *sessionTable) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.sessions)
-}
-
-// claim moves an authed session to attesting and returns a copy of its tee and nonce. It is
-// the single use of a session: any later claim fails.
-func (t *sessionTable) claim(id string) (tee, nonce string, err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, ok := t.sessions[id]
-	if !ok {
-		return "", "", errNoSession
-	}
-	if !t.now().Before(s.expires) {
-		delete(t.sessions, id)
-		return "", "", errSessionExpired
-	}
-	if s.state != stateAuthed {
-		return "", "", errSessionSpent
-	}
-	s.state = stateAttesting
-	return s.tee, s.nonce, nil
-}
-
-// finish records the outcome of the attestation of a claimed session. A token never outlives
-// its session for cookie use: expires is lowered to the token's expiry.
-func (t *sessionTable) finish(id string, a *sessionGrant) (time.Time, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, ok := t.sessions[id]
-	if !ok || s.state != stateAttesting {
-		return time.Time{}, errNoSession
-	}
-	if a == nil {
-		s.state = stateFailed
-		return s.expires, nil
-	}
-	s.state = stateAttested
-	s.token, s.claims, s.teePubKey, s.rawPubKey = a.token, a.claims, a.pubKey, a.rawPubKey
-	if !a.expires.IsZero() && a.expires.Before(s.expires) {
-		s.expires = a.expires
-	}
-	return s.expires, nil
-}
-
-// sessionGrant is what an attested session holds.
+// sessionGrant is what an attested client is granted: the token and what it carries.
 type sessionGrant struct {
 	token     string
 	claims    map[string]any
@@ -148,20 +120,85 @@ type sessionGrant struct {
 	expires   time.Time
 }
 
-// attested returns the grant of a live attested session.
-func (t *sessionTable) attested(id string) (*sessionGrant, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s, ok := t.sessions[id]
-	if !ok {
-		return nil, errNoSession
+// spentKey is the part of a nonce the record keeps: 128 of its 256 random bits, ample to tell
+// the nonces of one lifetime apart (the KBS makes them; a client cannot choose one).
+type spentKey [16]byte
+
+// spentNonces records the nonces of the challenges an attest request has used, until the
+// challenge expires, so that each cookie is used at most once. Entries are kept in a queue
+// in insertion order; since a challenge is spent within a lifetime of its making, that is
+// nearly expiry order, and expired entries are dropped from its head on every insert. The
+// record is bounded: when full of live entries, spend refuses (the caller answers 503 with
+// Retry-After) rather than forget a nonce and let a replay through.
+type spentNonces struct {
+	mu    sync.Mutex
+	max   int
+	set   map[spentKey]struct{}
+	queue []spentEntry // queue[head:] are live or not yet dropped
+	head  int
+}
+
+type spentEntry struct {
+	key     spentKey
+	expires int64 // Unix ns
+}
+
+func newSpentNonces(max int) *spentNonces {
+	return &spentNonces{max: max, set: make(map[spentKey]struct{})}
+}
+
+// spend records the challenge's nonce. It fails when the nonce is already spent, or, with
+// the time until room is expected, when the record is full.
+func (r *spentNonces) spend(c *challenge, now time.Time) (retryAfter time.Duration, err error) {
+	var k spentKey
+	copy(k[:], c.nonce[:])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropExpiredLocked(now.UnixNano())
+	if _, ok := r.set[k]; ok {
+		return 0, errSessionSpent
 	}
-	if !t.now().Before(s.expires) {
-		delete(t.sessions, id)
-		return nil, errSessionExpired
+	if len(r.set) >= r.max {
+		return time.Duration(r.queue[r.head].expires - now.UnixNano()), errSpentFull
 	}
-	if s.state != stateAttested {
-		return nil, errNotAttested
+	r.set[k] = struct{}{}
+	r.queue = append(r.queue, spentEntry{key: k, expires: c.expires.UnixNano()})
+	return 0, nil
+}
+
+func (r *spentNonces) dropExpiredLocked(now int64) {
+	for r.head < len(r.queue) && r.queue[r.head].expires <= now {
+		delete(r.set, r.queue[r.head].key)
+		r.head++
 	}
-	return &sessionGrant{token: s.token, claims: s.claims, pubKey: s.teePubKey, rawPubKey: s.rawPubKey, expires: s.expires}, nil
+	// Reuse the slice's front once half of it is dead.
+	if r.head > 0 && r.head >= len(r.queue)/2 {
+		n := copy(r.queue, r.queue[r.head:])
+		r.queue = r.queue[:n]
+		r.head = 0
+	}
+}
+
+// has reports whether the challenge's nonce is spent (a cheap check before verification;
+// spend is the atomic one).
+func (r *spentNonces) has(c *challenge) bool {
+	var k spentKey
+	copy(k[:], c.nonce[:])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.set[k]
+	return ok
+}
+
+// len returns the number of nonces held.
+func (r *spentNonces) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.set)
+}
+
+// retryAfterSeconds is a Retry-After value: whole seconds, at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	s := int64((d + time.Second - 1) / time.Second)
+	return fmt.Sprint(max(s, 1))
 }

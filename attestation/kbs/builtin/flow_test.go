@@ -61,8 +61,8 @@ func refs() *appraisal.ReferenceValues {
 }
 
 // newKBS serves a KBS with the built-in attestation service; trustSim says whether it trusts
-// the test authority's roots.
-func newKBS(tb testing.TB, trustSim bool) *kbstest.Env {
+// the test authority's roots. edits may change the other options.
+func newKBS(tb testing.TB, trustSim bool, edits ...func(*kbs.Options)) *kbstest.Env {
 	tb.Helper()
 	a := simAuthority(tb)
 	vc := verifier.Config{}
@@ -85,7 +85,12 @@ func newKBS(tb testing.TB, trustSim bool) *kbstest.Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	env := kbstest.NewServer(tb, func(o *kbs.Options) { o.Attestation, o.Tokens = svc, svc })
+	env := kbstest.NewServer(tb, func(o *kbs.Options) {
+		o.Attestation, o.Tokens = svc, svc
+		for _, edit := range edits {
+			edit(o)
+		}
+	})
 	p, _ := protocol.ParseResourcePath("default/key/1")
 	if err := env.Store.Put(context.Background(), p, []byte("the secret")); err != nil {
 		tb.Fatal(err)

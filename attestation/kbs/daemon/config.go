@@ -30,9 +30,20 @@ type Config struct {
 	AdminPublicKeys []string `toml:"admin_public_keys"`
 	// ResourcePolicy is the Rego resource policy file (default DATA/policy/resource-policy.rego).
 	ResourcePolicy string `toml:"resource_policy"`
-	// SessionTTL is the lifetime of a session (default 5m); MaxSessions caps the table.
-	SessionTTL  Duration `toml:"session_ttl"`
-	MaxSessions int      `toml:"max_sessions"`
+	// SessionTTL is the lifetime of a challenge cookie (default 5m).
+	SessionTTL Duration `toml:"session_ttl"`
+	// SessionKeyFile holds the key that seals challenge cookies (32 bytes, then optionally
+	// the previous key; mode 0600), shared by replicas. Empty: a random key rotated every
+	// session_ttl.
+	SessionKeyFile string `toml:"session_key_file"`
+	// MaxSpentNonces bounds the record of spent challenge nonces (default 1,000,000).
+	MaxSpentNonces int `toml:"max_spent_nonces"`
+	// AuthRate and AuthBurst are each client's token bucket on auth and on attest (defaults
+	// 10 per second, burst 50); a negative rate turns the limits off.
+	AuthRate  float64 `toml:"auth_rate"`
+	AuthBurst int     `toml:"auth_burst"`
+	// MaxSessions is deprecated and ignored: sessions no longer live in a table.
+	MaxSessions int `toml:"max_sessions"`
 
 	Attestation AttestationConfig `toml:"attestation"`
 }
@@ -106,7 +117,11 @@ func ParseFlags(name string, args []string) (*Config, error) {
 	fs.Var(&admins, "admin-public-key", "administrator Ed25519 public key (PEM); repeatable")
 	fs.StringVar(&c.ResourcePolicy, "resource-policy", "", "Rego resource policy file")
 	fs.DurationVar(&sessionTTL, "session-ttl", 0, "session lifetime (default 5m)")
-	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "maximum sessions held (default 10000)")
+	fs.StringVar(&c.SessionKeyFile, "session-key-file", "", "key sealing the session cookies (32 bytes, optionally then the previous key; mode 0600); default a random key rotated every session-ttl")
+	fs.IntVar(&c.MaxSpentNonces, "max-spent-nonces", 0, "bound of the record of spent challenge nonces (default 1000000)")
+	fs.Float64Var(&c.AuthRate, "auth-rate", 0, "requests per second of each client on auth and on attest (default 10; negative: no limit)")
+	fs.IntVar(&c.AuthBurst, "auth-burst", 0, "burst of each client on auth and on attest (default 50)")
+	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "deprecated and ignored: sessions hold no server state")
 	a := &c.Attestation
 	fs.StringVar(&a.SNPRoots, "snp-roots", "", "trusted AMD roots (PEM), replacing the built-in ones")
 	fs.StringVar(&a.TDXRoots, "tdx-roots", "", "trusted Intel roots (PEM), replacing the built-in one")
@@ -153,6 +168,16 @@ func (c *Config) merge(o *Config) {
 	if o.SessionTTL.Duration != 0 {
 		c.SessionTTL = o.SessionTTL
 	}
+	set(&c.SessionKeyFile, o.SessionKeyFile)
+	if o.MaxSpentNonces != 0 {
+		c.MaxSpentNonces = o.MaxSpentNonces
+	}
+	if o.AuthRate != 0 {
+		c.AuthRate = o.AuthRate
+	}
+	if o.AuthBurst != 0 {
+		c.AuthBurst = o.AuthBurst
+	}
 	if o.MaxSessions != 0 {
 		c.MaxSessions = o.MaxSessions
 	}
@@ -182,10 +207,11 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
-	if c.SessionTTL.Duration < 0 || c.Attestation.TokenTTL.Duration < 0 || c.MaxSessions < 0 {
-		errs = append(errs, errors.New("negative session-ttl, token-ttl or max-sessions"))
+	if c.SessionTTL.Duration < 0 || c.Attestation.TokenTTL.Duration < 0 || c.MaxSessions < 0 ||
+		c.MaxSpentNonces < 0 || c.AuthBurst < 0 {
+		errs = append(errs, errors.New("negative session-ttl, token-ttl, max-sessions, max-spent-nonces or auth-burst"))
 	}
-	for _, f := range append([]string{c.TLSCert, c.TLSKey, c.ResourcePolicy, c.Attestation.SNPRoots,
+	for _, f := range append([]string{c.TLSCert, c.TLSKey, c.ResourcePolicy, c.SessionKeyFile, c.Attestation.SNPRoots,
 		c.Attestation.TDXRoots, c.Attestation.SimSNPRoots, c.Attestation.SimTDXRoots}, c.AdminPublicKeys...) {
 		if f == "" {
 			continue

@@ -6,6 +6,10 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,4 +94,78 @@ func serve(t *testing.T, cfg *Config) string {
 		}
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// Two veil-kbs replicas behind one address share nothing but the session key file: a guest
+// whose auth goes to one and whose attest and resource go to the other gets its secret. With
+// a key each, the second replica refuses the first one's cookie.
+func TestReplicasShareSessionKey(t *testing.T) {
+	dir := t.TempDir()
+	auth, err := sim.NewAuthority(rand.Reader, sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	refs := filepath.Join(dir, "refs.json")
+	meas := [48]byte{7}
+	if err := os.WriteFile(refs, []byte(fmt.Sprintf(`{"snp":{"allow_simulated":true,"measurements":["%x"]}}`, meas)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"
+	guest, err := sim.NewSNPAttester(auth, sim.SNPLaunch{Measurement: meas, HostData: sha256.Sum256([]byte(body))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "session.key")
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	if err := os.WriteFile(key, k, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	replica := func(keyFile string) string {
+		cfg := &Config{Data: filepath.Join(t.TempDir(), "data"), SessionKeyFile: keyFile, Attestation: AttestationConfig{
+			ReferenceValues: refs, SimSNPRoots: filepath.Join(dir, sim.SNPRootsFile)}}
+		url := serve(t, cfg)
+		res := filepath.Join(cfg.Data, "resources", "default", "key")
+		if err := os.MkdirAll(res, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(res, "1"), []byte("from disk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return url
+	}
+	// split sends auth to a and everything else to b.
+	split := func(a, b string) string {
+		ua, _ := neturl.Parse(a)
+		ub, _ := neturl.Parse(b)
+		pa, pb := httputil.NewSingleHostReverseProxy(ua), httputil.NewSingleHostReverseProxy(ub)
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == protocol.PathPrefix+"/auth" {
+				pa.ServeHTTP(w, r)
+				return
+			}
+			pb.ServeHTTP(w, r)
+		}))
+		t.Cleanup(hs.Close)
+		return hs.URL
+	}
+	get := func(url string) ([]byte, error) {
+		cl, err := kbsclient.New(url, guest, kbsclient.Options{
+			InitData: &protocol.InitData{Format: "toml", Body: body}, Retry: kbsclient.Retry{Attempts: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl.GetResource(t.Context(), "kbs:///default/key/1")
+	}
+	a, b := replica(key), replica(key)
+	if got, err := get(split(a, b)); err != nil || string(got) != "from disk" {
+		t.Fatalf("auth on one replica, attest on the other: %q, %v", got, err)
+	}
+	c := replica("")
+	if _, err := get(split(a, c)); err == nil || !strings.Contains(err.Error(), "no longer accepts") {
+		t.Fatalf("a replica with its own key: %v", err)
+	}
 }

@@ -88,9 +88,21 @@ func (d *Daemon) build(ctx context.Context) (*kbs.Server, error) {
 		"data": d.layout.Dir, "resources": d.layout.Resources, "resource_policy": polFile,
 		"admin_public_keys": keyFiles, "token_key": d.layout.TokenKey,
 	}).Info("veil-kbs: configuration")
+	var sessionKeys [][]byte
+	if f := d.cfg.SessionKeyFile; f != "" {
+		if sessionKeys, err = kbs.LoadSessionKeys(f); err != nil {
+			return nil, err
+		}
+		log.G(ctx).WithFields(log.Fields{"file": f, "keys": len(sessionKeys)}).Info("veil-kbs: session keys loaded")
+	}
+	if d.cfg.MaxSessions != 0 {
+		log.G(ctx).Warn("veil-kbs: max_sessions (--max-sessions) is deprecated and ignored: " +
+			"sessions hold no server state; see max_spent_nonces, auth_rate and auth_burst")
+	}
 	return kbs.New(kbs.Options{
 		Attestation: svc, Tokens: svc, Resources: d.store, Policy: pol, Admin: admin.NewVerifier(keys...),
-		SessionTTL: d.cfg.SessionTTL.Duration, MaxSessions: d.cfg.MaxSessions,
+		SessionTTL: d.cfg.SessionTTL.Duration, SessionKeys: sessionKeys, MaxSpentNonces: d.cfg.MaxSpentNonces,
+		AuthRate: d.cfg.AuthRate, AuthBurst: d.cfg.AuthBurst,
 	})
 }
 

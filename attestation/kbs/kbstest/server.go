@@ -43,8 +43,9 @@ func (e *Env) AdminToken(tb testing.TB) string {
 
 // NewServer starts a KBS with the default resource policy, an empty store under a temporary
 // directory and a new administrator key. edit, when given, may change the options (the
-// attestation service, store and policy are already set). The server stops at the end of the
-// test.
+// attestation service, store and policy are already set). The per-client rate limits are off
+// (AuthRate -1), since tests and benchmarks run many handshakes from one loopback address;
+// edit may set them. The server stops at the end of the test.
 func NewServer(tb testing.TB, edit func(*kbs.Options)) *Env {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -62,7 +63,7 @@ func NewServer(tb testing.TB, edit func(*kbs.Options)) *Env {
 		tb.Fatal(err)
 	}
 	att := NewAttestation()
-	opts := kbs.Options{Attestation: att, Tokens: att, Resources: st, Policy: pol, Admin: admin.NewVerifier(pub)}
+	opts := kbs.Options{Attestation: att, Tokens: att, Resources: st, Policy: pol, Admin: admin.NewVerifier(pub), AuthRate: -1}
 	if edit != nil {
 		edit(&opts)
 	}
