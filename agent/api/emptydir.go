@@ -27,6 +27,12 @@ const (
 	ScratchEmptyDirs = ScratchDir + "/emptydir"
 	// MaxEmptyDirName is the longest volume name (Kubernetes' volume names are DNS labels).
 	MaxEmptyDirName = 63
+	// KubeletEmptyDir is the host path element of kubelet's emptyDir volumes: kubelet makes
+	// volume <name> of pod <uid> at /var/lib/kubelet/pods/<uid>/volumes/KubeletEmptyDir/<name>
+	// (a directory, or a tmpfs it mounts there for medium: Memory), and containerd's CRI
+	// passes that directory as the source of the container's bind mount. The shim recognises
+	// the volumes by it.
+	KubeletEmptyDir = "kubernetes.io~empty-dir"
 )
 
 // EmptyDirPath is the guest directory of the emptyDir volume name.

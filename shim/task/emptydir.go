@@ -12,20 +12,14 @@ import (
 	"github.com/veil-runtime/veil/agent/api"
 )
 
-// KubeletEmptyDir is the path element of kubelet's emptyDir volumes: kubelet makes volume
-// <name> of pod <uid> at /var/lib/kubelet/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>
-// (a directory, or a tmpfs it mounts there for medium: Memory), and containerd's CRI passes
-// that directory as the source of the container's bind mount.
-const KubeletEmptyDir = "kubernetes.io~empty-dir"
-
 // emptyDirName returns the volume name when src, a bind mount's host source, is a kubelet
 // emptyDir volume: a path whose last element is the name and whose element before it is
-// KubeletEmptyDir. A name that is not a valid volume name (api.CheckEmptyDirName) is an error.
+// api.KubeletEmptyDir. A name that is not a valid volume name (api.CheckEmptyDirName) is an error.
 // Other paths, subPath mounts included (kubelet binds those from volume-subpaths/), are not
 // emptyDir volumes.
 func emptyDirName(src string) (string, bool, error) {
 	src = filepath.Clean(src)
-	if !filepath.IsAbs(src) || filepath.Base(filepath.Dir(src)) != KubeletEmptyDir {
+	if !filepath.IsAbs(src) || filepath.Base(filepath.Dir(src)) != api.KubeletEmptyDir {
 		return "", false, nil
 	}
 	name := filepath.Base(src)

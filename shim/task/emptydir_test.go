@@ -46,7 +46,7 @@ func TestEmptyDirName(t *testing.T) {
 // does, with a tmpfs on it for the memory medium.
 func kubeletVolume(t *testing.T, name string, memory bool) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "pods", "uid-1", "volumes", KubeletEmptyDir, name)
+	dir := filepath.Join(t.TempDir(), "pods", "uid-1", "volumes", api.KubeletEmptyDir, name)
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +109,9 @@ func TestGuestEmptyDirs(t *testing.T) {
 }
 
 func TestGuestEmptyDirsRefused(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "pods/u/volumes", KubeletEmptyDir, "gone")
-	bad := filepath.Join(t.TempDir(), "pods/u/volumes", KubeletEmptyDir, "..")
-	badName := filepath.Join(t.TempDir(), "pods/u/volumes", KubeletEmptyDir, "Bad_Name")
+	missing := filepath.Join(t.TempDir(), "pods/u/volumes", api.KubeletEmptyDir, "gone")
+	bad := filepath.Join(t.TempDir(), "pods/u/volumes", api.KubeletEmptyDir, "..")
+	badName := filepath.Join(t.TempDir(), "pods/u/volumes", api.KubeletEmptyDir, "Bad_Name")
 	for src, want := range map[string]string{
 		missing: "emptyDir source " + missing + ": statfs: no such file or directory",
 		badName: "emptyDir source " + badName + `: emptyDir volume name "Bad_Name" is not a DNS label`,
