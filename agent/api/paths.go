@@ -3,7 +3,8 @@ package api
 import "strconv"
 
 // The guest's directories that the host and the guest both name. The host may name paths
-// below SharedDir and StorageDir only; the agent resolves every such path beneath the mount
+// below SharedDir and StorageDir, and the emptyDir volumes an api.DriverEmptyDir storage made
+// (EmptyDirPath), only; the agent resolves every such path beneath the mount
 // it lies on, without following a symbolic link, a /proc magic link or a mount boundary, so
 // that nothing the host placed on its side of a share leads anywhere else in the guest.
 // ContainersDir, ImagesDir and SandboxDir are the agent's own: no host-named path reaches them.

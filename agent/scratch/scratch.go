@@ -3,8 +3,9 @@
 // maps it through dm-crypt (AES-XTS, aes-xts-plain64, a 512-bit key from crypto/rand made at
 // each boot, held only in the guest kernel, never written or logged), makes an ext2 file
 // system on the mapping with the initrd's mke2fs (busybox's), mounts it at api.ScratchDir
-// and bind-mounts its directories onto api.ImagesDir and api.ContainersDir, so that the image
-// cache, the containers' roots and their writable layers live on the disk instead of in RAM.
+// and bind-mounts its directories onto api.ImagesDir, api.ContainersDir and api.EmptyDirDir, so
+// that the image cache, the containers' roots and their writable layers, and the pod's emptyDir
+// volumes live on the disk instead of in RAM.
 //
 // The host sees only ciphertext, and since the key dies with the boot, a VM booted again on
 // the same file reads noise and formats it afresh. XTS has no integrity: the host can
@@ -65,7 +66,8 @@ func DefaultConfig() Config {
 	return Config{
 		Paths: launch.DefaultPaths, Serial: api.ScratchSerial, Wait: 5 * time.Second,
 		Control: ControlPath, Mkfs: Mkfs, Name: api.ScratchMapperName, Dir: api.ScratchDir,
-		Binds: [][2]string{{api.ScratchImages, api.ImagesDir}, {api.ScratchContainers, api.ContainersDir}},
+		Binds: [][2]string{{api.ScratchImages, api.ImagesDir}, {api.ScratchContainers, api.ContainersDir},
+			{api.ScratchEmptyDirs, api.EmptyDirDir}},
 	}
 }
 
@@ -77,7 +79,7 @@ func Setup(ctx context.Context, c Config) (bool, error) {
 		return false, fmt.Errorf("scratch disk: %w", err)
 	}
 	if dev == "" {
-		log.G(ctx).Infof("no scratch disk (serial %q): images and containers' writable data stay in guest RAM", c.Serial)
+		log.G(ctx).Infof("no scratch disk (serial %q): images, containers' writable data and emptyDir volumes stay in guest RAM", c.Serial)
 		return false, nil
 	}
 	start := time.Now()

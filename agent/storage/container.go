@@ -46,7 +46,7 @@ func (u *cleanups) run() error {
 }
 
 // PrepareContainer mounts what container id needs and points spec at it: the request's
-// storages (Mount); the root file system at api.ContainerRootfs(id), which is a pulled image
+// storages (Mount; the pod's emptyDir volumes, EmptyDir); the root file system at api.ContainerRootfs(id), which is a pulled image
 // (an api.DriverGuestPull storage), the pause bundle (api.DriverPause) or else the directory
 // the spec's root.path names on the share or a storage, opened there (Open) and bound; and
 // the source of each bind mount, opened the same way and bound at
@@ -71,6 +71,12 @@ func (t *Table) PrepareContainer(ctx context.Context, id string, spec *specs.Spe
 	for i, s := range storages {
 		if s == root {
 			continue
+		}
+		if s.GetDriver() == api.DriverEmptyDir {
+			if err := t.EmptyDir(s); err != nil {
+				return fail(fmt.Errorf("storages[%d]: %w", i, err))
+			}
+			continue // the pod's: it outlives the container
 		}
 		u, err := t.Mount(s)
 		if err != nil {

@@ -4,8 +4,9 @@
 // the sources of its bind mounts where the agent chooses (api.ContainersDir), so that
 // libcontainer only ever sees paths the agent made.
 //
-// The host names paths below api.SharedDir (the pod's virtio-fs share) and below the
-// storages it mounted under api.StorageDir, and nowhere else. Such a path is opened from the
+// The host names paths below api.SharedDir (the pod's virtio-fs share), below the
+// storages it mounted under api.StorageDir, and in the pod's emptyDir volumes that the agent
+// made under api.EmptyDirDir (EmptyDir), and nowhere else. Such a path is opened from the
 // directory of the share or storage it lies on with openat2(2), RESOLVE_BENEATH |
 // RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV: no symbolic link the host
 // planted on its side of the share, no "..", no mount point on the way. The open file, never
@@ -42,8 +43,9 @@ type Table struct {
 	// (DefaultPauseBinary when empty).
 	PauseBinary string
 
-	mu       sync.Mutex
-	storages map[string]bool // mount points of the host's storages (SharedDir, below StorageDir)
+	mu        sync.Mutex
+	storages  map[string]bool   // mount points of the host's storages (SharedDir, below StorageDir)
+	emptyDirs map[string]string // the pod's emptyDir volumes made (EmptyDir): name -> fstype
 }
 
 // New returns a Table for the directories below root (api.GuestRoot when empty; tests use a
@@ -52,7 +54,7 @@ func New(root string) *Table {
 	if root == "" {
 		root = api.GuestRoot
 	}
-	return &Table{root: root, storages: map[string]bool{}}
+	return &Table{root: root, storages: map[string]bool{}, emptyDirs: map[string]string{}}
 }
 
 // Path maps p, a path below api.GuestRoot, into the Table's root.
@@ -99,9 +101,13 @@ func (t *Table) checkMountPoint(driver, mp string) error {
 	case driver == api.DriverGuestPull || driver == api.DriverPause:
 		return fmt.Errorf("storage at %s: driver %s is only for a container's root file system "+
 			"(CreateContainer, mount_point %s): %w", mp, driver, api.ContainerRootfs("<container id>"), errdefs.ErrInvalidArgument)
+	case driver == api.DriverEmptyDir:
+		return fmt.Errorf("storage at %s: driver %s is only for a container's storages (CreateContainer): %w",
+			mp, driver, errdefs.ErrInvalidArgument)
 	case driver != api.DriverVirtioFS && driver != api.DriverTmpfs && driver != api.DriverBind:
-		return fmt.Errorf("storage at %s: unknown driver %q (want %s, %s, %s, %s or %s): %w", mp, driver,
-			api.DriverVirtioFS, api.DriverTmpfs, api.DriverBind, api.DriverGuestPull, api.DriverPause, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("storage at %s: unknown driver %q (want %s, %s, %s, %s, %s or %s): %w", mp, driver,
+			api.DriverVirtioFS, api.DriverTmpfs, api.DriverBind, api.DriverGuestPull, api.DriverPause,
+			api.DriverEmptyDir, errdefs.ErrInvalidArgument)
 	case mp == shared:
 		if driver != api.DriverVirtioFS {
 			return fmt.Errorf("storage at %s: only the pod's virtio-fs share may be mounted there, not %s: %w",
@@ -186,7 +192,8 @@ func (t *Table) release(mp string) {
 }
 
 // Open opens p, a path the host named, as an O_PATH file for a mount. p must lie below
-// api.SharedDir or below a storage's mount point (or be one), and is opened from that
+// api.SharedDir, below a storage's mount point or in an emptyDir volume (or be one of
+// these), and is opened from that
 // directory without a symbolic link, magic link, ".." or mount point on the way. what names
 // the field in errors.
 func (t *Table) Open(p, what string) (*os.File, error) {
@@ -195,8 +202,9 @@ func (t *Table) Open(p, what string) (*os.File, error) {
 	}
 	anchor := t.anchorOf(p)
 	if anchor == "" {
-		return nil, fmt.Errorf("%s %q is neither on the pod's share (%s) nor on a storage of the host: %w",
-			what, p, t.Path(api.SharedDir), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%s %q is neither on the pod's share (%s) nor on a storage of the host "+
+			"nor in an emptyDir volume of the pod (%s/<name>, made by an %s storage): %w",
+			what, p, t.Path(api.SharedDir), t.Path(api.EmptyDirDir), api.DriverEmptyDir, errdefs.ErrInvalidArgument)
 	}
 	dir, err := openDir(anchor)
 	if err != nil {
@@ -210,13 +218,16 @@ func (t *Table) Open(p, what string) (*os.File, error) {
 	return f, nil
 }
 
-// anchorOf returns the share or storage directory p lies on, or "".
+// anchorOf returns the share, storage or emptyDir volume directory p lies on, or "".
 func (t *Table) anchorOf(p string) string {
 	if shared := t.Path(api.SharedDir); below(p, shared) {
 		return shared
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if dir := t.emptyDirAnchor(p); dir != "" {
+		return dir
+	}
 	var best string
 	for mp := range t.storages {
 		if below(p, mp) && len(mp) > len(best) {

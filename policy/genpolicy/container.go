@@ -146,7 +146,8 @@ func expand(s string, vars map[string]string) string {
 
 // mounts lists the runtime's mounts, the service account token, the termination log and the
 // container's volume mounts. The last three are bind mounts of files the shim shares from the
-// host: volumes (policies.Mount.Volume), which the agent finds among the container's own.
+// host: volumes (policies.Mount.Volume), which the agent finds among the container's own;
+// but an emptyDir volume is the guest's (emptyDirMount).
 func mounts(c *container, ps *podSpec, s *Settings) map[string]policies.Mount {
 	out := maps.Clone(s.Mounts)
 	if out == nil {
@@ -161,7 +162,9 @@ func mounts(c *container, ps *podSpec, s *Settings) map[string]policies.Mount {
 	}
 	out[term] = volume()
 	for _, vm := range c.VolumeMounts {
-		if vm.ReadOnly {
+		if ed := ps.emptyDir(vm.Name); ed != nil {
+			out[vm.MountPath] = emptyDirMount(vm, ed)
+		} else if vm.ReadOnly {
 			out[vm.MountPath] = volume("ro")
 		} else {
 			out[vm.MountPath] = volume()

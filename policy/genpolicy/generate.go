@@ -187,6 +187,9 @@ func podData(ctx context.Context, ps *podSpec, opts Options) (*policies.Data, []
 	if err := checkSealedVolumes(ps.sealedVolumes, all); err != nil {
 		return nil, nil, err
 	}
+	if err := checkEmptyDirs(ps, all); err != nil {
+		return nil, nil, err
+	}
 	images := map[string]*Image{} // each reference is resolved once
 	for i := range all {
 		c := &all[i]

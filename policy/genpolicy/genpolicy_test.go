@@ -128,7 +128,7 @@ func TestGenerateSingleContainer(t *testing.T) {
 		*c.Security.GID != 0 || !slices.Equal(c.Security.AdditionalGids, []int64{0}) {
 		t.Fatalf("cwd %q uid %v gid %v additional gids %v", c.Cwd, c.Security.UID, c.Security.GID, c.Security.AdditionalGids)
 	}
-	if m, ok := c.Mounts["/data"]; !ok || m.Type != "bind" || !m.Volume || m.Source != "" {
+	if m, ok := c.Mounts["/data"]; !ok || m.Type != "bind" || m.Volume || m.Source != "" || m.EmptyDir != "data" || m.EmptyDirMemory {
 		t.Fatalf("mounts %v", c.Mounts)
 	}
 	if len(res.Warnings) != 0 {
@@ -141,7 +141,8 @@ func TestGenerateSingleContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	good := specFor(c, "/data")
+	good := specFor(c)
+	good.EmptyDirs = map[string]string{"/data": "data"}
 	if d, _ := e.Decide(ctx, "CreateContainer", policytest.CreateContainer("c1", policytest.Spec(good))); !d.Allow {
 		t.Fatalf("the pod's own container was denied: %s", d.Reason)
 	}

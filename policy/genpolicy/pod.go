@@ -23,6 +23,7 @@ type podSpec struct {
 	EnableServiceLinks           *bool               `json:"enableServiceLinks"`
 	AutomountServiceAccountToken *bool               `json:"automountServiceAccountToken"`
 	ShareProcessNamespace        *bool               `json:"shareProcessNamespace"`
+	Volumes                      []podVolume         `json:"volumes"`
 
 	// sealedEnv and sealedVolumes are the names of the pod's SealedEnvAnnotation and
 	// SealedVolumesAnnotation (set by workload).
@@ -62,9 +63,11 @@ type envVar struct {
 }
 
 type volumeMount struct {
-	Name      string `json:"name"`
-	MountPath string `json:"mountPath"`
-	ReadOnly  bool   `json:"readOnly"`
+	Name        string `json:"name"`
+	MountPath   string `json:"mountPath"`
+	ReadOnly    bool   `json:"readOnly"`
+	SubPath     string `json:"subPath"`
+	SubPathExpr string `json:"subPathExpr"`
 }
 
 type securityContext struct {

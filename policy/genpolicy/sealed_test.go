@@ -55,7 +55,8 @@ func TestSealedEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	c := specWithout(web, "/etc/certs", "/data")
+	c := specWithout(web, "/etc/certs")
+	c.EmptyDirs = map[string]string{"/data": "data"}
 	base := slices.DeleteFunc(slices.Clone(c.Env), func(e string) bool { return strings.HasPrefix(e, "DB_PASSWORD=") })
 	for _, tc := range []struct {
 		env  []string

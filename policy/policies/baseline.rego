@@ -43,6 +43,16 @@ shared_dir := "/run/veil/shared"
 # or the pause bundle at <containers_dir>/<id>/rootfs.
 containers_dir := "/run/veil/containers"
 
+# Where the agent makes the pod's emptyDir volumes (api.EmptyDirDir): volume <name> at
+# <emptydir_dir>/<name>, from the container's storage of driver emptydir_driver
+# (api.DriverEmptyDir) whose fstype is emptydir_memory (api.EmptyDirMemory) for the memory
+# medium.
+emptydir_dir := "/run/veil/emptydir"
+
+emptydir_driver := "emptydir"
+
+emptydir_memory := "tmpfs"
+
 # The seccomp flags a profile may set; others (SECCOMP_FILTER_FLAG_SPEC_ALLOW turns a
 # speculation mitigation off) are refused.
 seccomp_flags := {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"}
@@ -380,6 +390,7 @@ mount_allowed(c, m) if {
 # which the agent opens inside the share without following a link the host made; any other
 # mount's source matches the entry's pattern.
 mount_source_ok(a, src) if {
+	a.empty_dir == ""
 	a.volume
 	startswith(src, volume_prefix)
 	regex.match(`^[0-9]+$`, trim_prefix(src, volume_prefix))
@@ -388,8 +399,16 @@ mount_source_ok(a, src) if {
 volume_prefix := concat("", [shared_dir, "/", container_id, "/mounts/"])
 
 mount_source_ok(a, src) if {
+	a.empty_dir == ""
 	not a.volume
 	regex.match(a.source, src)
+}
+
+# An emptyDir volume's source is the guest's directory of that volume, which only the agent
+# makes (from an emptydir storage, emptydir_storage_ok): never a directory the host shares.
+mount_source_ok(a, src) if {
+	a.empty_dir != ""
+	src == concat("/", [emptydir_dir, a.empty_dir])
 }
 
 # The violations of entry name: empty exactly when the request may create the container.
@@ -570,15 +589,48 @@ root_driver(c) := "pause_bundle" if {
 
 storages_ok(c) if {
 	not root_driver(c)
-	count(input.request.storages) == 0
+	count(root_storages) == 0
+	emptydirs_ok(c)
 }
 
 storages_ok(c) if {
-	count(input.request.storages) == 1
-	d := input.request.storages[0]
+	count(root_storages) == 1
+	d := root_storages[0]
 	d.driver == root_driver(c)
 	d.mount_point == root_of(c)
+	emptydirs_ok(c)
 }
+
+# The storages besides the emptyDir volumes': the root's, if any.
+root_storages := [d | some d in input.request.storages; object.get(d, "driver", "") != emptydir_driver]
+
+# Every emptydir storage is one of the container's emptyDir volumes, with its medium, at its
+# own directory, without options.
+emptydirs_ok(c) if {
+	every d in input.request.storages {
+		not_bad_emptydir(c, d)
+	}
+}
+
+not_bad_emptydir(_, d) if object.get(d, "driver", "") != emptydir_driver
+
+not_bad_emptydir(c, d) if emptydir_storage_ok(c, d)
+
+emptydir_storage_ok(c, d) if {
+	d.driver == emptydir_driver
+	some a in c.mounts
+	a.empty_dir != ""
+	d.source == a.empty_dir
+	d.mount_point == concat("/", [emptydir_dir, a.empty_dir])
+	object.get(d, "fstype", "") == emptydir_fstype(a)
+	count(object.get(d, "options", [])) == 0
+}
+
+emptydir_fstype(a) := emptydir_memory if a.empty_dir_memory
+
+emptydir_fstype(a) := "" if not a.empty_dir_memory
+
+emptydir_names(c) := sort({a.empty_dir | some a in c.mounts; a.empty_dir != ""})
 
 root_path := object.get(spec_obj, ["root", "path"], "")
 
@@ -594,9 +646,14 @@ storages_v(c) := {sprintf("the root file system %q must be an image_guest_pull s
 	not c.guest_pull
 	c.pause_bundle
 	not any_root_storage(c)
-} | {sprintf("storage %q at %q is not allowed: %s", [d.driver, d.mount_point, extra_storage_reason(c)]) |
+} | {sprintf("storage %q at %q is not allowed: %s", [object.get(d, "driver", ""), object.get(d, "mount_point", ""), extra_storage_reason(c)]) |
 	some d in input.request.storages
+	object.get(d, "driver", "") != emptydir_driver
 	not root_storage(c, d)
+} | {sprintf("emptydir storage %q (fstype %q, mount_point %q, options %v) is not one of the container's emptyDir volumes %v, each at %s/<name> with its medium's fstype and no options", [object.get(d, "source", ""), object.get(d, "fstype", ""), object.get(d, "mount_point", ""), object.get(d, "options", []), emptydir_names(c), emptydir_dir]) |
+	some d in input.request.storages
+	d.driver == emptydir_driver
+	not emptydir_storage_ok(c, d)
 } | {sprintf("the root file system's storage is given %d times", [n]) |
 	n := count([d | some d in input.request.storages; root_storage(c, d)])
 	n > 1

@@ -98,6 +98,9 @@ func TestGuestPathsAgree(t *testing.T) {
 		"sandbox_namespace_dir": api.SandboxNamespaceDir,
 		"shared_dir":            api.SharedDir,
 		"containers_dir":        api.ContainersDir,
+		"emptydir_dir":          api.EmptyDirDir,
+		"emptydir_driver":       api.DriverEmptyDir,
+		"emptydir_memory":       api.EmptyDirMemory,
 		"digest_annotation":     api.ImageDigestAnnotation,
 	} {
 		if want := name + ` := "` + value + `"`; !strings.Contains(policies.BaselineRules, want) {

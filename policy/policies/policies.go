@@ -107,6 +107,13 @@ type Mount struct {
 	// share, api.SharedVolume(container id, n) for some n, which the agent opens inside the
 	// share without following a link the host made. Source is then not used.
 	Volume bool `json:"volume"`
+	// EmptyDir, when not "", requires the source to be the pod's emptyDir volume of that name
+	// kept in the guest, api.EmptyDirPath(EmptyDir), and allows the container's
+	// api.DriverEmptyDir storage of it (fstype api.EmptyDirMemory when EmptyDirMemory, ""
+	// otherwise): a host that shares a directory of its own there instead is refused, so it
+	// can neither read nor pre-seed the volume. Source and Volume are then not used.
+	EmptyDir       string `json:"empty_dir"`
+	EmptyDirMemory bool   `json:"empty_dir_memory"`
 	// Options are options the mount must have ("ro"); it may have others.
 	Options []string `json:"options"`
 }

@@ -5,7 +5,9 @@ package policytest
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -34,7 +36,11 @@ type Container struct {
 	UID, GID    uint32
 	Caps        []string // nil means DefaultCaps
 	// Volumes are mounted at these destinations from the sandbox directory.
-	Volumes         []string
+	Volumes []string
+	// EmptyDirs are the pod's emptyDir volumes the container mounts: destination -> volume
+	// name, from kubelet's directory of the volume (api.KubeletEmptyDir); Shim moves them into
+	// the guest as the shim does for a confidential pod.
+	EmptyDirs       map[string]string
 	TTY             bool
 	NoNewPrivileges bool
 	ReadOnlyRoot    bool
@@ -140,7 +146,30 @@ func mounts(c Container) []specs.Mount {
 	for _, v := range c.Volumes {
 		ms = append(ms, bind(v, "volumes"+v, false))
 	}
+	for _, dst := range slices.Sorted(maps.Keys(c.EmptyDirs)) {
+		ms = append(ms, bind(dst, "volumes/"+api.KubeletEmptyDir+"/"+c.EmptyDirs[dst], false))
+	}
 	return ms
+}
+
+// emptyDirOf returns the volume name of a kubelet emptyDir source.
+func emptyDirOf(src string) (string, bool) {
+	_, name, ok := strings.Cut(src, "/"+api.KubeletEmptyDir+"/")
+	return name, ok
+}
+
+// EmptyDirStorages returns the storages the shim sends with s (Shim's output) for its
+// emptyDir volumes, all of the disk medium: one per volume, in the order of the mounts.
+func EmptyDirStorages(s *specs.Spec) []*api.Storage {
+	var out []*api.Storage
+	seen := map[string]bool{}
+	for _, m := range s.Mounts {
+		if name, ok := strings.CutPrefix(m.Source, api.EmptyDirDir+"/"); ok && !seen[name] {
+			seen[name] = true
+			out = append(out, &api.Storage{Driver: api.DriverEmptyDir, Source: name, MountPoint: api.EmptyDirPath(name)})
+		}
+	}
+	return out
 }
 
 // JSON encodes a spec.
@@ -153,8 +182,8 @@ func JSON(s *specs.Spec) []byte {
 }
 
 // Shim returns a copy of s as Veil's shim sends it for container id when the host shares its
-// root: the root at api.SharedRootfs(id), and the n-th bind mount's source at
-// api.SharedVolume(id, n).
+// root: the root at api.SharedRootfs(id), the n-th bind mount's source at
+// api.SharedVolume(id, n), but an emptyDir volume's at api.EmptyDirPath(name).
 func Shim(id string, s *specs.Spec) *specs.Spec {
 	var out specs.Spec
 	if err := json.Unmarshal(JSON(s), &out); err != nil {
@@ -163,7 +192,9 @@ func Shim(id string, s *specs.Spec) *specs.Spec {
 	out.Root.Path = api.SharedRootfs(id)
 	n := 0
 	for i, m := range out.Mounts {
-		if m.Type == "bind" {
+		if name, ok := emptyDirOf(m.Source); ok && m.Type == "bind" {
+			out.Mounts[i].Source = api.EmptyDirPath(name)
+		} else if m.Type == "bind" {
 			out.Mounts[i].Source = api.SharedVolume(id, n)
 			n++
 		}
@@ -172,9 +203,10 @@ func Shim(id string, s *specs.Spec) *specs.Spec {
 }
 
 // CreateContainer returns the request with which the shim creates container id from s (Shim):
-// its root is shared from the host, so it carries no storage.
+// its root is shared from the host, so it carries no storage but its emptyDir volumes'.
 func CreateContainer(id string, s *specs.Spec) *api.CreateContainerRequest {
-	return Request(id, Shim(id, s))
+	out := Shim(id, s)
+	return Request(id, out, EmptyDirStorages(out)...)
 }
 
 // Request returns a CreateContainer request of container id with exactly spec s and storages.
@@ -188,7 +220,8 @@ func Request(id string, s *specs.Spec, storages ...*api.Storage) *api.CreateCont
 func GuestPull(id, ref string, s *specs.Spec) *api.CreateContainerRequest {
 	out := Shim(id, s)
 	out.Root.Path = api.ContainerRootfs(id)
-	return Request(id, out, &api.Storage{Driver: api.DriverGuestPull, Source: ref, MountPoint: api.ContainerRootfs(id)})
+	root := &api.Storage{Driver: api.DriverGuestPull, Source: ref, MountPoint: api.ContainerRootfs(id)}
+	return Request(id, out, append([]*api.Storage{root}, EmptyDirStorages(out)...)...)
 }
 
 func intPtr(i int) *int { return &i }

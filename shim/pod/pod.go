@@ -39,6 +39,11 @@ type Pod struct {
 	VMID    string // names the VM and its directories
 	Dir     string // Root/VMID
 	Sandbox *sandbox.Sandbox
+	// GuestEmptyDirs: the pod's kubelet emptyDir volumes are kept in the guest (an
+	// api.DriverEmptyDir storage each), not shared from the host: when the VM has a scratch
+	// disk (the volumes live on it, encrypted) or a TEE (the guest keeps them in its RAM
+	// without one). A plain VM without a scratch disk shares them, since its host is trusted.
+	GuestEmptyDirs bool
 
 	net      *network.Endpoint  // the pod network wired into the VM, or nil
 	fwd      *portfwd.Forwarder // port forwarding into the VM, or nil
@@ -110,6 +115,7 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, i
 	if opts.ScratchDisk, err = p.createScratch(h); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", id, err)
 	}
+	p.GuestEmptyDirs = opts.ScratchDisk != "" || opts.TEE.Kind != hypervisor.TEENone
 	if p.net, err = setupNetwork(ctx, netnsPath, &opts); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", id, err)
 	}

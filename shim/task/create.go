@@ -76,7 +76,18 @@ func (s *Service) createInGuest(ctx context.Context, c *container, spec *specs.S
 		pid, _, _, _ := sb.init.snapshot()
 		shareSandboxNamespaces(spec.Linux, pid)
 	}
-	data, notes, err := guestSpec(c.pod.pod, c.id, c.rootfs, spec)
+	var inGuest map[int]bool
+	if c.pod.pod.GuestEmptyDirs {
+		volumes, moved, err := guestEmptyDirs(spec)
+		if err != nil {
+			return err
+		}
+		if len(volumes) > 0 {
+			log.G(ctx).WithField("task", c.id).Info(emptyDirNote(volumes))
+		}
+		c.storages, inGuest = append(c.storages, volumes...), moved
+	}
+	data, notes, err := guestSpec(c.pod.pod, c.id, c.rootfs, spec, inGuest)
 	if err != nil {
 		return err
 	}

@@ -37,9 +37,10 @@ func isBind(m specs.Mount) bool {
 }
 
 // guestSpec turns the host's OCI spec into the one the agent runs: the root filesystem and
-// bind-mount sources become paths below the guest's view of the shared directory, and what
-// only makes sense on the host (hooks, AppArmor, SELinux labels) is dropped.
-func guestSpec(p *pod.Pod, cid, rootfs string, spec *specs.Spec) ([]byte, []string, error) {
+// bind-mount sources become paths below the guest's view of the shared directory (but the
+// mounts of inGuest, which guestEmptyDirs moved into the guest), and what only makes sense
+// on the host (hooks, AppArmor, SELinux labels) is dropped.
+func guestSpec(p *pod.Pod, cid, rootfs string, spec *specs.Spec, inGuest map[int]bool) ([]byte, []string, error) {
 	var notes []string
 	spec.Root = &specs.Root{Path: rootfs, Readonly: spec.Root != nil && spec.Root.Readonly}
 	if spec.Hooks != nil {
@@ -55,7 +56,7 @@ func guestSpec(p *pod.Pod, cid, rootfs string, spec *specs.Spec) ([]byte, []stri
 	}
 	n := 0
 	for i, m := range spec.Mounts {
-		if !isBind(m) || !filepath.IsAbs(m.Source) {
+		if !isBind(m) || !filepath.IsAbs(m.Source) || inGuest[i] {
 			continue
 		}
 		ro := slices.Contains(m.Options, "ro")

@@ -76,9 +76,9 @@ spec:
     volumeMounts:
     - {name: data, mountPath: /data, readOnly: true}
   volumes:
-  - {name: data, emptyDir: {}}
-  - {name: cache, emptyDir: {}}
-  - {name: config, emptyDir: {}}
+  - {name: data, configMap: {name: data}}
+  - {name: cache, configMap: {name: cache}}
+  - {name: config, configMap: {name: config}}
 `
 
 const benchPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -30,7 +30,7 @@ type hostileContainer struct {
 	gid     uint32
 	groups  []uint32 // additionalGids as containerd's CRI makes them: the primary gid and /etc/group's
 	nnp     bool     // allowPrivilegeEscalation: false
-	volumes []string // emptyDir mount paths
+	volumes []string // mount paths of volumes the host shares (a configMap's; an emptyDir would be the guest's)
 	probe   []string // the exec liveness probe
 }
 
@@ -58,7 +58,8 @@ spec:
   enableServiceLinks: false
   volumes:
   - name: data
-    emptyDir: {}
+    configMap:
+      name: data
   containers:
   - name: app
     image: %[1]s
