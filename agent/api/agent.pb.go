@@ -480,7 +480,9 @@ func (x *GetGuestDetailsResponse) GetInitRssBytes() uint64 {
 // Storage describes a file system the agent mounts before it creates a container.
 type Storage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// driver: "virtiofs" (a share from the host), "bind" (a guest path), "tmpfs".
+	// driver: "virtiofs" (a share from the host), "bind" (a guest path), "tmpfs",
+	// "image_guest_pull", "pause_bundle", "emptydir" (agent/api/paths.go and emptydir.go say
+	// what each takes).
 	Driver string `protobuf:"bytes,1,opt,name=driver,proto3" json:"driver,omitempty"`
 	// source: the virtio-fs tag, or the guest path for "bind".
 	Source  string   `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
