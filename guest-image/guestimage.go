@@ -56,10 +56,16 @@ const KernelPackagePattern = `^linux-image-6\.12\.[0-9]+\+[a-z0-9.]+-cloud-amd64
 //     device-mapper's crypt target (pulls in dm_mod), the XTS mode, and AES-NI (the generic
 //     AES is built in; aesni_intel is much faster where the CPU has AES-NI, and pulls in
 //     crypto_simd and cryptd). ext4 is built in.
+//   - dm_integrity, authenc, sha256_ssse3: the scratch disk's integrity: dm-integrity stores
+//     the per-sector tags (pulls in dm_bufio, async_xor, xor, async_tx), authenc is the
+//     template of dm-crypt's authenc(hmac(sha256),xts(aes)) (hmac and the generic sha256 are
+//     built in), and sha256_ssse3 is the SSSE3/AVX2/SHA-NI SHA-256 the kernel prefers where
+//     the CPU has them. The guest has no modprobe, so the crypto API cannot load a template on
+//     demand: each must be loaded at boot.
 //
 // ConfidentialModules are not in this list.
 var DefaultModules = []string{"vmw_vsock_virtio_transport", "overlay", "virtio_blk", "virtio_net", "bridge",
-	"dm_crypt", "xts", "aesni_intel"}
+	"dm_crypt", "xts", "aesni_intel", "dm_integrity", "authenc", "sha256_ssse3"}
 
 // ConfidentialModules are the modules a guest on real TEE hardware needs to
 // get attestation reports: the SEV-SNP guest driver (/dev/sev-guest) and the

@@ -120,7 +120,7 @@ func checkManifest(t *testing.T, m *Manifest) {
 		names = append(names, strings.TrimSuffix(filepath.Base(p), ".ko"))
 	}
 	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge" +
-		" dm-mod dm-crypt xts cryptd crypto_simd gf128mul aesni-intel"
+		" dm-mod dm-crypt xts cryptd crypto_simd gf128mul aesni-intel dm-bufio xor async_tx async_xor dm-integrity authenc sha256-ssse3"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("modules in load order: %s, want %s", got, want)
 	}
@@ -159,7 +159,7 @@ func TestIntegrationConfidentialModules(t *testing.T) {
 	for _, p := range m.Modules {
 		names = append(names, strings.TrimSuffix(filepath.Base(p), ".ko"))
 	}
-	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge dm-mod dm-crypt xts cryptd crypto_simd gf128mul aesni-intel configfs tsm sev-guest tdx-guest"
+	want := "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport overlay virtio_blk failover net_failover virtio_net llc stp bridge dm-mod dm-crypt xts cryptd crypto_simd gf128mul aesni-intel dm-bufio xor async_tx async_xor dm-integrity authenc sha256-ssse3 configfs tsm sev-guest tdx-guest"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("modules in load order: %s, want %s", got, want)
 	}

@@ -14,16 +14,43 @@ import (
 // ControlPath is the device-mapper control node; devtmpfs makes it when dm-mod loads.
 const ControlPath = "/dev/mapper/control"
 
-// Cipher is the dm-crypt cipher of the scratch disk: AES in XTS mode, the IV the 64-bit
-// sector number (cryptsetup's default for LUKS2 and plain mode).
-const Cipher = "aes-xts-plain64"
+// Cipher is the dm-crypt cipher of the scratch disk: authenticated encryption in the layout
+// of cryptsetup's --integrity hmac-sha256 (without its LUKS header). AES-XTS encrypts each
+// 4 KiB sector under a random IV made for each write; HMAC-SHA256 authenticates the sector
+// number, the IV and the ciphertext. The MAC and the IV are the sector's tag, which the
+// dm-integrity target below stores beside the data; a read whose tag does not match fails
+// with an I/O error instead of returning what the host put there.
+const Cipher = "capi:authenc(hmac(sha256),xts(aes))-random"
 
-// KeySize is the XTS key size in bytes: two AES-256 keys.
-const KeySize = 64
+// Key sizes in bytes: the XTS key (two AES-256 keys), then the HMAC key; dm-crypt takes them
+// as one key, encryption key first (crypt_copy_authenckey).
+const (
+	XTSKeySize = 64
+	MACKeySize = 32
+	KeySize    = XTSKeySize + MACKeySize
+)
 
-// SectorSize is dm-crypt's encryption unit: 4 KiB sectors cost an eighth of the per-sector
-// work of 512-byte ones, and the ext4 block size is 4 KiB anyway.
+// Tag sizes in bytes: the HMAC-SHA256 digest and the random IV (XTS's 16-byte tweak) that
+// dm-crypt stores with it; TagSize is dm-integrity's tag per sector and dm-crypt's
+// integrity:<bytes>:aead.
+const (
+	MACSize = 32
+	IVSize  = 16
+	TagSize = MACSize + IVSize
+)
+
+// SectorSize is dm-crypt's encryption unit and dm-integrity's block: one tag per 4 KiB costs
+// an eighth of the tags and MACs of 512-byte sectors, and the ext4 block size is 4 KiB anyway.
 const SectorSize = 4096
+
+// sectorsPerBlock is SectorSize in 512-byte sectors.
+const sectorsPerBlock = SectorSize / 512
+
+// IntegrityMode is dm-integrity's write mode: D, direct, without the journal. Data and tag
+// are then written separately, so a crash between the two leaves a sector that fails its
+// check; that costs nothing here, since nothing on the disk outlives the boot (the key dies
+// with it), while the journal (J) would write every block twice.
+const IntegrityMode = "D"
 
 // Target is one line of a device-mapper table: Length 512-byte sectors from Start are mapped
 // by the target Type with Params.
@@ -33,21 +60,35 @@ type Target struct {
 	Params        []byte
 }
 
-// CryptTarget returns the dm-crypt target over the whole of the block device dev
-// (major:minor) of sectors 512-byte sectors, with key (KeySize bytes) as its AES-XTS key.
-// Params hold the key in hex: the caller wipes them (Wipe) once the table is loaded.
-// Discards are not passed down (no allow_discards): a discard would show the host which
-// blocks are free.
-func CryptTarget(key []byte, devMajor, devMinor uint32, sectors uint64) (Target, error) {
+// IntegrityTarget returns the dm-integrity target over the block device major:minor, of
+// length 512-byte sectors: standalone, with TagSize-byte tags that dm-crypt supplies (no
+// internal_hash), 4 KiB blocks, no journal writes (IntegrityMode), a journal of one section
+// (it is formatted but never used in mode D: the default would write 1/128 of the disk at
+// every boot), and fix_padding (the tag area's smaller padding, as cryptsetup sets for new
+// devices). Discards are not passed down (no allow_discards).
+func IntegrityTarget(devMajor, devMinor uint32, length uint64) (Target, error) {
+	if length == 0 || length%sectorsPerBlock != 0 {
+		return Target{}, fmt.Errorf("dm-integrity: length %d sectors: want a positive multiple of %d", length, sectorsPerBlock)
+	}
+	// "<device> <offset> <tag size> <mode> <#opt params> <opt params>"
+	p := fmt.Sprintf("%d:%d 0 %d %s 3 block_size:%d fix_padding journal_sectors:1", devMajor, devMinor, TagSize, IntegrityMode, SectorSize)
+	return Target{Start: 0, Length: length, Type: "integrity", Params: []byte(p)}, nil
+}
+
+// CryptTarget returns the dm-crypt target over the dm-integrity device major:minor of length
+// 512-byte sectors (the integrity device's provided data sectors), with key (KeySize bytes:
+// XTS key, then HMAC key). Params hold the key in hex: the caller wipes them (Wipe) once the
+// table is loaded. Discards are not passed down (no allow_discards): a discard would show the
+// host which blocks are free.
+func CryptTarget(key []byte, devMajor, devMinor uint32, length uint64) (Target, error) {
 	if len(key) != KeySize {
 		return Target{}, fmt.Errorf("dm-crypt key: %d bytes, want %d", len(key), KeySize)
 	}
-	usable := sectors &^ (SectorSize/512 - 1)
-	if usable == 0 {
-		return Target{}, fmt.Errorf("dm-crypt: the disk has %d sectors, less than one %d-byte sector", sectors, SectorSize)
+	if length == 0 || length%sectorsPerBlock != 0 {
+		return Target{}, fmt.Errorf("dm-crypt: length %d sectors: want a positive multiple of %d", length, sectorsPerBlock)
 	}
 	// "<cipher> <key> <iv_offset> <device> <offset> [<#opt_params> <opt_params>]"
-	p := make([]byte, 0, len(Cipher)+2*KeySize+64)
+	p := make([]byte, 0, len(Cipher)+2*KeySize+96)
 	p = append(p, Cipher...)
 	p = append(p, ' ')
 	p = hex.AppendEncode(p, key)
@@ -55,9 +96,11 @@ func CryptTarget(key []byte, devMajor, devMinor uint32, sectors uint64) (Target,
 	p = strconv.AppendUint(p, uint64(devMajor), 10)
 	p = append(p, ':')
 	p = strconv.AppendUint(p, uint64(devMinor), 10)
-	p = append(p, " 0 1 sector_size:"...)
+	p = append(p, " 0 2 integrity:"...)
+	p = strconv.AppendUint(p, TagSize, 10)
+	p = append(p, ":aead sector_size:"...)
 	p = strconv.AppendUint(p, SectorSize, 10)
-	return Target{Start: 0, Length: usable, Type: "crypt", Params: p}, nil
+	return Target{Start: 0, Length: length, Type: "crypt", Params: p}, nil
 }
 
 // Wipe overwrites b with zeros.

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// testKey is KeySize bytes 0, 1, 2, ...
 func testKey() []byte {
 	k := make([]byte, KeySize)
 	for i := range k {
@@ -18,19 +19,22 @@ func testKey() []byte {
 }
 
 func TestCryptTarget(t *testing.T) {
-	tg, err := CryptTarget(testKey(), 254, 16, 20971520+7)
+	tg, err := CryptTarget(testKey(), 254, 1, 20766208)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "aes-xts-plain64 " +
+	// The key is the XTS key (64 bytes), then the HMAC key (32); the tag is the MAC (32) and
+	// the random IV (16).
+	want := "capi:authenc(hmac(sha256),xts(aes))-random " +
 		"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" +
 		"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f" +
-		" 0 254:16 0 1 sector_size:4096"
+		"404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f" +
+		" 0 254:1 0 2 integrity:48:aead sector_size:4096"
 	if string(tg.Params) != want {
 		t.Errorf("params\n got %q\nwant %q", tg.Params, want)
 	}
-	if tg.Type != "crypt" || tg.Start != 0 || tg.Length != 20971520 {
-		t.Errorf("target %+v: want crypt from 0, 20971520 sectors (rounded down to 4 KiB)", tg)
+	if tg.Type != "crypt" || tg.Start != 0 || tg.Length != 20766208 {
+		t.Errorf("target %+v: want crypt from 0, 20766208 sectors", tg)
 	}
 	if strings.Contains(string(tg.Params), "allow_discards") {
 		t.Error("discards must not reach the host")
@@ -42,11 +46,77 @@ func TestCryptTarget(t *testing.T) {
 }
 
 func TestCryptTargetBad(t *testing.T) {
-	if _, err := CryptTarget(make([]byte, 32), 1, 1, 1<<20); err == nil || !strings.Contains(err.Error(), "32 bytes, want 64") {
-		t.Errorf("a 256-bit key: %v; want refused", err)
+	if _, err := CryptTarget(make([]byte, 64), 1, 1, 1<<20); err == nil || !strings.Contains(err.Error(), "64 bytes, want 96") {
+		t.Errorf("an XTS key without the HMAC key: %v; want refused", err)
 	}
-	if _, err := CryptTarget(testKey(), 1, 1, 7); err == nil || !strings.Contains(err.Error(), "less than one") {
-		t.Errorf("a 7-sector disk: %v; want refused", err)
+	for _, n := range []uint64{0, 7, 1<<20 + 4} {
+		if _, err := CryptTarget(testKey(), 1, 1, n); err == nil || !strings.Contains(err.Error(), "multiple of 8") {
+			t.Errorf("a length of %d sectors: %v; want refused", n, err)
+		}
+	}
+}
+
+func TestIntegrityTarget(t *testing.T) {
+	tg, err := IntegrityTarget(254, 16, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "254:16 0 48 D 3 block_size:4096 fix_padding journal_sectors:1"
+	if string(tg.Params) != want || tg.Type != "integrity" || tg.Start != 0 || tg.Length != 8 {
+		t.Errorf("target %s %d %d %q, want integrity 0 8 %q", tg.Type, tg.Start, tg.Length, tg.Params, want)
+	}
+	if strings.Contains(string(tg.Params), "internal_hash") || strings.Contains(string(tg.Params), "allow_discards") {
+		t.Error("the tags must come from dm-crypt, and discards must not reach the host")
+	}
+	if _, err := IntegrityTarget(254, 16, 12); err == nil || !strings.Contains(err.Error(), "multiple of 8") {
+		t.Errorf("12 sectors: %v; want refused", err)
+	}
+}
+
+// superblock returns a dm-integrity superblock as the kernel formats it for IntegrityTarget.
+func superblock(tag uint16, log2PerBlock uint8, provided uint64) []byte {
+	sb := make([]byte, SuperblockSize)
+	copy(sb, "integrt\x00")
+	sb[8] = 5 // version
+	sb[9] = 15
+	binary.LittleEndian.PutUint16(sb[10:], tag)
+	binary.LittleEndian.PutUint32(sb[12:], 1)
+	binary.LittleEndian.PutUint64(sb[16:], provided)
+	binary.LittleEndian.PutUint32(sb[24:], 0x10) // SB_FLAG_FIXED_PADDING
+	sb[28] = log2PerBlock
+	return sb
+}
+
+func TestProvidedSectors(t *testing.T) {
+	n, err := ProvidedSectors(superblock(48, 3, 4145160+3), 4194304)
+	if err != nil || n != 4145160 {
+		t.Errorf("ProvidedSectors: %d, %v; want 4145160 (rounded down to a block)", n, err)
+	}
+	for name, c := range map[string]struct {
+		sb   []byte
+		want string
+	}{
+		"zero":        {make([]byte, SuperblockSize), "no magic"},
+		"short":       {[]byte("integrt\x00"), "no magic"},
+		"tag size":    {superblock(32, 3, 1<<20), "tag size 32, want 48"},
+		"block size":  {superblock(48, 0, 1<<20), "1 sectors per block, want 8"},
+		"no data":     {superblock(48, 3, 7), "7 data sectors"},
+		"beyond disk": {superblock(48, 3, 1<<23), "on a disk of"},
+	} {
+		if _, err := ProvidedSectors(c.sb, 4194304); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want an error about %q", name, err, c.want)
+		}
+	}
+}
+
+func TestGroupStarts(t *testing.T) {
+	// 2 GiB less the tags: 15.8 groups of 128 MiB, so 16 starts, 128 MiB apart.
+	offs := GroupStarts(4145160)
+	if len(offs) != 16 || offs[0] != 0 || offs[1] != 128<<20 || offs[15] != 15*128<<20 {
+		t.Errorf("GroupStarts: %v", offs)
+	}
+	if got := GroupStarts(8); len(got) != 1 || got[0] != 0 {
+		t.Errorf("one block: %v", got)
 	}
 }
 

@@ -1,17 +1,18 @@
 // Package scratch sets up the guest's encrypted scratch storage at boot: it finds the
 // virtio-blk disk whose serial is api.ScratchSerial (the host backs it with a sparse file),
-// maps it through dm-crypt (AES-XTS, aes-xts-plain64, a 512-bit key from crypto/rand made at
-// each boot, held only in the guest kernel, never written or logged), makes an ext2 file
+// maps it through dm-integrity and dm-crypt with authenticated encryption (AES-XTS with a
+// random IV and HMAC-SHA256, Cipher; a 768-bit key from crypto/rand made at each boot, held
+// only in the guest kernel, never written or logged), makes an ext2 file
 // system on the mapping with the initrd's mke2fs (busybox's), mounts it at api.ScratchDir
 // and bind-mounts its directories onto api.ImagesDir, api.ContainersDir and api.EmptyDirDir, so
 // that the image cache, the containers' roots and their writable layers, and the pod's emptyDir
 // volumes live on the disk instead of in RAM.
 //
 // The host sees only ciphertext, and since the key dies with the boot, a VM booted again on
-// the same file reads noise and formats it afresh. XTS has no integrity: the host can
-// corrupt a block or put an older ciphertext of it back unnoticed by dm-crypt (the guest then
-// reads garbage for that 4 KiB block, which ext4 may or may not detect), but it cannot read
-// or choose plaintext. docs/scratch.md says what that leaves and why.
+// the same file formats it afresh. A block the host changes or moves fails its MAC: the
+// guest's read fails (EILSEQ), never returns the altered data. What is left is replay: the host
+// can put back an older (data, tag) pair of the same block from the same boot, which
+// dm-integrity keeps no counter to detect. docs/scratch.md says what that leaves and why.
 //
 // Without a disk nothing happens: the data stay in RAM as before, and the log says so once. A
 // disk that is there but cannot be set up is an error that stops the boot: a confidential
@@ -83,23 +84,33 @@ func Setup(ctx context.Context, c Config) (bool, error) {
 		return false, nil
 	}
 	start := time.Now()
-	if err := setup(ctx, c, dev); err != nil {
+	sectors, provided, err := setup(ctx, c, dev)
+	if err != nil {
 		return true, fmt.Errorf("scratch disk %s: %w", dev, err)
 	}
-	log.G(ctx).Infof("scratch disk %s: dm-crypt %s, ext2 on %s, set up in %s", dev, Cipher, c.Dir,
-		time.Since(start).Round(time.Millisecond))
+	log.G(ctx).Infof("scratch disk %s: dm-crypt %s on dm-integrity (%d-byte tags), ext2 on %s, set up in %s; %d of %d MiB for data",
+		dev, Cipher, TagSize, c.Dir, time.Since(start).Round(time.Millisecond), mib(provided), mib(sectors))
 	return true, nil
 }
 
-func setup(ctx context.Context, c Config, dev string) error {
+// mib is 512-byte sectors in MiB.
+func mib(sectors uint64) uint64 { return sectors >> 11 }
+
+// setup sets the disk dev up and returns its size and the mapping's, in 512-byte sectors.
+func setup(ctx context.Context, c Config, dev string) (sectors, provided uint64, err error) {
 	major, minor, sectors, err := blockDevice(dev)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	mapped, err := mapCrypt(c, major, minor, sectors)
+	mapped, provided, err := mapDisk(c, dev, major, minor, sectors)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
+	return sectors, provided, mount(ctx, c, mapped)
+}
+
+// mount makes the file system on mapped, mounts it and binds its directories.
+func mount(ctx context.Context, c Config, mapped string) error {
 	if err := mkfs(ctx, c.Mkfs, mapped); err != nil {
 		return err
 	}
@@ -147,41 +158,104 @@ func blockDevice(path string) (major, minor uint32, sectors uint64, err error) {
 	return unix.Major(st.Rdev), unix.Minor(st.Rdev), size / 512, nil
 }
 
-// mapCrypt maps the disk major:minor through dm-crypt under a new random key and returns the
-// node of the mapping. The key lives in this function's memory (wiped on return) and in the
-// kernel's dm-crypt target only.
-func mapCrypt(c Config, major, minor uint32, sectors uint64) (node string, err error) {
+// mapDisk maps the disk dev (major:minor, sectors 512-byte sectors) through dm-integrity and,
+// on top, dm-crypt with authenticated encryption under a new random key, and returns the node
+// of the decrypted mapping. The key lives in this function's memory (wiped on return) and in
+// the kernel's dm-crypt target only.
+//
+// dm-integrity formats a device whose superblock is zero when its table is loaded, and only
+// then says how much data the device holds (provided_data_sectors, after its tags and
+// superblock): so the guest zeroes the superblock (a disk of an earlier boot holds one),
+// loads a one-block table to have the kernel format it, reads the size back and loads the
+// real table, as the kernel's dm-integrity.rst describes.
+func mapDisk(c Config, dev string, major, minor uint32, sectors uint64) (node string, provided uint64, err error) {
 	key := make([]byte, KeySize)
 	defer Wipe(key)
 	if _, err := rand.Read(key); err != nil {
-		return "", fmt.Errorf("make a key: %w", err)
+		return "", 0, fmt.Errorf("make a key: %w", err)
 	}
-	t, err := CryptTarget(key, major, minor, sectors)
-	if err != nil {
-		return "", err
-	}
-	defer Wipe(t.Params)
 	m, err := OpenMapper(c.Control)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer m.Close()
-	dmMajor, dmMinor, err := m.Create(c.Name)
-	if err != nil {
-		return "", err
-	}
+	intName := c.Name + "-integrity"
+	var made []string
 	defer func() {
 		if err != nil {
-			_ = m.Remove(c.Name)
+			for i := len(made) - 1; i >= 0; i-- {
+				_ = m.Remove(made[i])
+			}
 		}
 	}()
-	if err := m.Load(c.Name, []Target{t}); err != nil {
-		return "", err
+	// Format.
+	if err := writeZeroBlocks(dev, []int64{0}); err != nil {
+		return "", 0, fmt.Errorf("clear the dm-integrity superblock: %w", err)
+	}
+	one, err := IntegrityTarget(major, minor, sectorsPerBlock)
+	if err != nil {
+		return "", 0, err
+	}
+	if _, _, err := m.Create(intName); err != nil {
+		return "", 0, err
+	}
+	made = append(made, intName)
+	if err := m.Load(intName, []Target{one}); err != nil {
+		return "", 0, err
+	}
+	if err := m.Remove(intName); err != nil {
+		return "", 0, err
+	}
+	made = made[:0]
+	sb, err := readSuperblock(dev)
+	if err != nil {
+		return "", 0, err
+	}
+	provided, err = ProvidedSectors(sb, sectors)
+	if err != nil {
+		return "", 0, err
+	}
+	// The integrity device, then dm-crypt on it.
+	it, err := IntegrityTarget(major, minor, provided)
+	if err != nil {
+		return "", 0, err
+	}
+	intMajor, intMinor, err := m.Create(intName)
+	if err != nil {
+		return "", 0, err
+	}
+	made = append(made, intName)
+	if err := m.Load(intName, []Target{it}); err != nil {
+		return "", 0, err
+	}
+	if err := m.Resume(intName); err != nil {
+		return "", 0, err
+	}
+	ct, err := CryptTarget(key, intMajor, intMinor, provided)
+	if err != nil {
+		return "", 0, err
+	}
+	defer Wipe(ct.Params)
+	dmMajor, dmMinor, err := m.Create(c.Name)
+	if err != nil {
+		return "", 0, err
+	}
+	made = append(made, c.Name)
+	if err := m.Load(c.Name, []Target{ct}); err != nil {
+		return "", 0, err
 	}
 	if err := m.Resume(c.Name); err != nil {
-		return "", err
+		return "", 0, err
 	}
-	return blockNode(fmt.Sprintf("/dev/dm-%d", dmMinor), dmMajor, dmMinor)
+	node, err = blockNode(fmt.Sprintf("/dev/dm-%d", dmMinor), dmMajor, dmMinor)
+	if err != nil {
+		return "", 0, err
+	}
+	// Give the blocks mke2fs writes in part a valid tag first (GroupStarts).
+	if err := writeZeroBlocks(node, GroupStarts(provided)); err != nil {
+		return "", 0, fmt.Errorf("initialise the superblock blocks of %s: %w", node, err)
+	}
+	return node, provided, nil
 }
 
 // blockNode returns path, making it block device major:minor when devtmpfs has not; an

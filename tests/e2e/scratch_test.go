@@ -125,9 +125,10 @@ func TestScratchEncrypted(t *testing.T) {
 
 	// First boot: pull, run, write the marker into the container's writable layer.
 	e := newHostileEnv(t, polAllowAll, withScratch(path))
-	if !consoleHas(t, e, "dm-crypt aes-xts-plain64, ext2 on "+api.ScratchDir) {
+	if !consoleHas(t, e, scratchConsole) {
 		t.Fatalf("the guest did not set up its scratch disk:\n%s", sandbox.ConsoleTail(e.sb.VM.ConsoleLog(), 40))
 	}
+	t.Log(scratchLine(t, e))
 	id := startApp(t, e)
 	out, st, err := e.exec(id, e.newID("write"), rootProcess("sh", "-c",
 		"echo "+marker+" > /marker && for i in 1 2 3 4 5 6 7 8; do cat /marker; done > /marker8 && sync && cat /marker"))
@@ -153,7 +154,7 @@ func TestScratchEncrypted(t *testing.T) {
 	// boot's file system survived, the agent would refuse this create outright: the
 	// container's overlay directory (images/overlays/<id>) would still exist.
 	e2 := newHostileEnv(t, polAllowAll, withScratch(path))
-	if !consoleHas(t, e2, "dm-crypt aes-xts-plain64, ext2 on "+api.ScratchDir) {
+	if !consoleHas(t, e2, scratchConsole) {
 		t.Fatalf("the second boot did not set up its scratch disk:\n%s", sandbox.ConsoleTail(e2.sb.VM.ConsoleLog(), 40))
 	}
 	id2 := startApp(t, e2)
