@@ -194,7 +194,7 @@ func (s *Service) podFor(ctx context.Context, id string, spec *specs.Spec, opts 
 	if err != nil {
 		return nil, err
 	}
-	p, err := pod.Create(ctx, cfg, namespaceOf(ctx), sandboxID, netnsPath(spec), initData)
+	p, err := pod.Create(ctx, cfg, namespaceOf(ctx), sandboxID, cgroupsPath(spec), netnsPath(spec), initData)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +249,15 @@ func netnsPath(spec *specs.Spec) string {
 		}
 	}
 	return ""
+}
+
+// cgroupsPath is the sandbox container's cgroup (CRI's, from the pod's cgroup_parent), or ""
+// when it names none (a plain ctr run).
+func cgroupsPath(spec *specs.Spec) string {
+	if spec.Linux == nil {
+		return ""
+	}
+	return spec.Linux.CgroupsPath
 }
 
 // namespaceOf is the containerd namespace of a request ("default" when it has none).
