@@ -24,24 +24,41 @@ import (
 var podCgroupControllers = []string{"memory", "cpu", "cpuacct", "pids"}
 
 // TestPodCgroup (issue 16): a pod whose cgroup_parent is a pod cgroup made as the kubelet
-// would. The shim, QEMU and virtiofsd run in the sandbox cgroup below it; the pod cgroup's
-// memory usage covers QEMU's resident memory and crictl statsp (containerd reads the pod
-// cgroup) reports it; after stopp/rmp the sandbox cgroup is gone, no process is left in the
-// pod cgroup, and the pod cgroup itself (the kubelet's) is left for its owner.
+// would, with the cgroupfs driver's path and with the systemd driver's slice. The shim, QEMU
+// and virtiofsd run in the sandbox cgroup below it; the pod cgroup's memory usage covers
+// QEMU's resident memory and crictl statsp (containerd reads the pod cgroup) reports it;
+// after stopp/rmp the sandbox cgroup is gone, no process is left in the pod cgroup, and the
+// pod cgroup itself (the kubelet's) is left for its owner.
 func TestPodCgroup(t *testing.T) {
 	if cgroups.Mode() == cgroups.Unified {
 		t.Skip("the test makes a cgroup v1 pod cgroup; this host is cgroup v2 (podcgroup's unit tests cover v2 paths)")
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	parent := "/veil-test-kubepods/pod" + hex.EncodeToString(b)
-	makePodCgroup(t, parent)
+	r := hex.EncodeToString(b)
+	t.Run("cgroupfs", func(t *testing.T) {
+		parent := "/veil-test-kubepods/pod" + r
+		podCgroupCase(t, "cgroup-fs", parent, parent, func(id string) string { return parent + "/" + id })
+	})
+	// The kubelet's systemd driver names the pod's slice; containerd's CRI passes
+	// "<slice>:cri-containerd:<id>" and the shim makes the scope below the expanded slice.
+	// containerd's own PodSandboxStats cannot read a slice name on cgroup v1 (it takes it
+	// as a cgroupfs path), so crictl statsp is not checked there.
+	t.Run("systemd", func(t *testing.T) {
+		slice := "veiltestkubepods-pod" + r + ".slice"
+		dir := "/veiltestkubepods.slice/" + slice
+		podCgroupCase(t, "cgroup-sd", slice, dir, func(id string) string { return dir + "/cri-containerd-" + id + ".scope" })
+	})
+}
 
-	name := "cgroup"
+// podCgroupCase runs one pod with cgroup_parent cgroupParent, whose cgroup directory (below
+// each hierarchy's root) is parent; sandboxCgOf gives the sandbox cgroup of a pod id.
+func podCgroupCase(t *testing.T, name, cgroupParent, parent string, sandboxCgOf func(string) string) {
+	makePodCgroup(t, parent)
 	cfgPath := writeJSON(t, name+"-pod.json", map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "veil-test", "uid": name + "-uid", "attempt": 1},
 		"log_directory": filepath.Join(env.Dir, "logs", name),
-		"linux":         map[string]any{"cgroup_parent": parent},
+		"linux":         map[string]any{"cgroup_parent": cgroupParent},
 	})
 	podID := crictl(t, "runp", "--runtime", handler, cfgPath)
 	stopped := false
@@ -52,7 +69,7 @@ func TestPodCgroup(t *testing.T) {
 		}
 	})
 	vm := pod.VMID(criNamespace, podID)
-	sandboxCg := parent + "/" + podID
+	sandboxCg := sandboxCgOf(podID)
 
 	qemu := qemuOf(podID)
 	if len(qemu) != 1 {
@@ -96,24 +113,8 @@ func TestPodCgroup(t *testing.T) {
 		t.Errorf("pod cgroup cpuacct.usage is 0: the VM's CPU time is not accounted to the pod")
 	}
 
-	// containerd's PodSandboxStats reads the pod cgroup (cgroup_parent).
-	out := crictl(t, "statsp", "-o", "json", "--id", podID)
-	var st struct {
-		Stats []struct {
-			Linux struct {
-				CPU    struct{ UsageCoreNanoSeconds struct{ Value json.Number } }
-				Memory struct{ WorkingSetBytes, UsageBytes struct{ Value json.Number } }
-			}
-		}
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Stats) != 1 {
-		t.Fatalf("crictl statsp: %v\n%s", err, out)
-	}
-	ws, _ := strconv.ParseUint(st.Stats[0].Linux.Memory.WorkingSetBytes.Value.String(), 10, 64)
-	cpuNs, _ := strconv.ParseUint(st.Stats[0].Linux.CPU.UsageCoreNanoSeconds.Value.String(), 10, 64)
-	t.Logf("crictl statsp: working set %d MiB, CPU %.2f s", ws>>20, float64(cpuNs)/1e9)
-	if ws < rss-rssFile || cpuNs == 0 {
-		t.Errorf("crictl statsp: working set %d (want ≥ %d), CPU %d ns (want > 0)", ws, rss-rssFile, cpuNs)
+	if cgroupParent == parent {
+		checkStatsp(t, podID, rss-rssFile)
 	}
 
 	crictl(t, "stopp", podID)
@@ -134,6 +135,30 @@ func TestPodCgroup(t *testing.T) {
 		} else if len(strings.TrimSpace(string(procs))) > 0 {
 			t.Errorf("processes left in pod cgroup %s (%s): %s", parent, c, procs)
 		}
+	}
+}
+
+// checkStatsp checks containerd's PodSandboxStats, which reads the pod cgroup
+// (cgroup_parent): a working set of at least minWS bytes and some CPU time.
+func checkStatsp(t *testing.T, podID string, minWS uint64) {
+	t.Helper()
+	out := crictl(t, "statsp", "-o", "json", "--id", podID)
+	var st struct {
+		Stats []struct {
+			Linux struct {
+				CPU    struct{ UsageCoreNanoSeconds struct{ Value json.Number } }
+				Memory struct{ WorkingSetBytes, UsageBytes struct{ Value json.Number } }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Stats) != 1 {
+		t.Fatalf("crictl statsp: %v\n%s", err, out)
+	}
+	ws, _ := strconv.ParseUint(st.Stats[0].Linux.Memory.WorkingSetBytes.Value.String(), 10, 64)
+	cpuNs, _ := strconv.ParseUint(st.Stats[0].Linux.CPU.UsageCoreNanoSeconds.Value.String(), 10, 64)
+	t.Logf("crictl statsp: working set %d MiB, CPU %.2f s", ws>>20, float64(cpuNs)/1e9)
+	if ws < minWS || cpuNs == 0 {
+		t.Errorf("crictl statsp: working set %d (want ≥ %d), CPU %d ns (want > 0)", ws, minWS, cpuNs)
 	}
 }
 
