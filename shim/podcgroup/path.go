@@ -1,8 +1,9 @@
 // Package podcgroup puts a Veil pod's host footprint (the shim, QEMU and virtiofsd) into the
 // pod's sandbox cgroup, as runc would put the pause container and as Kata's
 // sandbox_cgroup_only does: the cgroup named by the sandbox container's OCI
-// linux.cgroupsPath (which containerd's CRI derives from the kubelet's pod cgroup), or, for a
-// container without one (ctr run), a cgroup veil-<vm id> below the shim's own. The shim joins
+// linux.cgroupsPath (which containerd's CRI derives from the kubelet's pod cgroup, and ctr
+// sets to /<namespace>/<id>), or, for a container without one (ctr run --cgroup ""), a
+// cgroup veil-<vm id> below the shim's own. The shim joins
 // it before it starts QEMU and virtiofsd, so they and all their threads are born in it and
 // every page they touch is charged to the pod. The cgroup is recorded in the pod directory so
 // that whoever cleans up the pod (the shim, or `containerd-shim-veil-v2 delete` after a shim
