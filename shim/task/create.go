@@ -190,6 +190,11 @@ func (s *Service) podFor(ctx context.Context, id string, spec *specs.Spec, opts 
 	if err != nil {
 		return nil, err
 	}
+	// The VM grows by the pod's containers' limits (CRI's sandbox annotations).
+	if cfg, err = cfg.WithPodSize(spec.Annotations); err != nil {
+		return nil, err
+	}
+	log.G(ctx).WithFields(log.Fields{"memory_mib": cfg.Hypervisor.MemoryMiB, "vcpus": cfg.Hypervisor.VCPUs}).Debug("sandbox VM size")
 	initData, err := cfg.InitData(spec.Annotations)
 	if err != nil {
 		return nil, err
