@@ -43,6 +43,9 @@ type Hypervisor struct {
 	MemoryMiB uint32 `toml:"memory_mib"`
 	// VCPUs is the VM's virtual CPU count (default 1).
 	VCPUs uint32 `toml:"vcpus"`
+	// SizeFromPod adds the pod's containers' CPU and memory limits, as containerd's CRI
+	// passes them for the sandbox, to VCPUs and MemoryMiB (default true; WithPodSize).
+	SizeFromPod bool `toml:"size_from_pod"`
 	// Accel is "auto" (KVM when it really works, else TCG), "kvm" or "tcg".
 	Accel string `toml:"accel"`
 	// Machine is the QEMU machine type: "q35" (default) or "microvm".
@@ -113,6 +116,7 @@ func Default() *Config {
 		Image:       DefaultImageDir,
 		MemoryMiB:   hypervisor.DefaultMemoryMiB,
 		VCPUs:       hypervisor.DefaultVCPUs,
+		SizeFromPod: true,
 		Accel:       string(hypervisor.AccelAuto),
 		Machine:     hypervisor.DefaultMachine,
 		TEE:         string(hypervisor.TEENone),

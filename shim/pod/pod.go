@@ -22,6 +22,7 @@ import (
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/shim/config"
 	"github.com/veil-runtime/veil/shim/network"
+	"github.com/veil-runtime/veil/shim/podcgroup"
 	"github.com/veil-runtime/veil/shim/portfwd"
 	"github.com/veil-runtime/veil/shim/sandbox"
 )
@@ -45,6 +46,7 @@ type Pod struct {
 	// without one). A plain VM without a scratch disk shares them, since its host is trusted.
 	GuestEmptyDirs bool
 
+	cg       *podcgroup.Group   // the sandbox cgroup the shim, QEMU and virtiofsd run in, or nil
 	net      *network.Endpoint  // the pod network wired into the VM, or nil
 	fwd      *portfwd.Forwarder // port forwarding into the VM, or nil
 	stopTail context.CancelFunc
@@ -72,10 +74,12 @@ func DirOf(vmID string) string { return filepath.Join(Root, vmID) }
 // SharedDir is the host side of the share.
 func (p *Pod) SharedDir() string { return filepath.Join(p.Dir, "shared") }
 
-// Create makes the shared directory, wires the pod's network namespace netnsPath (CNI's; ""
-// for none) into the VM, boots the VM with the pod's initdata document (nil for none) and
-// sets up the guest sandbox. On failure it removes everything it made.
-func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, initData []byte) (_ *Pod, retErr error) {
+// Create makes the shared directory, moves the shim into the pod's sandbox cgroup
+// (cgroupsPath, the sandbox container's OCI linux.cgroupsPath; "" for a cgroup of the shim's
+// own), wires the pod's network namespace netnsPath (CNI's; "" for none) into the VM, boots
+// the VM with the pod's initdata document (nil for none) and sets up the guest sandbox. On
+// failure it removes everything it made.
+func Create(ctx context.Context, cfg *config.Config, ns, id, cgroupsPath, netnsPath string, initData []byte) (_ *Pod, retErr error) {
 	vmID := VMID(ns, id)
 	p := &Pod{ID: id, VMID: vmID, Dir: DirOf(vmID)}
 	// A pod directory of the same name is a leftover of a shim that died: clear it.
@@ -98,6 +102,9 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, netnsPath string, i
 			_ = p.Close(context.WithoutCancel(ctx))
 		}
 	}()
+	if err := p.joinCgroup(ctx, cgroupsPath); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", id, err)
+	}
 	h := cfg.Hypervisor
 	params := append([]string(nil), h.KernelParams...)
 	if h.DebugConsole {
@@ -189,8 +196,31 @@ func (p *Pod) Close(ctx context.Context) error {
 		}
 		p.net = nil
 	}
+	if p.cg != nil {
+		if lerr := p.cg.Leave(); lerr != nil && err == nil {
+			err = lerr
+		}
+		p.cg = nil
+	}
 	if cerr := CleanupPod(p.VMID); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// joinCgroup moves the shim into the pod's sandbox cgroup before the VM's processes start, so
+// that QEMU and virtiofsd are born in it (podcgroup). A pod that names its cgroup (CRI) fails
+// without it, as runc would; a pod of the shim's own (ctr run) runs on with a warning.
+func (p *Pod) joinCgroup(ctx context.Context, cgroupsPath string) error {
+	cg, err := podcgroup.Join(p.Dir, cgroupsPath, p.VMID, os.Getpid())
+	if err != nil {
+		if cgroupsPath != "" {
+			return err
+		}
+		log.G(ctx).WithError(err).Warn("the pod's VM runs in the shim's cgroup")
+		return nil
+	}
+	p.cg = cg
+	log.G(ctx).WithFields(log.Fields{"vm": p.VMID, "cgroup": cg.Path()}).Debug("shim joined the pod's cgroup")
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/veil-runtime/veil/shim/config"
+	"github.com/veil-runtime/veil/shim/podcgroup"
 	"github.com/veil-runtime/veil/shim/sandbox"
 )
 
@@ -52,9 +53,11 @@ func removeScratch(podDir, vmID string) error {
 	return sandbox.RemoveScratchDisk(path)
 }
 
-// CleanupPod removes the pod's scratch disk file, then every mount and file of the pod
+// CleanupPod removes the pod's scratch disk file and the sandbox cgroup the shim made
+// (podcgroup.Remove, once its processes are gone), then every mount and file of the pod
 // directory of vmID (Cleanup).
 func CleanupPod(vmID string) error {
 	serr := removeScratch(DirOf(vmID), vmID)
-	return errors.Join(serr, Cleanup(DirOf(vmID)))
+	cerr := podcgroup.Remove(DirOf(vmID))
+	return errors.Join(serr, cerr, Cleanup(DirOf(vmID)))
 }

@@ -201,11 +201,16 @@ func (s *Service) podFor(ctx context.Context, id string, spec *specs.Spec, opts 
 	if err != nil {
 		return nil, err
 	}
+	// The VM grows by the pod's containers' limits (CRI's sandbox annotations).
+	if cfg, err = cfg.WithPodSize(spec.Annotations); err != nil {
+		return nil, err
+	}
+	log.G(ctx).WithFields(log.Fields{"memory_mib": cfg.Hypervisor.MemoryMiB, "vcpus": cfg.Hypervisor.VCPUs}).Debug("sandbox VM size")
 	initData, err := cfg.InitData(spec.Annotations)
 	if err != nil {
 		return nil, err
 	}
-	p, err := pod.Create(ctx, cfg, namespaceOf(ctx), sandboxID, netnsPath(spec), initData)
+	p, err := pod.Create(ctx, cfg, namespaceOf(ctx), sandboxID, cgroupsPath(spec), netnsPath(spec), initData)
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +265,15 @@ func netnsPath(spec *specs.Spec) string {
 		}
 	}
 	return ""
+}
+
+// cgroupsPath is the sandbox container's cgroup (CRI's, from the pod's cgroup_parent), or ""
+// when it names none (a plain ctr run).
+func cgroupsPath(spec *specs.Spec) string {
+	if spec.Linux == nil {
+		return ""
+	}
+	return spec.Linux.CgroupsPath
 }
 
 // namespaceOf is the containerd namespace of a request ("default" when it has none).

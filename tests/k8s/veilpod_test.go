@@ -30,7 +30,7 @@ const webScript = "mkdir -p /www && echo served from inside the VM > /www/index.
 // testVeilHandlerPod: a pod with runtimeClassName veil (the installer's handler: the shim
 // under /opt/veil) runs in one QEMU VM; logs, exec and kubectl port-forward to a server on
 // the VM's loopback work; kubectl delete leaves no QEMU, virtiofsd, shim, mount, tap or
-// network namespace.
+// network namespace, nor the sandbox cgroup that held QEMU, virtiofsd and the shim.
 func testVeilHandlerPod(t *testing.T) {
 	requireInstalled(t)
 	beforeMounts, beforeNetns := k8scluster.MountsUnder("/"), netnsList()
@@ -50,6 +50,7 @@ func testVeilHandlerPod(t *testing.T) {
 	if fsd := virtiofsdOf(vm); len(fsd) == 0 {
 		t.Errorf("no virtiofsd for VM %s", vm)
 	}
+	sandboxCg := checkPodCgroup(t, "veil-web", p.Metadata.UID, sandbox, vm)
 	netns := newEntries(beforeNetns, netnsList())
 	if len(netns) != 1 || exec.Command("nsenter", "--net="+netns[0], "ip", "link", "show", "tap0_veil").Run() != nil {
 		t.Errorf("the pod's network namespace %v has no tap0_veil", netns)
@@ -82,6 +83,9 @@ func testVeilHandlerPod(t *testing.T) {
 	}
 	if _, err := os.Stat(pod.DirOf(vm)); !os.IsNotExist(err) {
 		t.Errorf("the shim's pod directory %s is left (err %v)", pod.DirOf(vm), err)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/memory" + sandboxCg); sandboxCg != "" && !os.IsNotExist(err) {
+		t.Errorf("the pod's sandbox cgroup %s is left (err %v)", sandboxCg, err)
 	}
 	if exec.Command("ip", "link", "show", "tap0_veil").Run() == nil {
 		t.Error("a tap0_veil is in the host's network namespace")
