@@ -44,18 +44,21 @@ const Mkfs = "/usr/sbin/mke2fs"
 // The file system's inodes. busybox's mke2fs writes every inode table out at format time
 // (no lazy_itable_init), through dm-integrity's HMAC and dm-crypt, so their size is boot time
 // and host disk: 128-byte inodes (ext2's classic size: no nanosecond timestamps, which per-boot
-// scratch does not need) and one inode per InodeRatio bytes of the mapping, never fewer than
-// MinInodes. A 10 GiB disk gets 40 Ki inodes in 5 MiB of tables (it had 160 Ki in 40 MiB, set
-// up in 7.6 s under TCG); a 2 GiB disk 32 Ki (a large Python image holds about 25 Ki files).
+// scratch does not need), one per MaxInodeRatio bytes on a large disk and never fewer than
+// about MinInodes on a small one (busybox's mke2fs takes a ratio, -i, not a count). A 10 GiB
+// disk gets 40 Ki inodes in 5 MiB of tables (it had 160 Ki in 40 MiB, set up in 7.6 s under
+// TCG); a 2 GiB disk 32 Ki (a large Python image holds about 25 Ki files).
 const (
-	InodeSize  = 128
-	InodeRatio = 256 << 10
-	MinInodes  = 32 << 10
+	InodeSize     = 128
+	MaxInodeRatio = 256 << 10
+	MinInodes     = 32 << 10
 )
 
-// Inodes is how many inodes a file system of dataBytes gets.
-func Inodes(dataBytes uint64) uint64 {
-	return max(dataBytes/InodeRatio, MinInodes)
+// InodeRatio is mke2fs's bytes per inode for a file system of dataBytes: MaxInodeRatio, or
+// less (a multiple of 1 KiB, at least 4 KiB) where that would leave fewer than MinInodes.
+func InodeRatio(dataBytes uint64) uint64 {
+	r := min(dataBytes/MinInodes, MaxInodeRatio) &^ 1023
+	return max(r, 4096)
 }
 
 // Config says where Setup looks and what it mounts.
@@ -293,11 +296,11 @@ func blockNode(path string, major, minor uint32) (string, error) {
 
 // MkfsArgs are mke2fs's arguments for a file system of dataBytes on dev.
 func MkfsArgs(dev string, dataBytes uint64) []string {
-	return []string{"-F", "-b", "4096", "-m", "0", "-I", fmt.Sprint(InodeSize), "-N", fmt.Sprint(Inodes(dataBytes)), "-L", "veil-scratch", dev}
+	return []string{"-F", "-b", "4096", "-m", "0", "-I", fmt.Sprint(InodeSize), "-i", fmt.Sprint(InodeRatio(dataBytes)), "-L", "veil-scratch", dev}
 }
 
 // mkfs makes an ext2 file system (no journal: nothing survives a reboot, so there is nothing
-// to recover) with 4 KiB blocks, no reserved blocks and Inodes(dataBytes) inodes on dev.
+// to recover) with 4 KiB blocks, no reserved blocks and InodeRatio(dataBytes) on dev.
 func mkfs(ctx context.Context, prog, dev string, dataBytes uint64) error {
 	cmd := exec.CommandContext(ctx, prog, MkfsArgs(dev, dataBytes)...)
 	var out bytes.Buffer
