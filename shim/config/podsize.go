@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/errdefs"
 )
@@ -63,9 +65,48 @@ func (c *Config) WithPodSize(annotations map[string]string) (*Config, error) {
 		}
 		h.MemoryMiB += uint32(mib)
 	}
-	if quota > 0 && period > 0 {
+	// A TEE's vCPU count is part of its launch measurement (SNP measures a VMSA per vCPU), which
+	// the KBS's reference values pin: a TEE pod keeps the configured vcpus, and its CPU limit
+	// is enforced on the host, in the pod's cgroup.
+	if quota > 0 && period > 0 && (h.TEE == "" || h.TEE == "none") {
 		extra := uint64((quota + period - 1) / period)
 		h.VCPUs = uint32(min(uint64(h.VCPUs)+extra, maxVCPUs))
 	}
 	return &out, nil
+}
+
+// FitHost checks c's VM against the host: more memory than the host has (hostMemMiB, its
+// MemTotal) is refused with both figures, a FailedPrecondition error; more vCPUs than the host
+// has CPUs (hostCPUs) are cut to hostCPUs, since more would only time-slice the same CPUs.
+func (c *Config) FitHost(hostMemMiB uint64, hostCPUs int) (*Config, error) {
+	out := *c
+	h := &out.Hypervisor
+	if hostMemMiB > 0 && uint64(h.MemoryMiB) > hostMemMiB {
+		return nil, fmt.Errorf("the pod's VM needs %d MiB of memory (memory_mib plus the pod's memory limits) and this host has %d MiB: %w",
+			h.MemoryMiB, hostMemMiB, errdefs.ErrFailedPrecondition)
+	}
+	if hostCPUs > 0 && int(h.VCPUs) > hostCPUs {
+		h.VCPUs = uint32(hostCPUs)
+	}
+	return &out, nil
+}
+
+// HostMemMiB is the host's MemTotal in MiB, from meminfo (/proc/meminfo's format); 0 when it
+// cannot be read, which FitHost takes as unknown.
+func HostMemMiB(meminfo string) uint64 {
+	data, err := os.ReadFile(meminfo)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "MemTotal:" && f[2] == "kB" {
+			kb, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb >> 10
+		}
+	}
+	return 0
 }

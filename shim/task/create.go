@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -203,6 +204,9 @@ func (s *Service) podFor(ctx context.Context, id string, spec *specs.Spec, opts 
 	}
 	// The VM grows by the pod's containers' limits (CRI's sandbox annotations).
 	if cfg, err = cfg.WithPodSize(spec.Annotations); err != nil {
+		return nil, err
+	}
+	if cfg, err = cfg.FitHost(config.HostMemMiB("/proc/meminfo"), runtime.NumCPU()); err != nil {
 		return nil, err
 	}
 	log.G(ctx).WithFields(log.Fields{"memory_mib": cfg.Hypervisor.MemoryMiB, "vcpus": cfg.Hypervisor.VCPUs}).Debug("sandbox VM size")
