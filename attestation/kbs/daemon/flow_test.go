@@ -21,10 +21,12 @@ import (
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 
-// veil-kbs as configured from files: sim roots, reference values, a resource stored on disk.
-// A sim guest gets the resource; without the sim roots the same guest is refused.
-func TestSimFlowFromFiles(t *testing.T) {
-	dir := t.TempDir()
+// simGuestFiles writes a new sim authority's files and reference values that allow the
+// measurement [48]byte{7} into a temporary directory, and returns it with the guest of that
+// measurement and its (empty) initdata body.
+func simGuestFiles(t *testing.T) (dir, refs, body string, guest *sim.Attester) {
+	t.Helper()
+	dir = t.TempDir()
 	auth, err := sim.NewAuthority(rand.Reader, sim.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,16 +34,23 @@ func TestSimFlowFromFiles(t *testing.T) {
 	if err := auth.WriteFiles(dir); err != nil {
 		t.Fatal(err)
 	}
-	refs := filepath.Join(dir, "refs.json")
+	refs = filepath.Join(dir, "refs.json")
 	meas := [48]byte{7}
 	if err := os.WriteFile(refs, []byte(fmt.Sprintf(`{"snp":{"allow_simulated":true,"measurements":["%x"]}}`, meas)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	body := "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"
-	guest, err := sim.NewSNPAttester(auth, sim.SNPLaunch{Measurement: meas, HostData: sha256.Sum256([]byte(body))})
+	body = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"
+	guest, err = sim.NewSNPAttester(auth, sim.SNPLaunch{Measurement: meas, HostData: sha256.Sum256([]byte(body))})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, refs, body, guest
+}
+
+// veil-kbs as configured from files: sim roots, reference values, a resource stored on disk.
+// A sim guest gets the resource; without the sim roots the same guest is refused.
+func TestSimFlowFromFiles(t *testing.T) {
+	dir, refs, body, guest := simGuestFiles(t)
 	for _, trust := range []bool{true, false} {
 		t.Run(fmt.Sprintf("trust sim %v", trust), func(t *testing.T) {
 			cfg := &Config{Data: filepath.Join(t.TempDir(), "data"), Attestation: AttestationConfig{ReferenceValues: refs}}
@@ -100,24 +109,7 @@ func serve(t *testing.T, cfg *Config) string {
 // whose auth goes to one and whose attest and resource go to the other gets its secret. With
 // a key each, the second replica refuses the first one's cookie.
 func TestReplicasShareSessionKey(t *testing.T) {
-	dir := t.TempDir()
-	auth, err := sim.NewAuthority(rand.Reader, sim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := auth.WriteFiles(dir); err != nil {
-		t.Fatal(err)
-	}
-	refs := filepath.Join(dir, "refs.json")
-	meas := [48]byte{7}
-	if err := os.WriteFile(refs, []byte(fmt.Sprintf(`{"snp":{"allow_simulated":true,"measurements":["%x"]}}`, meas)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	body := "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"
-	guest, err := sim.NewSNPAttester(auth, sim.SNPLaunch{Measurement: meas, HostData: sha256.Sum256([]byte(body))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, refs, body, guest := simGuestFiles(t)
 	key := filepath.Join(dir, "session.key")
 	k := make([]byte, 32)
 	_, _ = rand.Read(k)
