@@ -112,14 +112,18 @@ func (v *verifier) snpChainAndSignature(ctx context.Context, c *snpCheck) error 
 	opts := &sevverify.Options{
 		TrustedRoots:        c.roots.TrustedRoots(),
 		DisableCertFetching: !v.cfg.FetchCollateral,
-		CheckRevocations:    v.cfg.CheckRevocations,
-		Now:                 now,
+		Now:                 now, // revocations: snpRevocation, which also checks the VCEK and staleness
 	}
 	if v.cfg.FetchCollateral {
 		opts.Getter = sevGetter{ctx: ctx, g: v.cfg.Getter}
 	}
 	if err := sevverify.SnpAttestationContext(ctx, c.att, opts); err != nil {
 		return fmt.Errorf("%w: SEV-SNP: %w", ErrUntrusted, err)
+	}
+	if v.cfg.CheckRevocations {
+		if err := v.snpRevocation(ctx, c, now); err != nil {
+			return err
+		}
 	}
 	if len(c.ekDER) > 0 {
 		v.cacheSNPChain(key, c, now)

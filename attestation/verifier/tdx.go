@@ -79,6 +79,9 @@ func (v *verifier) tdxChainAndSignature(ctx context.Context, c *tdxCheck) error 
 		}
 		return nil
 	}
+	if v.cfg.CheckRevocations && !v.cfg.FetchCollateral {
+		return fmt.Errorf("%w: TDX revocation checks need FetchCollateral (fetch_collateral): offline TDX collateral is not supported yet", ErrUntrusted)
+	}
 	opts := &tdxverify.Options{
 		TrustedRoots:     c.pool,
 		GetCollateral:    v.cfg.FetchCollateral,

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/veil-runtime/veil/attestation/evidence"
@@ -96,8 +97,17 @@ type Config struct {
 	// FetchCollateral lets the verifier fetch what the evidence lacks: the VCEK and ASK/ARK from
 	// AMD's KDS, TDX collateral (TCB info, QE identity) from Intel's PCS. Off by default.
 	FetchCollateral bool
-	// CheckRevocations checks CRLs; it needs FetchCollateral.
+	// CheckRevocations checks revocations. SNP: the CRL of the chain's product line (AMD KDS
+	// form: DER, signed by the ARK) must be signed by the trusted ARK, current (thisUpdate ≤
+	// now ≤ nextUpdate), and list neither the ASK/ASVK nor the VCEK/VLEK; it comes from
+	// CollateralDir, else (FetchCollateral) from KDS, kept until its nextUpdate. TDX:
+	// go-tdx-guest's online checks (PCK CRL), which need FetchCollateral. It needs
+	// FetchCollateral or CollateralDir.
 	CheckRevocations bool
+	// CollateralDir is a directory of collateral mirroring the vendors' URL paths, for offline
+	// checks: DIR/vcek/v1/<product line>/crl and DIR/vlek/v1/<product line>/crl are the CRLs
+	// https://kdsintf.amd.com/vcek/v1/<product line>/crl etc. serve. "" means none.
+	CollateralDir string
 	// Getter is used when FetchCollateral is set; nil means net/http with a 30 s timeout.
 	Getter HTTPSGetter
 	// Now returns the time certificates are checked at; nil means time.Now.
@@ -112,12 +122,18 @@ type Config struct {
 type verifier struct {
 	cfg   Config
 	cache *chainCache
+	crls  *crlSource
 }
 
 // New returns a verifier for "snp" and "tdx" evidence.
 func New(cfg Config) (Verifier, error) {
-	if cfg.CheckRevocations && !cfg.FetchCollateral {
-		return nil, errors.New("verifier: CheckRevocations needs FetchCollateral (CRLs are fetched)")
+	if cfg.CheckRevocations && !cfg.FetchCollateral && cfg.CollateralDir == "" {
+		return nil, errors.New("verifier: CheckRevocations needs FetchCollateral or CollateralDir (where CRLs come from)")
+	}
+	if cfg.CollateralDir != "" {
+		if fi, err := os.Stat(cfg.CollateralDir); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("verifier: CollateralDir %q is not a directory (%v)", cfg.CollateralDir, err)
+		}
 	}
 	if cfg.SNPRoots == nil {
 		cfg.SNPRoots = snp.DefaultRoots()
@@ -139,6 +155,13 @@ func New(cfg Config) (Verifier, error) {
 		size = 256
 	}
 	v := &verifier{cfg: cfg}
+	if cfg.CheckRevocations {
+		var g HTTPSGetter
+		if cfg.FetchCollateral {
+			g = cfg.Getter
+		}
+		v.crls = newCRLSource(cfg.CollateralDir, g)
+	}
 	if size > 0 && !cfg.CheckRevocations {
 		v.cache = newChainCache(size)
 	}
