@@ -90,7 +90,7 @@ func writeAtomic(file string, data []byte) error {
 
 // newVerifier reads the trusted roots. Sim roots are trusted only when configured, and say so.
 func newVerifier(ctx context.Context, a AttestationConfig) (verifier.Verifier, error) {
-	vc := verifier.Config{FetchCollateral: a.FetchCollateral}
+	vc := verifier.Config{FetchCollateral: a.FetchCollateral, CheckRevocations: a.CheckRevocations, CollateralDir: a.CollateralDir}
 	var errs []error
 	if a.SNPRoots != "" {
 		vc.SNPRoots, errs = parseFile(a.SNPRoots, snp.ParseRoots, errs)

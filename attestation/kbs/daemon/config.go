@@ -66,6 +66,12 @@ type AttestationConfig struct {
 	TokenTTL Duration `toml:"token_ttl"`
 	// FetchCollateral lets the verifiers fetch certificates and collateral from AMD and Intel.
 	FetchCollateral bool `toml:"fetch_collateral"`
+	// CheckRevocations checks the SNP chain against AMD's CRLs (from CollateralDir, else from
+	// KDS with FetchCollateral) and, with FetchCollateral, TDX PCK revocations. Off by default.
+	CheckRevocations bool `toml:"check_revocations"`
+	// CollateralDir holds collateral for offline checks, laid out as the vendors' URL paths:
+	// vcek/v1/<product line>/crl (and vlek/...) as AMD's KDS serves them.
+	CollateralDir string `toml:"collateral_dir"`
 }
 
 // Duration is a time.Duration written as "5m" in TOML.
@@ -131,6 +137,8 @@ func ParseFlags(name string, args []string) (*Config, error) {
 	fs.StringVar(&a.Policy, "attestation-policy", "", "Rego appraisal policy file")
 	fs.DurationVar(&tokenTTL, "token-ttl", 0, "attestation token lifetime (default 5m)")
 	fs.BoolVar(&a.FetchCollateral, "fetch-collateral", false, "fetch certificates and collateral from AMD and Intel")
+	fs.BoolVar(&a.CheckRevocations, "check-revocations", false, "check revocations: SNP against AMD's CRLs (from --collateral-dir, else fetched), TDX with --fetch-collateral")
+	fs.StringVar(&a.CollateralDir, "collateral-dir", "", "directory of collateral for offline checks (vcek/v1/<product line>/crl as AMD KDS serves it)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -192,6 +200,8 @@ func (c *Config) merge(o *Config) {
 		a.TokenTTL = oa.TokenTTL
 	}
 	a.FetchCollateral = a.FetchCollateral || oa.FetchCollateral
+	a.CheckRevocations = a.CheckRevocations || oa.CheckRevocations
+	set(&a.CollateralDir, oa.CollateralDir)
 }
 
 // Validate checks the configuration and fills in the defaults that do not depend on the data
@@ -212,13 +222,16 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("negative session-ttl, token-ttl, max-sessions, max-spent-nonces or auth-burst"))
 	}
 	for _, f := range append([]string{c.TLSCert, c.TLSKey, c.ResourcePolicy, c.SessionKeyFile, c.Attestation.SNPRoots,
-		c.Attestation.TDXRoots, c.Attestation.SimSNPRoots, c.Attestation.SimTDXRoots}, c.AdminPublicKeys...) {
+		c.Attestation.TDXRoots, c.Attestation.SimSNPRoots, c.Attestation.SimTDXRoots, c.Attestation.CollateralDir}, c.AdminPublicKeys...) {
 		if f == "" {
 			continue
 		}
 		if _, err := os.Stat(f); err != nil {
 			errs = append(errs, fmt.Errorf("config: %w", err))
 		}
+	}
+	if a := c.Attestation; a.CheckRevocations && !a.FetchCollateral && a.CollateralDir == "" {
+		errs = append(errs, errors.New("check-revocations needs collateral-dir or fetch-collateral: where the CRLs come from"))
 	}
 	return errors.Join(errs...)
 }

@@ -26,8 +26,16 @@ import (
 // measurement and its (empty) initdata body.
 func simGuestFiles(t *testing.T) (dir, refs, body string, guest *sim.Attester) {
 	t.Helper()
+	dir, refs, body, guest, _ = simGuest(t)
+	return dir, refs, body, guest
+}
+
+// simGuest is simGuestFiles that also returns the authority (with its ARK key, for CRLs).
+func simGuest(t *testing.T) (dir, refs, body string, guest *sim.Attester, auth *sim.Authority) {
+	t.Helper()
 	dir = t.TempDir()
-	auth, err := sim.NewAuthority(rand.Reader, sim.Options{})
+	var err error
+	auth, err = sim.NewAuthority(rand.Reader, sim.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +52,7 @@ func simGuestFiles(t *testing.T) (dir, refs, body string, guest *sim.Attester) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dir, refs, body, guest
+	return dir, refs, body, guest, auth
 }
 
 // veil-kbs as configured from files: sim roots, reference values, a resource stored on disk.
