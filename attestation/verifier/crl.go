@@ -84,7 +84,8 @@ func (s *crlSource) get(ctx context.Context, link string, now time.Time) (*x509.
 	return crl, link, nil
 }
 
-// collateralPath maps a collateral URL to its path under the collateral directory.
+// collateralPath maps a collateral URL to its path under the collateral directory: the URL's
+// path, then "?" and its query if it has one.
 func collateralPath(link string) (string, error) {
 	u, err := url.Parse(link)
 	if err != nil {
@@ -94,7 +95,11 @@ func collateralPath(link string) (string, error) {
 	if p == "/" || strings.Contains(p, "..") {
 		return "", fmt.Errorf("collateral URL %q has no usable path", link)
 	}
-	return filepath.FromSlash(strings.TrimPrefix(p, "/")), nil
+	p = strings.TrimPrefix(p, "/")
+	if u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	return filepath.FromSlash(p), nil
 }
 
 // snpRevocation checks the chain the endorsement key verified with (EK, ASK or ASVK, ARK)

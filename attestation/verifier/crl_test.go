@@ -237,13 +237,15 @@ func TestRevocationConfig(t *testing.T) {
 	if _, err := New(Config{CollateralDir: filepath.Join(t.TempDir(), "missing")}); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Fatalf("New(missing CollateralDir) = %v", err)
 	}
-	// TDX has no offline collateral yet: with revocations on, TDX evidence is refused, saying why.
+	// TDX with a collateral directory takes Intel PCS collateral from it: none there is an error
+	// naming the file.
 	v, err := New(Config{CheckRevocations: true, CollateralDir: t.TempDir(), Now: fixedNow})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ev, rd := sampleTDXEvidence(t)
-	if _, err := v.Verify(context.Background(), Input{TEE: "tdx", Evidence: ev, ReportData: rd}); err == nil || !strings.Contains(err.Error(), "TDX revocation checks need FetchCollateral") {
-		t.Fatalf("TDX with offline revocation checks = %v", err)
+	if _, err := v.Verify(context.Background(), Input{TEE: "tdx", Evidence: ev, ReportData: rd}); err == nil ||
+		!strings.Contains(err.Error(), "tdx/certification/v4/tcb?fmspc=50806f000000: no such file") {
+		t.Fatalf("TDX with an empty collateral directory = %v", err)
 	}
 }

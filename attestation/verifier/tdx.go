@@ -73,22 +73,27 @@ func (v *verifier) tdxChainAndSignature(ctx context.Context, c *tdxCheck) error 
 		simulated[0] = 1
 	}
 	key := cacheKey([]byte("tdx"), c.chain[0].Raw, c.chain[1].Raw, c.chain[2].Raw, simulated)
-	if e, ok := v.cache.get(key, now); ok && !v.cfg.FetchCollateral {
+	collateral := v.cfg.FetchCollateral || v.cfg.CollateralDir != ""
+	if e, ok := v.cache.get(key, now); ok && !collateral {
 		if err := quoteSignatures(c.quote, e.leaf); err != nil {
 			return fmt.Errorf("%w: TDX quote: %w", ErrUntrusted, err)
 		}
 		return nil
 	}
-	if v.cfg.CheckRevocations && !v.cfg.FetchCollateral {
-		return fmt.Errorf("%w: TDX revocation checks need FetchCollateral (fetch_collateral): offline TDX collateral is not supported yet", ErrUntrusted)
-	}
 	opts := &tdxverify.Options{
 		TrustedRoots:     c.pool,
-		GetCollateral:    v.cfg.FetchCollateral,
+		GetCollateral:    collateral,
 		CheckRevocations: v.cfg.CheckRevocations,
 		Now:              now,
 	}
-	if v.cfg.FetchCollateral {
+	switch {
+	case v.cfg.CollateralDir != "":
+		var next HTTPSGetter
+		if v.cfg.FetchCollateral {
+			next = v.cfg.Getter
+		}
+		opts.Getter = tdxDirGetter{ctx: ctx, dir: v.cfg.CollateralDir, next: next}
+	case v.cfg.FetchCollateral:
 		opts.Getter = tdxGetter{ctx: ctx, g: v.cfg.Getter}
 	}
 	if err := tdxverify.TdxQuote(c.quote, opts); err != nil {

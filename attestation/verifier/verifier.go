@@ -101,12 +101,18 @@ type Config struct {
 	// form: DER, signed by the ARK) must be signed by the trusted ARK, current (thisUpdate ≤
 	// now ≤ nextUpdate), and list neither the ASK/ASVK nor the VCEK/VLEK; it comes from
 	// CollateralDir, else (FetchCollateral) from KDS, kept until its nextUpdate. TDX:
-	// go-tdx-guest's online checks (PCK CRL), which need FetchCollateral. It needs
-	// FetchCollateral or CollateralDir.
+	// go-tdx-guest's checks of the PCK chain against Intel's root CA and PCK CRLs (from
+	// CollateralDir or PCS). It needs FetchCollateral or CollateralDir.
 	CheckRevocations bool
-	// CollateralDir is a directory of collateral mirroring the vendors' URL paths, for offline
-	// checks: DIR/vcek/v1/<product line>/crl and DIR/vlek/v1/<product line>/crl are the CRLs
-	// https://kdsintf.amd.com/vcek/v1/<product line>/crl etc. serve. "" means none.
+	// CollateralDir is a directory of collateral mirroring the vendors' URL paths (path, then
+	// "?query" if any), for offline checks: DIR/vcek/v1/<product line>/crl is the CRL
+	// https://kdsintf.amd.com/vcek/v1/<product line>/crl serves (SNP, with CheckRevocations);
+	// DIR/tdx/certification/v4/tcb?fmspc=<fmspc>, DIR/tdx/certification/v4/qe/identity,
+	// DIR/sgx/certification/v4/pckcrl?ca=<ca>&encoding=der and DIR/IntelSGXRootCA.der are
+	// Intel PCS's responses, each with its headers (issuer chains) in FILE.headers as curl -D
+	// writes them. When it is set, TDX evidence is always checked against that collateral, as
+	// with FetchCollateral (files missing from it are fetched when FetchCollateral is set).
+	// "" means none.
 	CollateralDir string
 	// Getter is used when FetchCollateral is set; nil means net/http with a 30 s timeout.
 	Getter HTTPSGetter

@@ -66,11 +66,12 @@ type AttestationConfig struct {
 	TokenTTL Duration `toml:"token_ttl"`
 	// FetchCollateral lets the verifiers fetch certificates and collateral from AMD and Intel.
 	FetchCollateral bool `toml:"fetch_collateral"`
-	// CheckRevocations checks the SNP chain against AMD's CRLs (from CollateralDir, else from
-	// KDS with FetchCollateral) and, with FetchCollateral, TDX PCK revocations. Off by default.
+	// CheckRevocations checks the SNP chain against AMD's CRLs and the TDX PCK chain against
+	// Intel's CRLs (from CollateralDir, else fetched with FetchCollateral). Off by default.
 	CheckRevocations bool `toml:"check_revocations"`
-	// CollateralDir holds collateral for offline checks, laid out as the vendors' URL paths:
-	// vcek/v1/<product line>/crl (and vlek/...) as AMD's KDS serves them.
+	// CollateralDir holds collateral for offline checks, laid out as the vendors' URL paths
+	// (see verifier.Config.CollateralDir and docs/attestation.md). TDX evidence is checked
+	// against its Intel PCS collateral whenever it is set.
 	CollateralDir string `toml:"collateral_dir"`
 }
 
@@ -137,8 +138,8 @@ func ParseFlags(name string, args []string) (*Config, error) {
 	fs.StringVar(&a.Policy, "attestation-policy", "", "Rego appraisal policy file")
 	fs.DurationVar(&tokenTTL, "token-ttl", 0, "attestation token lifetime (default 5m)")
 	fs.BoolVar(&a.FetchCollateral, "fetch-collateral", false, "fetch certificates and collateral from AMD and Intel")
-	fs.BoolVar(&a.CheckRevocations, "check-revocations", false, "check revocations: SNP against AMD's CRLs (from --collateral-dir, else fetched), TDX with --fetch-collateral")
-	fs.StringVar(&a.CollateralDir, "collateral-dir", "", "directory of collateral for offline checks (vcek/v1/<product line>/crl as AMD KDS serves it)")
+	fs.BoolVar(&a.CheckRevocations, "check-revocations", false, "check revocations: SNP against AMD's CRLs, TDX against Intel's (from --collateral-dir, else fetched)")
+	fs.StringVar(&a.CollateralDir, "collateral-dir", "", "directory of collateral for offline checks, laid out as AMD KDS's and Intel PCS's URL paths (docs/attestation.md); TDX evidence is checked against its PCS collateral when set")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
