@@ -168,6 +168,49 @@ func TestAppraiseTDX(t *testing.T) {
 	}
 }
 
+// allowed_tcb_statuses: evidence whose tcb_status claim is absent (not checked against Intel's
+// TCB info) or not in the list is contraindicated; without the key nothing is checked.
+func TestAppraiseTDXTCBStatus(t *testing.T) {
+	good := sim.TDXLaunch{MRTD: goodMeasurement}
+	tests := []struct {
+		name, status string // status "": no tcb_status claim
+		allowed      []string
+		want         Status
+		wantReason   string
+	}{
+		{name: "not required, not checked", want: StatusAffirming},
+		{name: "not required, out of date", status: "OutOfDate", want: StatusAffirming},
+		{name: "required, not checked", allowed: []string{"UpToDate"}, want: StatusContraindicated,
+			wantReason: "TCB status not checked against Intel's TCB info"},
+		{name: "up to date", status: "UpToDate", allowed: []string{"UpToDate"}, want: StatusAffirming},
+		{name: "hardening needed, allowed", status: "SWHardeningNeeded", allowed: []string{"UpToDate", "SWHardeningNeeded"}, want: StatusAffirming},
+		{name: "revoked", status: "Revoked", allowed: []string{"UpToDate", "SWHardeningNeeded"}, want: StatusContraindicated,
+			wantReason: "TCB status Revoked is not allowed (allowed: UpToDate, SWHardeningNeeded)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := &TDXReference{MRTD: []string{goodHex}, AllowSimulated: true, AllowedTCBStatuses: tc.allowed}
+			a, err := New(context.Background(), Options{Reference: &ReferenceValues{TDX: ref}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := claimsOf(t, "tdx", sim.SNPLaunch{}, good)
+			if tc.status != "" {
+				c.Raw["tcb_status"] = tc.status
+			}
+			res, err := a.Appraise(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var vector map[string]int
+			if tc.want == StatusContraindicated {
+				vector = map[string]int{"hardware": 96}
+			}
+			check(t, res, tc.want, vector, tc.wantReason)
+		})
+	}
+}
+
 func TestCustomPolicy(t *testing.T) {
 	c := claimsOf(t, "snp", sim.SNPLaunch{}, sim.TDXLaunch{})
 	tests := []struct {

@@ -149,3 +149,16 @@ tcb_violations contains sprintf("TEE_TCB_SVN %s is below the minimum %s", [c.tcb
 	some i in numbers.range(0, 15)
 	substring(c.tcb_svn, 2 * i, 2) < substring(ref.minimum_tee_tcb_svn, 2 * i, 2)
 }
+
+tcb_violations contains "TCB status not checked against Intel's TCB info (the verifier needs collateral_dir or fetch_collateral)" if {
+	input.tee == "tdx"
+	count(ref.allowed_tcb_statuses) > 0
+	object.get(c, "tcb_status", "") == ""
+}
+
+tcb_violations contains sprintf("TCB status %s is not allowed (allowed: %s)", [c.tcb_status, concat(", ", ref.allowed_tcb_statuses)]) if {
+	input.tee == "tdx"
+	count(ref.allowed_tcb_statuses) > 0
+	object.get(c, "tcb_status", "") != ""
+	not c.tcb_status in ref.allowed_tcb_statuses
+}

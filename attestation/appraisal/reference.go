@@ -67,6 +67,16 @@ type TDXReference struct {
 	MinimumTEETCBSVN string `json:"minimum_tee_tcb_svn,omitempty" toml:"minimum_tee_tcb_svn"`
 	// AllowSimulated: as for SNP.
 	AllowSimulated bool `json:"allow_simulated,omitempty" toml:"allow_simulated"`
+	// AllowedTCBStatuses are the TCB statuses (Intel's names: UpToDate, SWHardeningNeeded, …)
+	// accepted in the tcb_status claim. Non-empty: evidence without the claim (not checked
+	// against Intel's TCB info) or with another status is contraindicated. Empty: not checked.
+	AllowedTCBStatuses []string `json:"allowed_tcb_statuses,omitempty" toml:"allowed_tcb_statuses"`
+}
+
+// tdxTCBStatuses are the TCB statuses of Intel's TCB info (PCS API v4).
+var tdxTCBStatuses = []string{
+	"UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded",
+	"OutOfDate", "OutOfDateConfigurationNeeded", "Revoked",
 }
 
 var (
@@ -144,6 +154,11 @@ func (rv *ReferenceValues) Validate() error {
 		if t.MinimumTEETCBSVN != "" {
 			hexes("tdx.minimum_tee_tcb_svn", []string{t.MinimumTEETCBSVN}, 16)
 		}
+		for _, s := range t.AllowedTCBStatuses {
+			if !contains(tdxTCBStatuses, s) {
+				errs = append(errs, fmt.Errorf("tdx.allowed_tcb_statuses: unknown TCB status %q (known: %s)", s, strings.Join(tdxTCBStatuses, ", ")))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -200,6 +215,7 @@ func (rv *ReferenceValues) regoInput(tee string) map[string]any {
 			"mr_td": lower(t.MRTD), "rtmr_0": lower(t.RTMR0), "rtmr_1": lower(t.RTMR1),
 			"rtmr_2": lower(t.RTMR2), "rtmr_3": lower(t.RTMR3), "allow_debug": t.AllowDebug,
 			"minimum_tee_tcb_svn": strings.ToLower(t.MinimumTEETCBSVN), "allow_simulated": t.AllowSimulated,
+			"allowed_tcb_statuses": strs(t.AllowedTCBStatuses),
 		}
 	}
 }

@@ -36,6 +36,10 @@ minimum_tee_tcb_svn = "03000400000000000000000000000000"
 		{name: "bad flags and hex, all named", format: "json", in: `{"snp":{"allowed_policy_flags":["turbo"],"required_policy_flags":["smt"]},"tdx":{"rtmr_2":["zz"]}}`,
 			wantErr: "unknown flag \"turbo\""},
 		{name: "format", format: "yaml", in: "", wantErr: `unknown format "yaml"`},
+		{name: "tcb statuses", format: "toml", in: "[tdx]\nallowed_tcb_statuses = [\"UpToDate\", \"SWHardeningNeeded\"]\n",
+			check: func(r *ReferenceValues) bool { return len(r.TDX.AllowedTCBStatuses) == 2 }},
+		{name: "unknown tcb status", format: "json", in: `{"tdx":{"allowed_tcb_statuses":["UpToDate","Fine"]}}`,
+			wantErr: `tdx.allowed_tcb_statuses: unknown TCB status "Fine"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

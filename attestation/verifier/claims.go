@@ -132,5 +132,8 @@ func tdxRaw(c *Claims, t *TDXClaims, h *pb.Header) map[string]any {
 	} {
 		raw[k] = v
 	}
+	if t.TCBStatus != "" {
+		raw["tcb_status"] = t.TCBStatus
+	}
 	return raw
 }

@@ -27,6 +27,9 @@ type tdxCheck struct {
 	chain     []*x509.Certificate // PCK, intermediate, root
 	pool      *x509.CertPool
 	simulated bool
+	// tcbStatus is "UpToDate" when go-tdx-guest checked the quote against Intel's TCB info and
+	// QE identity (it accepts no other status); "" when no collateral was used.
+	tcbStatus string
 }
 
 func (v *verifier) verifyTDX(ctx context.Context, in Input) (*Claims, error) {
@@ -99,6 +102,9 @@ func (v *verifier) tdxChainAndSignature(ctx context.Context, c *tdxCheck) error 
 	if err := tdxverify.TdxQuote(c.quote, opts); err != nil {
 		return fmt.Errorf("%w: TDX quote: %w", ErrUntrusted, err)
 	}
+	if collateral {
+		c.tcbStatus = string(pcs.TcbComponentStatusUpToDate)
+	}
 	v.cacheTDXChain(key, c, now)
 	return nil
 }
@@ -169,6 +175,10 @@ type TDXClaims struct {
 	SeamAttributes                           []byte
 	// FMSPC is the platform's FMSPC from the PCK certificate, hex.
 	FMSPC string
+	// TCBStatus is the platform's TCB status by Intel's TCB info: "UpToDate" when the quote was
+	// checked against Intel PCS collateral (FetchCollateral, CollateralDir; go-tdx-guest refuses
+	// every other status), "" when it was not.
+	TCBStatus string
 }
 
 func tdxClaims(c *tdxCheck, initDataChecked bool) *Claims {
@@ -186,6 +196,7 @@ func tdxClaims(c *tdxCheck, initDataChecked bool) *Claims {
 	if exts, err := pcs.PckCertificateExtensions(c.chain[0]); err == nil {
 		t.FMSPC = exts.FMSPC
 	}
+	t.TCBStatus = c.tcbStatus
 	claims := &Claims{
 		TEE: "tdx", Simulated: c.simulated, Measurement: t.MRTD, HostData: t.MRConfigID,
 		ReportData: b.GetReportData(), InitDataChecked: initDataChecked,

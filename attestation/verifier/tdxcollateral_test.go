@@ -10,6 +10,9 @@ import (
 	"time"
 
 	testcases "github.com/google/go-tdx-guest/testing"
+	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
+
+	"github.com/veil-runtime/veil/attestation/tdx"
 )
 
 // A time inside the validity of go-tdx-guest's sample Intel PCS collateral (TCB info, QE
@@ -129,5 +132,37 @@ func TestReadHeaderDump(t *testing.T) {
 	write("Tcb-Info-Issuer-Chain: a\n\n")
 	if _, err := readHeaderDump(file); err == nil || !strings.Contains(err.Error(), "not an HTTP status line") {
 		t.Fatalf("readHeaderDump without a status line = %v", err)
+	}
+}
+
+// The tcb_status claim is there only when the quote was checked against Intel's TCB info.
+func TestTDXTCBStatusClaim(t *testing.T) {
+	q, err := tdx.ParseQuote(tdxtestdata.RawQuote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := tdx.PCKChain(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, status := range []string{"", "UpToDate"} {
+		c := tdxClaims(&tdxCheck{quote: q, chain: chain, tcbStatus: status}, false)
+		got, ok := c.Raw["tcb_status"]
+		if c.TDX.TCBStatus != status || ok != (status != "") || ok && got != status {
+			t.Errorf("status %q: TCBStatus %q, raw %v (%v)", status, c.TDX.TCBStatus, got, ok)
+		}
+	}
+	// Without collateral (the default) the real sample verifies and has no tcb_status.
+	v, err := New(Config{Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, rd := sampleTDXEvidence(t)
+	c, err := v.Verify(context.Background(), Input{TEE: "tdx", Evidence: ev, ReportData: rd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Raw["tcb_status"]; ok {
+		t.Fatalf("tcb_status without collateral: %v", c.Raw["tcb_status"])
 	}
 }
