@@ -6,6 +6,8 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // Errors shared by every driver.
@@ -21,12 +23,6 @@ const (
 	DefaultMachine   = "q35"
 	// DefaultSNPPolicy allows SMT and forbids debugging (bit 17 is reserved and must be 1).
 	DefaultSNPPolicy = 0x30000
-)
-
-// Sizes of the launch-measured host data.
-const (
-	SNPHostDataSize   = 32 // SEV-SNP HOST_DATA
-	TDXMRConfigIDSize = 48 // TDX MRCONFIGID
 )
 
 // MaxTagLen is the longest virtio-fs tag the device accepts.
@@ -176,8 +172,8 @@ func (c Config) validateTEE() []error {
 		if len(t.HostData) > 0 && t.Kind == TEENone {
 			add("host data given, but a plain VM measures nothing")
 		}
-		if len(t.HostData) > TDXMRConfigIDSize {
-			add("host data is %d bytes: want at most %d", len(t.HostData), TDXMRConfigIDSize)
+		if len(t.HostData) > layout.TDXMRConfigIDSize {
+			add("host data is %d bytes: want at most %d", len(t.HostData), layout.TDXMRConfigIDSize)
 		}
 	default:
 		return []error{fmt.Errorf("tee %q: want none, snp, tdx or sim", t.Kind)}
@@ -196,9 +192,9 @@ func (c Config) validateTEE() []error {
 func (t TEEConfig) HostDataSize() int {
 	switch t.Kind {
 	case TEESNP:
-		return SNPHostDataSize
+		return layout.SNPHostDataSize
 	case TEETDX:
-		return TDXMRConfigIDSize
+		return layout.TDXMRConfigIDSize
 	}
 	return 0
 }

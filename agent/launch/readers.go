@@ -10,61 +10,43 @@ import (
 	"github.com/google/go-sev-guest/client"
 	labi "github.com/google/go-tdx-guest/client/linuxabi"
 	"golang.org/x/sys/unix"
-)
 
-// Report layouts (PROTOCOLS.md; AMD SEV-SNP ABI, Intel TDX module ABI).
-const (
-	// SNPReportSize is an SEV-SNP ATTESTATION_REPORT's size; HOST_DATA is at 0xC0–0xE0.
-	SNPReportSize      = 0x4A0
-	snpHostDataOffset  = 0xC0
-	SNPHostDataSize    = 32
-	snpReportMinVer    = 2
-	TDReportSize       = 1024 // TDREPORT_STRUCT: REPORTMACSTRUCT 256, TEE_TCB_INFO 239+17, TDINFO 512
-	tdReportMRConfigID = 256 + 256 + 8 + 8 + 48
-	// MRConfigIDSize is TDX MRCONFIGID's size.
-	MRConfigIDSize = 48
-	// A version 4 TDX quote: a 48-byte header, then the TD quote body, where MRCONFIGID
-	// follows TEE_TCB_SVN 16, MRSEAM 48, MRSIGNERSEAM 48, SEAMATTRIBUTES 8, TDATTRIBUTES 8,
-	// XFAM 8 and MRTD 48.
-	tdxQuoteHeaderSize = 48
-	tdxQuoteMRConfigID = tdxQuoteHeaderSize + 16 + 48 + 48 + 8 + 8 + 8 + 48
-	tdxQuoteBodySize   = 584
-	tdxTEETypeTDX      = 0x81
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // SNPHostData returns HOST_DATA of a raw SEV-SNP report (or of a report followed by its
 // certificate table, as a quote provider returns it).
 func SNPHostData(report []byte) ([]byte, error) {
-	if len(report) < SNPReportSize {
-		return nil, fmt.Errorf("snp report: %d bytes, less than a report (%d)", len(report), SNPReportSize)
+	if len(report) < layout.SNPReportSize {
+		return nil, fmt.Errorf("snp report: %d bytes, less than a report (%d)", len(report), layout.SNPReportSize)
 	}
-	if v := uint32(report[0]) | uint32(report[1])<<8 | uint32(report[2])<<16 | uint32(report[3])<<24; v < snpReportMinVer {
+	if v := uint32(report[0]) | uint32(report[1])<<8 | uint32(report[2])<<16 | uint32(report[3])<<24; v < layout.SNPReportMinVersion {
 		return nil, fmt.Errorf("snp report: version %d is not a report this agent reads", v)
 	}
-	return append([]byte(nil), report[snpHostDataOffset:snpHostDataOffset+SNPHostDataSize]...), nil
+	return append([]byte(nil), report[layout.SNPHostDataOffset:layout.SNPHostDataOffset+layout.SNPHostDataSize]...), nil
 }
 
 // TDReportMRConfigID returns MRCONFIGID of a TDREPORT_STRUCT (what /dev/tdx_guest returns).
 func TDReportMRConfigID(report []byte) ([]byte, error) {
-	if len(report) != TDReportSize {
-		return nil, fmt.Errorf("tdreport: %d bytes, want %d", len(report), TDReportSize)
+	if len(report) != layout.TDReportSize {
+		return nil, fmt.Errorf("tdreport: %d bytes, want %d", len(report), layout.TDReportSize)
 	}
-	return append([]byte(nil), report[tdReportMRConfigID:tdReportMRConfigID+MRConfigIDSize]...), nil
+	return append([]byte(nil), report[layout.TDReportMRConfigIDOffset:layout.TDReportMRConfigIDOffset+layout.TDXMRConfigIDSize]...), nil
 }
 
 // TDXQuoteMRConfigID returns MRCONFIGID of a version 4 TDX quote (what configfs-tsm's
 // outblob holds in a TDX guest).
 func TDXQuoteMRConfigID(quote []byte) ([]byte, error) {
-	if len(quote) < tdxQuoteHeaderSize+tdxQuoteBodySize {
+	if len(quote) < layout.TDXQuoteHeaderSize+layout.TDXQuoteBodySize {
 		return nil, fmt.Errorf("tdx quote: %d bytes, less than a header and a body", len(quote))
 	}
 	if v := uint16(quote[0]) | uint16(quote[1])<<8; v != 4 {
 		return nil, fmt.Errorf("tdx quote: version %d, this agent reads version 4", v)
 	}
-	if tee := uint32(quote[4]) | uint32(quote[5])<<8 | uint32(quote[6])<<16 | uint32(quote[7])<<24; tee != tdxTEETypeTDX {
+	if tee := uint32(quote[4]) | uint32(quote[5])<<8 | uint32(quote[6])<<16 | uint32(quote[7])<<24; tee != layout.TDXQuoteTEEType {
 		return nil, fmt.Errorf("tdx quote: TEE type %#x is not TDX", tee)
 	}
-	return append([]byte(nil), quote[tdxQuoteMRConfigID:tdxQuoteMRConfigID+MRConfigIDSize]...), nil
+	return append([]byte(nil), quote[layout.TDXQuoteMRConfigIDOffset:layout.TDXQuoteMRConfigIDOffset+layout.TDXMRConfigIDSize]...), nil
 }
 
 // RawReporter returns a raw attestation report for reportData: go-sev-guest's quote

@@ -13,22 +13,24 @@ import (
 	tdxabi "github.com/google/go-tdx-guest/abi"
 	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
+
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // HOST_DATA of go-sev-guest's real Milan sample report, read at its offset, is what the
 // library's own parser finds.
 func TestSNPHostDataOfSample(t *testing.T) {
 	raw := sevtestdata.AttestationBytes
-	want, err := sevabi.ReportToProto(raw[:SNPReportSize])
+	want, err := sevabi.ReportToProto(raw[:layout.SNPReportSize])
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := SNPHostData(raw)
-	if err != nil || !bytes.Equal(got, want.GetHostData()) || len(got) != SNPHostDataSize {
+	if err != nil || !bytes.Equal(got, want.GetHostData()) || len(got) != layout.SNPHostDataSize {
 		t.Fatalf("SNPHostData = %x, %v; want %x", got, err, want.GetHostData())
 	}
 	// The field really is at 0xC0: mark it and read it back.
-	marked := bytes.Clone(raw[:SNPReportSize])
+	marked := bytes.Clone(raw[:layout.SNPReportSize])
 	copy(marked[0xC0:], bytes.Repeat([]byte{0x5A}, 32))
 	if got, _ := SNPHostData(marked); !bytes.Equal(got, bytes.Repeat([]byte{0x5A}, 32)) {
 		t.Fatalf("marked HOST_DATA read back as %x", got)
@@ -53,12 +55,12 @@ func TestTDXQuoteMRConfigIDOfSample(t *testing.T) {
 		}
 		want := q.(*tdxpb.QuoteV4).GetTdQuoteBody().GetMrConfigId()
 		got, err := TDXQuoteMRConfigID(raw)
-		if err != nil || !bytes.Equal(got, want) || len(got) != MRConfigIDSize {
+		if err != nil || !bytes.Equal(got, want) || len(got) != layout.TDXMRConfigIDSize {
 			t.Fatalf("%s: TDXQuoteMRConfigID = %x, %v; want %x", what, got, err, want)
 		}
 	}
 	check("sample")
-	copy(raw[tdxQuoteMRConfigID:], bytes.Repeat([]byte{0xC3}, MRConfigIDSize))
+	copy(raw[layout.TDXQuoteMRConfigIDOffset:], bytes.Repeat([]byte{0xC3}, layout.TDXMRConfigIDSize))
 	check("marked")
 	bad := bytes.Clone(raw)
 	bad[0] = 5
@@ -76,8 +78,8 @@ func TestTDReportMRConfigID(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := q.(*tdxpb.QuoteV4).GetTdQuoteBody()
-	const tdAttributesInQuote = tdxQuoteHeaderSize + 16 + 48 + 48 + 8
-	rep := make([]byte, TDReportSize)
+	const tdAttributesInQuote = layout.TDXQuoteHeaderSize + 16 + 48 + 48 + 8
+	rep := make([]byte, layout.TDReportSize)
 	copy(rep[512:], tdxtestdata.RawQuote[tdAttributesInQuote:tdAttributesInQuote+8+8+48+48])
 	if !bytes.Equal(rep[512+16:512+64], body.GetMrTd()) {
 		t.Fatalf("MRTD not where the quote has it: %x", rep[512+16:512+64])

@@ -25,12 +25,9 @@ const (
 	TEETDX = "tdx"
 )
 
-// SNPReportSize is the size of an SEV-SNP ATTESTATION_REPORT.
-const SNPReportSize = 0x4A0
-
 // SNP is the evidence of an AMD SEV-SNP guest.
 type SNP struct {
-	// Report is the raw ATTESTATION_REPORT, SNPReportSize bytes.
+	// Report is the raw ATTESTATION_REPORT, layout.SNPReportSize bytes.
 	Report []byte
 	// CertChain is the certificate table that came with an extended report; nil when none did.
 	CertChain []CertTableEntry

@@ -8,16 +8,18 @@ import (
 	"testing"
 
 	"github.com/google/go-sev-guest/verify/testdata"
+
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // milanReport is go-sev-guest's real Milan sample report (version 2).
 func milanReport(t testing.TB) []byte {
 	t.Helper()
 	raw := testdata.AttestationBytes
-	if len(raw) < SNPReportSize {
+	if len(raw) < layout.SNPReportSize {
 		t.Fatalf("sample report has %d bytes", len(raw))
 	}
-	return bytes.Clone(raw[:SNPReportSize])
+	return bytes.Clone(raw[:layout.SNPReportSize])
 }
 
 func TestSNPReportRoundTrip(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // FuzzSNPEvidence: any input either fails to parse or is valid JSON (encoding/json agrees) and
@@ -39,14 +41,14 @@ func FuzzSNPEvidence(f *testing.F) {
 }
 
 // FuzzSNPReport: the byte-array decoder and the sev form never panic, and accepted reports are
-// exactly SNPReportSize bytes.
+// exactly layout.SNPReportSize bytes.
 func FuzzSNPReport(f *testing.F) {
 	js, _ := MarshalSNPReport(milanReport(f))
 	f.Add([]byte(js))
 	f.Add([]byte(`{"report_data":[0, 1 ,255]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		raw, err := UnmarshalSNPReport(data)
-		if err == nil && len(raw) != SNPReportSize {
+		if err == nil && len(raw) != layout.SNPReportSize {
 			t.Fatalf("accepted a %d-byte report", len(raw))
 		}
 	})

@@ -11,12 +11,6 @@ import (
 // InitDataVersion is the only initdata version this package reads.
 const InitDataVersion = "0.1.0"
 
-// Sizes of the launch fields that carry the initdata digest.
-const (
-	SNPHostDataSize   = 32
-	TDXMRConfigIDSize = 48
-)
-
 // InitData is the "init-data" object of a KBS attest request: the initdata document exactly as
 // the guest received it.
 type InitData struct {
@@ -58,7 +52,7 @@ func (d InitData) Digest() (algorithm string, digest []byte, err error) {
 }
 
 // PadDigest returns digest zero-padded or truncated to size bytes: the value a launch field of
-// that size (SNPHostDataSize, TDXMRConfigIDSize) holds for the digest.
+// that size (layout.SNPHostDataSize, layout.TDXMRConfigIDSize) holds for the digest.
 func PadDigest(digest []byte, size int) []byte {
 	out := make([]byte, size)
 	copy(out, digest)

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 func TestInitDataDigest(t *testing.T) {
@@ -52,10 +54,10 @@ func TestPadDigest(t *testing.T) {
 		d64[i] = byte(i + 1)
 	}
 	copy(d32, d64)
-	if got := PadDigest(d32, TDXMRConfigIDSize); len(got) != 48 || got[31] != 32 || got[32] != 0 {
+	if got := PadDigest(d32, layout.TDXMRConfigIDSize); len(got) != 48 || got[31] != 32 || got[32] != 0 {
 		t.Errorf("sha256 into MRCONFIGID = %x", got)
 	}
-	if got := PadDigest(d64, SNPHostDataSize); len(got) != 32 || got[31] != 32 {
+	if got := PadDigest(d64, layout.SNPHostDataSize); len(got) != 32 || got[31] != 32 {
 		t.Errorf("sha512 into HOST_DATA = %x", got)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // The SNP report's JSON form is the serde form of the virtee sev crate's AttestationReport (sev
@@ -42,7 +44,7 @@ var reportFields = []reportField{
 	{"family_id", 0x10, 16, kBytes}, {"image_id", 0x20, 16, kBytes}, {"vmpl", 0x30, 4, kU32},
 	{"sig_algo", 0x34, 4, kU32}, {"current_tcb", 0x38, 8, kTCB}, {"plat_info", 0x40, 8, kU64},
 	{"key_info", 0x48, 4, kU32}, {"report_data", 0x50, 64, kBytes}, {"measurement", 0x90, 48, kBytes},
-	{"host_data", 0xC0, 32, kBytes}, {"id_key_digest", 0xE0, 48, kBytes},
+	{"host_data", layout.SNPHostDataOffset, layout.SNPHostDataSize, kBytes}, {"id_key_digest", 0xE0, 48, kBytes},
 	{"author_key_digest", 0x110, 48, kBytes}, {"report_id", 0x140, 32, kBytes},
 	{"report_id_ma", 0x160, 32, kBytes}, {"reported_tcb", 0x180, 8, kTCB},
 	{"cpuid_fam_id", 0x188, 1, kOptU8}, {"cpuid_mod_id", 0x189, 1, kOptU8}, {"cpuid_step", 0x18A, 1, kOptU8},
@@ -63,8 +65,8 @@ var fieldIndex = func() map[string]int {
 // MarshalSNPReport returns the JSON of a raw SNP report: the sev crate's serde form when it
 // carries every byte of the report, else a JSON string with the standard base64 of the report.
 func MarshalSNPReport(raw []byte) (json.RawMessage, error) {
-	if len(raw) != SNPReportSize {
-		return nil, fmt.Errorf("snp report has %d bytes, want %d", len(raw), SNPReportSize)
+	if len(raw) != layout.SNPReportSize {
+		return nil, fmt.Errorf("snp report has %d bytes, want %d", len(raw), layout.SNPReportSize)
 	}
 	form := appendSNPReport(make([]byte, 0, 5200), raw)
 	if back, err := parseSNPReport(&reader{b: form}); err == nil && bytes.Equal(back, raw) {
@@ -96,14 +98,14 @@ func readSNPReport(r *reader) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("report string is not standard base64: %w", err)
 	}
-	if len(raw) != SNPReportSize {
-		return nil, fmt.Errorf("report has %d bytes, want %d", len(raw), SNPReportSize)
+	if len(raw) != layout.SNPReportSize {
+		return nil, fmt.Errorf("report has %d bytes, want %d", len(raw), layout.SNPReportSize)
 	}
 	return raw, nil
 }
 
 func parseSNPReport(r *reader) ([]byte, error) {
-	raw := make([]byte, SNPReportSize)
+	raw := make([]byte, layout.SNPReportSize)
 	var seen [32]bool
 	err := r.object(func(key string) error {
 		i, ok := fieldIndex[key]

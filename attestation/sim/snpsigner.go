@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-sev-guest/kds"
 
 	"github.com/veil-runtime/veil/attestation/evidence"
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // TCB is an SNP TCB_VERSION in the Milan/Genoa layout.
@@ -183,7 +184,7 @@ func (s *SNPSigner) Report(l SNPLaunch, reportData [64]byte) ([]byte, error) {
 	if _, err := abi.ParseSnpPolicy(policy); err != nil {
 		return nil, fmt.Errorf("sim: guest policy %#x: %w", policy, err)
 	}
-	raw := make([]byte, evidence.SNPReportSize)
+	raw := make([]byte, layout.SNPReportSize)
 	le32 := binary.LittleEndian.PutUint32
 	le64 := binary.LittleEndian.PutUint64
 	tcb := s.tcb.raw()
@@ -199,7 +200,7 @@ func (s *SNPSigner) Report(l SNPLaunch, reportData [64]byte) ([]byte, error) {
 	le64(raw[0x40:], 1)   // PLATFORM_INFO: SMT enabled
 	copy(raw[0x50:], reportData[:])
 	copy(raw[0x90:], l.Measurement[:])
-	copy(raw[0xC0:], l.HostData[:])
+	copy(raw[layout.SNPHostDataOffset:], l.HostData[:])
 	copy(raw[0x140:], l.ReportID[:])
 	for i := 0x160; i < 0x180; i++ {
 		raw[i] = 0xFF // REPORT_ID_MA: no migration agent
@@ -221,8 +222,8 @@ func (s *SNPSigner) Report(l SNPLaunch, reportData [64]byte) ([]byte, error) {
 // SignReport (re)signs a raw report in place with the VCEK: ECDSA P-384 over SHA-384 of bytes
 // 0..0x29F, R and S little-endian.
 func (s *SNPSigner) SignReport(raw []byte) error {
-	if len(raw) != evidence.SNPReportSize {
-		return fmt.Errorf("sim: report has %d bytes, want %d", len(raw), evidence.SNPReportSize)
+	if len(raw) != layout.SNPReportSize {
+		return fmt.Errorf("sim: report has %d bytes, want %d", len(raw), layout.SNPReportSize)
 	}
 	digest := sha512.Sum384(abi.SignedComponent(raw))
 	r, sv, err := ecdsa.Sign(rand.Reader, s.vcekKey, digest[:])

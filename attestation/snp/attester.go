@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-sev-guest/client"
 
 	"github.com/veil-runtime/veil/attestation/evidence"
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // Attester gets SNP evidence from the guest's AMD secure processor.
@@ -46,14 +47,14 @@ func (a *Attester) Evidence(ctx context.Context, reportData [64]byte) (json.RawM
 // EvidenceFromQuote builds the evidence JSON from what a go-sev-guest quote provider returns:
 // the report followed by the certificate table.
 func EvidenceFromQuote(raw []byte) (json.RawMessage, error) {
-	if len(raw) < evidence.SNPReportSize {
+	if len(raw) < layout.SNPReportSize {
 		return nil, fmt.Errorf("snp attester: quote has %d bytes, less than a report", len(raw))
 	}
-	chain, err := CertTableEntries(raw[evidence.SNPReportSize:])
+	chain, err := CertTableEntries(raw[layout.SNPReportSize:])
 	if err != nil {
 		return nil, err
 	}
-	out, err := evidence.SNP{Report: raw[:evidence.SNPReportSize], CertChain: chain}.JSON()
+	out, err := evidence.SNP{Report: raw[:layout.SNPReportSize], CertChain: chain}.JSON()
 	if err != nil {
 		return nil, fmt.Errorf("snp attester: %w", err)
 	}

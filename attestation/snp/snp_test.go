@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/veil-runtime/veil/attestation/evidence"
+	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/tdx"
 )
 
@@ -141,7 +142,7 @@ func FuzzCertTable(f *testing.F) {
 	f.Add((&abi.CertTable{Entries: []abi.CertTableEntry{{GUID: uuid.MustParse(abi.VcekGUID), RawCert: []byte{1}}}}).Marshal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if entries, err := CertTableEntries(data); err == nil {
-			if _, err := json.Marshal(evidence.SNP{Report: make([]byte, evidence.SNPReportSize), CertChain: entries}); err != nil {
+			if _, err := json.Marshal(evidence.SNP{Report: make([]byte, layout.SNPReportSize), CertChain: entries}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	tdxtestdata "github.com/google/go-tdx-guest/testing/testdata"
 
 	"github.com/veil-runtime/veil/attestation/evidence"
+	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/tdx"
 )
@@ -88,7 +89,7 @@ func simTDXEvidence(t testing.TB, a *sim.Authority, l sim.TDXLaunch, rd [64]byte
 func milanEvidence(t testing.TB) (json.RawMessage, [64]byte) {
 	t.Helper()
 	ev, err := json.Marshal(evidence.SNP{
-		Report:    bytes.Clone(testdata.AttestationBytes[:evidence.SNPReportSize]),
+		Report:    bytes.Clone(testdata.AttestationBytes[:layout.SNPReportSize]),
 		CertChain: []evidence.CertTableEntry{{Type: evidence.CertVCEK, GUID: evidence.GUIDOfCertType(evidence.CertVCEK), Data: testdata.VcekBytes}},
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-sev-guest/verify/trust"
 
 	"github.com/veil-runtime/veil/attestation/evidence"
+	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/snp"
 )
@@ -75,7 +76,7 @@ func (f fakeKDS) Get(_ context.Context, url string) (http.Header, []byte, error)
 
 // Evidence without a certificate chain: refused offline, verified with a fetcher.
 func TestFetchCollateral(t *testing.T) {
-	report, err := json.Marshal(evidence.SNP{Report: testdata.AttestationBytes[:evidence.SNPReportSize]})
+	report, err := json.Marshal(evidence.SNP{Report: testdata.AttestationBytes[:layout.SNPReportSize]})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/veil-runtime/veil/attestation/attester"
 	"github.com/veil-runtime/veil/attestation/evidence"
 	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/snp"
 	"github.com/veil-runtime/veil/attestation/tdx"
@@ -67,11 +68,11 @@ func (g *globals) simAttester(init *protocol.InitData) (kbsclient.Attester, erro
 	switch g.simTEE {
 	case "snp":
 		l := sim.SNPLaunch{Measurement: measurement}
-		copy(l.HostData[:], evidence.PadDigest(digest, evidence.SNPHostDataSize))
+		copy(l.HostData[:], evidence.PadDigest(digest, layout.SNPHostDataSize))
 		return sim.NewSNPAttester(auth, l)
 	case "tdx":
 		l := sim.TDXLaunch{MRTD: measurement}
-		copy(l.MRConfigID[:], evidence.PadDigest(digest, evidence.TDXMRConfigIDSize))
+		copy(l.MRConfigID[:], evidence.PadDigest(digest, layout.TDXMRConfigIDSize))
 		return sim.NewTDXAttester(auth, l)
 	default:
 		return nil, fmt.Errorf("--sim-tee %q: want snp or tdx", g.simTEE)

@@ -42,12 +42,6 @@ const (
 	KeyImagePolicy = "image-policy.json"
 )
 
-// Sizes of the launch fields that hold the digest.
-const (
-	SNPHostDataSize   = 32 // SEV-SNP HOST_DATA
-	TDXMRConfigIDSize = 48 // TDX MRCONFIGID
-)
-
 // MaxDocumentSize bounds a document, before or after decompression.
 const MaxDocumentSize = 1 << 20
 
@@ -176,8 +170,8 @@ func Digest(algorithm string, raw []byte) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// HostData fits a digest to a launch field of size bytes (SNPHostDataSize,
-// TDXMRConfigIDSize): zero-padded when shorter, truncated when longer.
+// HostData fits a digest to a launch field of size bytes (layout.SNPHostDataSize,
+// layout.TDXMRConfigIDSize): zero-padded when shorter, truncated when longer.
 func HostData(digest []byte, size int) []byte {
 	out := make([]byte, size)
 	copy(out, digest)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/policy/initdata"
 )
 
@@ -106,11 +107,11 @@ func TestHostData(t *testing.T) {
 		size   int
 		want   []byte
 	}{
-		{"sha256 in SNP", d256, initdata.SNPHostDataSize, d256},
-		{"sha256 in TDX padded", d256, initdata.TDXMRConfigIDSize, append(bytes.Clone(d256), make([]byte, 16)...)},
-		{"sha384 in TDX", d384, initdata.TDXMRConfigIDSize, d384},
-		{"sha384 in SNP truncated", d384, initdata.SNPHostDataSize, d384[:32]},
-		{"sha512 in TDX truncated", d512, initdata.TDXMRConfigIDSize, d512[:48]},
+		{"sha256 in SNP", d256, layout.SNPHostDataSize, d256},
+		{"sha256 in TDX padded", d256, layout.TDXMRConfigIDSize, append(bytes.Clone(d256), make([]byte, 16)...)},
+		{"sha384 in TDX", d384, layout.TDXMRConfigIDSize, d384},
+		{"sha384 in SNP truncated", d384, layout.SNPHostDataSize, d384[:32]},
+		{"sha512 in TDX truncated", d512, layout.TDXMRConfigIDSize, d512[:48]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := initdata.HostData(tc.digest, tc.size); !bytes.Equal(got, tc.want) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/policy/initdata"
 )
@@ -38,7 +39,7 @@ func attachInitData(cfg *hypervisor.Config, raw []byte) (path string, digest []b
 	case hypervisor.TEESNP, hypervisor.TEETDX:
 		cfg.TEE.HostData = initdata.HostData(digest, cfg.TEE.HostDataSize())
 	case hypervisor.TEESim:
-		cfg.TEE.HostData = initdata.HostData(digest, min(len(digest), hypervisor.TDXMRConfigIDSize))
+		cfg.TEE.HostData = initdata.HostData(digest, min(len(digest), layout.TDXMRConfigIDSize))
 	}
 	path = filepath.Join(filepath.Dir(cfg.StateDir), cfg.ID+initDataSuffix)
 	if err := writeImage(path, img); err != nil {
