@@ -122,23 +122,6 @@ func Methods() []Method {
 	return out
 }
 
-// MethodNames lists the short names of every method of the agent API, in descriptor order.
-func MethodNames() []string {
-	ms := Methods()
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.Name
-	}
-	return out
-}
-
-// LookupMethod finds a method by its short name ("ExecProcess") or by its full ttrpc name
-// ("/veil.agent.v1.Agent/ExecProcess").
-func LookupMethod(name string) (Method, bool) {
-	e, ok := lookup(name)
-	return e.Method, ok
-}
-
 // NewRequest returns an empty request message of the type that method takes.
 func NewRequest(method string) (protoreflect.ProtoMessage, bool) {
 	e, ok := lookup(method)

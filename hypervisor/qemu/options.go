@@ -32,27 +32,14 @@ type options struct {
 	cpu            string
 }
 
-// WithQEMU sets the QEMU binary (default: qemu-system-x86_64 from $PATH).
-func WithQEMU(path string) Option { return func(o *options) { o.qemu = path } }
-
-// WithVirtiofsd sets the virtiofsd binary (default: the first of /usr/libexec/virtiofsd,
-// /usr/lib/qemu/virtiofsd and $PATH). Both the Rust and the C implementation work.
-func WithVirtiofsd(path string) Option { return func(o *options) { o.virtiofsd = path } }
-
 // WithProbeCache sets the directory that caches the KVM probe's answers (default
 // /run/veil/kvm-probe, which a reboot clears).
 func WithProbeCache(dir string) Option { return func(o *options) { o.probeDir = dir } }
-
-// WithProbeTimeout bounds the KVM probe boot (default 10 s).
-func WithProbeTimeout(d time.Duration) Option { return func(o *options) { o.probeTimeout = d } }
 
 // WithPowerdownGrace makes Stop press the ACPI power button first and give the guest d to
 // power off before QEMU is told to quit. The default, 0, skips it: Veil's guest powers off
 // when the agent is asked to, and a guest without acpid ignores the button anyway.
 func WithPowerdownGrace(d time.Duration) Option { return func(o *options) { o.powerdownGrace = d } }
-
-// WithCPU overrides the -cpu model (default: max under TCG, host under KVM, EPYC-v4 for SNP).
-func WithCPU(model string) Option { return func(o *options) { o.cpu = model } }
 
 func newOptions(opts []Option) options {
 	o := options{probeDir: DefaultProbeDir, probeTimeout: DefaultProbeTimeout}

@@ -54,11 +54,6 @@ func WithEventHandler(h func(Event)) Option {
 	return func(c *Client) { c.handler = h }
 }
 
-// WithEventBuffer sets the capacity of the Events channel (default 64).
-func WithEventBuffer(n int) Option {
-	return func(c *Client) { c.eventBuf = n }
-}
-
 // Client is one QMP connection. It is safe for concurrent use.
 type Client struct {
 	conn     net.Conn

@@ -66,13 +66,6 @@ func NewAttestation() *Attestation {
 	return &Attestation{key: key, TTL: 5 * time.Minute, Now: time.Now, status: "affirming", policy: map[string][]byte{}}
 }
 
-// SetStatus sets the EAR status of the next tokens ("affirming", "warning", "contraindicated").
-func (a *Attestation) SetStatus(s string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.status = s
-}
-
 // Last returns the evidence of the last Attest call.
 func (a *Attestation) Last() *kbs.Evidence {
 	a.mu.Lock()
