@@ -185,7 +185,7 @@ func listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 // a guest); a TEE that cannot make one stops the boot.
 func loadPolicy(ctx context.Context, opts Options, popts ...policy.Option) (*launch.Launched, attester.Attester, error) {
 	if opts.Guest {
-		c := launch.DefaultConfig(server.DetectTEE(ctx))
+		c := launch.DefaultConfig(launch.DetectTEE(ctx))
 		c.Options = append(c.Options, popts...)
 		l, err := launch.Boot(ctx, c)
 		if err != nil || l.Settings.KBS.URL == "" {

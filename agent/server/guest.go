@@ -6,35 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/api"
-	"github.com/veil-runtime/veil/agent/initsys"
 	"github.com/veil-runtime/veil/agent/launch"
-	"github.com/veil-runtime/veil/attestation/attester"
-	"github.com/veil-runtime/veil/attestation/sim/psp"
 )
-
-// teePaths are where the guest kernel shows a TEE.
-type teePaths struct {
-	sevGuest  string // the SEV-SNP guest device
-	tdxGuest  string // the TDX guest device
-	tsmReport string // configfs-tsm's report directory
-	cmdline   string // the kernel command line (veil.tee=sim selects the simulated TEE)
-}
-
-var defaultTEEPaths = teePaths{
-	sevGuest:  "/dev/sev-guest",
-	tdxGuest:  "/dev/tdx_guest",
-	tsmReport: "/sys/kernel/config/tsm/report",
-	cmdline:   "/proc/cmdline",
-}
 
 // GetGuestDetails describes the guest: kernel release, memory, online CPUs, the TEE it runs
 // in, the agent's version, the loaded kernel modules and the boot time.
@@ -63,7 +43,7 @@ func (s *Server) GetGuestDetails(ctx context.Context, req *api.GetGuestDetailsRe
 		KernelRelease:    unix.ByteSliceToString(uts.Release[:]),
 		MemTotalBytes:    uint64(si.Totalram) * uint64(si.Unit),
 		OnlineCpus:       cpus,
-		Tee:              detectTEE(ctx, defaultTEEPaths),
+		Tee:              launch.DetectTEE(ctx),
 		AgentVersion:     AgentVersion,
 		LoadedModules:    modules,
 		BootTimeUnixNano: uint64(boot.UnixNano()),
@@ -87,85 +67,6 @@ func residentBytes(statusFile string) uint64 {
 		}
 	}
 	return 0
-}
-
-// DetectTEE returns the guest's TEE kind as GetGuestDetails reports it: "snp", "tdx", "sim"
-// or "none".
-func DetectTEE(ctx context.Context) string { return detectTEE(ctx, defaultTEEPaths) }
-
-// detectTEE returns the hardware TEE when there is one, else "sim" when the kernel command
-// line selects the simulated TEE (veil.tee=sim), else "none". Hardware wins: on a real TEE
-// the host must not be able to swap the launch measurement for one it hands the guest.
-func detectTEE(ctx context.Context, p teePaths) string {
-	hw := detectHardwareTEE(ctx, p)
-	if v, ok := initsys.ParseCmdline(readFile(p.cmdline))[psp.KernelParam]; ok {
-		switch {
-		case v != psp.KernelParamSim:
-			log.G(ctx).Warnf("%s=%s is not a TEE the guest can select (only %s); ignored", psp.KernelParam, v, psp.KernelParamSim)
-		case hw != "none":
-			log.G(ctx).Warnf("%s=%s ignored: this guest runs in a real %s TEE", psp.KernelParam, v, hw)
-		default:
-			return launch.TEESim
-		}
-	}
-	return hw
-}
-
-// readFile returns a file's contents, or "" when it cannot be read.
-func readFile(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return string(b)
-}
-
-// detectHardwareTEE returns "snp" or "tdx" as attestation/attester.DetectKind sees the guest
-// (the same rules the attester that produces evidence follows, so the launch check and the
-// evidence never disagree on the TEE), else "none".
-func detectHardwareTEE(ctx context.Context, p teePaths) string {
-	kind, err := attester.DetectKind(teeEnv{p})
-	if err != nil {
-		if !errors.Is(err, attester.ErrNoTEE) {
-			log.G(ctx).WithError(err).Warn("TEE detection")
-		}
-		return "none"
-	}
-	return kind
-}
-
-// teeEnv is attester.Env on teePaths, so tests can point detection at a temporary directory.
-// Paths it does not map (an older kernel's TDX device name) are looked up as they are.
-type teeEnv struct{ p teePaths }
-
-func (e teeEnv) Exists(path string) bool {
-	switch path {
-	case attester.TSMReportDir:
-		path = e.p.tsmReport
-	case attester.SEVGuestPath:
-		path = e.p.sevGuest
-	case attester.TDXGuestPath:
-		path = e.p.tdxGuest
-	}
-	_, err := os.Stat(path)
-	return err == nil
-}
-
-func (e teeEnv) TSMProvider() (string, error) { return tsmProvider(e.p.tsmReport) }
-
-// tsmProvider makes a report entry in configfs-tsm, reads which driver provides it and
-// removes the entry again.
-func tsmProvider(reportDir string) (string, error) {
-	entry := filepath.Join(reportDir, fmt.Sprintf("veil-probe-%d", os.Getpid()))
-	if err := os.Mkdir(entry, 0o700); err != nil {
-		return "", fmt.Errorf("create configfs-tsm report entry: %w", err)
-	}
-	defer os.Remove(entry)
-	b, err := os.ReadFile(filepath.Join(entry, "provider"))
-	if err != nil {
-		return "", fmt.Errorf("read configfs-tsm provider: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // onlineCPUs counts the CPUs in a sysfs CPU list such as "0-3,6".

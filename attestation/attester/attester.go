@@ -97,8 +97,11 @@ func (HostEnv) Exists(path string) bool {
 }
 
 // TSMProvider creates a configfs-tsm report entry, reads its provider and removes the entry.
-func (HostEnv) TSMProvider() (string, error) {
-	dir := filepath.Join(TSMReportDir, "veil-probe-"+strconv.Itoa(os.Getpid()))
+func (HostEnv) TSMProvider() (string, error) { return TSMProviderAt(TSMReportDir) }
+
+// TSMProviderAt is TSMProvider for the configfs-tsm report directory reportDir.
+func TSMProviderAt(reportDir string) (string, error) {
+	dir := filepath.Join(reportDir, "veil-probe-"+strconv.Itoa(os.Getpid()))
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", fmt.Errorf("configfs-tsm: %w", err)
 	}
