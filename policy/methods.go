@@ -15,7 +15,7 @@ import (
 )
 
 // Service is the fully qualified name of the agent service whose requests the policy judges.
-const Service = "veil.agent.v1.Agent"
+const Service = api.ServiceName
 
 // Method describes one method of the agent API as the policy sees it.
 type Method struct {

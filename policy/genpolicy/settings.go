@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/policy/policies"
 )
 
@@ -103,7 +104,7 @@ func DefaultSettings() *Settings {
 			"/proc/scsi", "/sys/devices/virtual/powercap",
 		},
 		ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
-		Sandbox:       policies.Sandbox{StorageDrivers: []string{"virtiofs", "tmpfs", "bind"}},
+		Sandbox:       policies.Sandbox{StorageDrivers: []string{api.DriverVirtioFS, api.DriverTmpfs, api.DriverBind}},
 		Network:       policies.Network{InterfaceNames: []string{`^eth[0-9]+$`}},
 		CopyFile:      policies.CopyFile{PathPrefixes: []string{"/run/veil/shared/"}},
 	}

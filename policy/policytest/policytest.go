@@ -68,7 +68,7 @@ func Spec(c Container) *specs.Spec {
 		"io.kubernetes.cri.sandbox-id":     "sb1",
 	}
 	if c.ImageDigest != "" {
-		ann["io.veil.image.digest"] = c.ImageDigest
+		ann[api.ImageDigestAnnotation] = c.ImageDigest
 	}
 	return &specs.Spec{
 		Version: specs.Version,

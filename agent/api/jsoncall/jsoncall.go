@@ -17,7 +17,7 @@ import (
 )
 
 // Service is the fully qualified name of the agent service.
-const Service = "veil.agent.v1.Agent"
+const Service = api.ServiceName
 
 func service() protoreflect.ServiceDescriptor {
 	return api.File_agent_proto.Services().ByName("Agent")
