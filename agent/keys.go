@@ -11,7 +11,7 @@ import (
 	"github.com/veil-runtime/veil/agent/launch"
 	"github.com/veil-runtime/veil/agent/unseal"
 	"github.com/veil-runtime/veil/attestation/attester"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // keyProvider returns the key provider of encrypted image layers: the KBS hub of kbsHub, or

@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull"
 	"github.com/veil-runtime/veil/agent/imagepull/imagepulltest"
 	"github.com/veil-runtime/veil/agent/launch"
 	"github.com/veil-runtime/veil/attestation/attester"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 )
 
 // TestKeyProvider: the boot's KBS settings, attester and initdata text make a key provider
@@ -25,17 +25,17 @@ func TestKeyProvider(t *testing.T) {
 		}
 		return keyProvider(ctx, hub), nil
 	}
-	k := cdhtest.NewKBS(t, true)
+	k := kbstest.NewKBS(t, true)
 	kek := imagepulltest.NewKEK()
 	k.Put(t, "default/key/1", kek)
-	att, _ := cdhtest.Guest(t, cdhtest.Measurement)
-	withKBS := &launch.Launched{Settings: launch.Settings{KBS: launch.KBSSettings{URL: k.URL()}}, InitData: cdhtest.InitData}
+	att, _ := kbstest.Guest(t, kbstest.Measurement)
+	withKBS := &launch.Launched{Settings: launch.Settings{KBS: launch.KBSSettings{URL: k.URL()}}, InitData: kbstest.InitData}
 
 	for name, tc := range map[string]struct {
 		l    *launch.Launched
 		none bool
 	}{
-		"no KBS":      {l: &launch.Launched{InitData: cdhtest.InitData}},
+		"no KBS":      {l: &launch.Launched{InitData: kbstest.InitData}},
 		"no attester": {l: withKBS, none: true},
 	} {
 		var a attester.Attester = att

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/attestation/binding"
-	"github.com/veil-runtime/veil/attestation/kbs/jwe"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/jwe"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // Attester produces TEE evidence that carries the given report_data. Veil's attesters

@@ -18,7 +18,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 

@@ -7,7 +7,7 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // Error is a refusal by the KBS: an HTTP status other than 200, with the KBS's error document

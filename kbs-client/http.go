@@ -9,8 +9,8 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/veil-runtime/veil/attestation/kbs/jwe"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/jwe"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // post sends a JSON body to the KBS path and returns the reply body and header on 200.

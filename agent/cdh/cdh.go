@@ -10,7 +10,7 @@
 // debug level.
 //
 // The package is guest side: it imports kbs-client and the attesters, never the KBS server,
-// shim/ or hypervisor/ (cdhtest, used only by tests, runs a real KBS).
+// shim/ or hypervisor/ (attestation/kbs/kbstest, used only by tests, runs a real KBS).
 package cdh
 
 import (
@@ -25,7 +25,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/veil-runtime/veil/attestation/attester"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 

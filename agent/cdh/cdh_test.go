@@ -16,8 +16,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/veil-runtime/veil/agent/cdh"
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 
@@ -30,7 +30,7 @@ var fastRetry = kbsclient.Retry{Attempts: 2, Initial: time.Millisecond, Max: 2 *
 
 func newHub(t *testing.T, url string, measurement [48]byte, roots *x509.CertPool) *cdh.Hub {
 	t.Helper()
-	att, init := cdhtest.Guest(t, measurement)
+	att, init := kbstest.Guest(t, measurement)
 	h, err := cdh.New(cdh.Config{URL: url, RootCAs: roots, Attester: att, InitData: init, Retry: fastRetry})
 	if err != nil {
 		t.Fatal(err)
@@ -46,10 +46,10 @@ func TestGetResource(t *testing.T) {
 	log.L.Logger.SetLevel(logrus.DebugLevel)
 	t.Cleanup(func() { log.L.Logger.SetOutput(io.Discard); log.L.Logger.SetLevel(logrus.InfoLevel) })
 
-	k := cdhtest.NewKBS(t, true)
+	k := kbstest.NewKBS(t, true)
 	k.Put(t, "default/key/1", []byte("secret-one-4f1c"))
 	k.Put(t, "default/key/2", []byte("secret-two-9e2a"))
-	h := newHub(t, k.URL(), cdhtest.Measurement, nil)
+	h := newHub(t, k.URL(), kbstest.Measurement, nil)
 	ctx := context.Background()
 	for i, tc := range []struct{ uri, want string }{
 		{"kbs:///default/key/1", "secret-one-4f1c"},
@@ -78,9 +78,9 @@ func TestGetResource(t *testing.T) {
 // TestReattest: when the KBS no longer accepts the token (a restart with a new token key),
 // the hub attests again, once, and goes on with the new token.
 func TestReattest(t *testing.T) {
-	k := cdhtest.NewKBS(t, true)
+	k := kbstest.NewKBS(t, true)
 	k.Put(t, "default/key/1", []byte("kek"))
-	h := newHub(t, k.URL(), cdhtest.Measurement, nil)
+	h := newHub(t, k.URL(), kbstest.Measurement, nil)
 	ctx := context.Background()
 	if _, err := h.GetResource(ctx, "kbs:///default/key/1"); err != nil {
 		t.Fatal(err)
@@ -99,21 +99,21 @@ func TestReattest(t *testing.T) {
 // TestRefusals: each refusal names the URI, the KBS and what the KBS said.
 func TestRefusals(t *testing.T) {
 	ctx := context.Background()
-	trusting := cdhtest.NewKBS(t, true)
+	trusting := kbstest.NewKBS(t, true)
 	trusting.Put(t, "default/key/1", []byte("kek"))
-	untrusting := cdhtest.NewKBS(t, false)
+	untrusting := kbstest.NewKBS(t, false)
 	untrusting.Put(t, "default/key/1", []byte("kek"))
 	for _, tc := range []struct {
 		name        string
-		kbs         *cdhtest.KBS
+		kbs         *kbstest.KBS
 		measurement [48]byte
 		uri         string
 		op          string
 		kind        protocol.ErrorKind
 	}{
-		{"sim root not trusted", untrusting, cdhtest.Measurement, "kbs:///default/key/1", "attest", protocol.AttestationError},
+		{"sim root not trusted", untrusting, kbstest.Measurement, "kbs:///default/key/1", "attest", protocol.AttestationError},
 		{"measurement not in the reference values", trusting, [48]byte{1}, "kbs:///default/key/1", "get resource default/key/1", protocol.PolicyDeny},
-		{"resource missing", trusting, cdhtest.Measurement, "kbs:///default/key/404", "get resource default/key/404", protocol.InvalidRequestPath},
+		{"resource missing", trusting, kbstest.Measurement, "kbs:///default/key/404", "get resource default/key/404", protocol.InvalidRequestPath},
 	} {
 		h := newHub(t, tc.kbs.URL(), tc.measurement, nil)
 		got, err := h.GetResource(ctx, tc.uri)
@@ -133,13 +133,13 @@ func TestRefusals(t *testing.T) {
 			}
 		}
 	}
-	h := newHub(t, trusting.URL(), cdhtest.Measurement, nil)
+	h := newHub(t, trusting.URL(), kbstest.Measurement, nil)
 	for _, uri := range []string{"kbs:///default/key", "https://kbs/default/key/1", "kbs:///default/../key"} {
 		if _, err := h.GetResource(ctx, uri); err == nil || !strings.Contains(err.Error(), uri) {
 			t.Errorf("%s: %v", uri, err)
 		}
 	}
-	att, _ := cdhtest.Guest(t, cdhtest.Measurement)
+	att, _ := kbstest.Guest(t, kbstest.Measurement)
 	if _, err := cdh.New(cdh.Config{Attester: att}); !errors.Is(err, cdh.ErrNoKBS) {
 		t.Errorf("no URL: %v", err)
 	}
@@ -153,16 +153,16 @@ func TestRefusals(t *testing.T) {
 
 // TestHTTPS: with RootCAs the hub trusts exactly those roots.
 func TestHTTPS(t *testing.T) {
-	k := cdhtest.NewKBS(t, true)
+	k := kbstest.NewKBS(t, true)
 	k.Put(t, "default/key/1", []byte("kek"))
 	ts := httptest.NewTLSServer(k.Env.KBS)
 	t.Cleanup(ts.Close)
 	pool := x509.NewCertPool()
 	pool.AddCert(ts.Certificate())
-	if got, err := newHub(t, ts.URL, cdhtest.Measurement, pool).GetResource(context.Background(), "kbs:///default/key/1"); err != nil || string(got) != "kek" {
+	if got, err := newHub(t, ts.URL, kbstest.Measurement, pool).GetResource(context.Background(), "kbs:///default/key/1"); err != nil || string(got) != "kek" {
 		t.Fatalf("with the KBS's root: %q, %v", got, err)
 	}
-	_, err := newHub(t, ts.URL, cdhtest.Measurement, x509.NewCertPool()).GetResource(context.Background(), "kbs:///default/key/1")
+	_, err := newHub(t, ts.URL, kbstest.Measurement, x509.NewCertPool()).GetResource(context.Background(), "kbs:///default/key/1")
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("with another root: %v", err)
 	}

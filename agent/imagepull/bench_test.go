@@ -15,8 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 )
 
 // benchTars makes 4 layers of 16 files of 128 KiB (half random, half text-like data): 8 MiB.
@@ -60,7 +60,7 @@ func BenchmarkPull(b *testing.B) {
 // HMAC, keys wrapped in CoCo's format); the guest holds an attested session, so each pull
 // costs one KEK request per layer to the loopback KBS besides the decryption.
 func BenchmarkPullEncrypted(b *testing.B) {
-	k := cdhtest.NewKBS(b, true)
+	k := kbstest.NewKBS(b, true)
 	kek := newKEK()
 	k.Put(b, kekPath, kek)
 	reg := newRegistry(b)
@@ -83,7 +83,7 @@ func BenchmarkPullEncrypted(b *testing.B) {
 	}
 	tag, d := reg.push(b, "bench", img)
 	o := reg.opts()
-	o.KeyProvider = imagepull.NewKBSKeyProvider(hub(b, k, cdhtest.Measurement))
+	o.KeyProvider = imagepull.NewKBSKeyProvider(hub(b, k, kbstest.Measurement))
 	benchPull(b, digestRef(tag, d), o, total)
 }
 

@@ -16,8 +16,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 
@@ -34,12 +34,12 @@ var wantEncryptedTree = []string{"app=binary", "base=plain", "etc/", "etc/secret
 // layer is decrypted, checked against its diff_id and unpacked; to a Dest and to the cache,
 // with one attestation for both.
 func TestEncryptedPull(t *testing.T) {
-	k := cdhtest.NewKBS(t, true)
+	k := kbstest.NewKBS(t, true)
 	kek := newKEK()
 	k.Put(t, kekPath, kek)
 	reg := newRegistry(t)
 	tag, d := reg.push(t, "enc", encryptedImage(t, wrapping{kek: kek, kid: kekURI}, nil))
-	keys := imagepull.NewKBSKeyProvider(hub(t, k, cdhtest.Measurement))
+	keys := imagepull.NewKBSKeyProvider(hub(t, k, kbstest.Measurement))
 
 	o := reg.opts()
 	o.Dest = filepath.Join(t.TempDir(), "rootfs")
@@ -71,11 +71,11 @@ func TestEncryptedPull(t *testing.T) {
 
 // TestEncryptedRefused: each failure is refused with a clear error and leaves nothing.
 func TestEncryptedRefused(t *testing.T) {
-	trusting := cdhtest.NewKBS(t, true)
+	trusting := kbstest.NewKBS(t, true)
 	kek := newKEK()
 	trusting.Put(t, kekPath, kek)
 	trusting.Put(t, "default/image-kek/other", newKEK())
-	untrusting := cdhtest.NewKBS(t, false)
+	untrusting := kbstest.NewKBS(t, false)
 	untrusting.Put(t, kekPath, kek)
 	good := wrapping{kek: kek, kid: kekURI}
 	const keysAnn = imagepull.AnnotationKeysPrefix + "attestation-agent"
@@ -84,7 +84,7 @@ func TestEncryptedRefused(t *testing.T) {
 		name        string
 		w           wrapping
 		edit        func(*mutate.Addendum)
-		kbs         *cdhtest.KBS
+		kbs         *kbstest.KBS
 		measurement [48]byte
 		noKeys      bool
 		tamper      bool
@@ -131,7 +131,7 @@ func TestEncryptedRefused(t *testing.T) {
 				c.w = good
 			}
 			if c.measurement == ([48]byte{}) {
-				c.measurement = cdhtest.Measurement
+				c.measurement = kbstest.Measurement
 			}
 			reg := newRegistry(t)
 			img := encryptedImage(t, c.w, c.edit)

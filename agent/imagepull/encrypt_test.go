@@ -9,8 +9,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/veil-runtime/veil/agent/cdh"
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull/imagepulltest"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 
@@ -62,9 +62,9 @@ func encryptedImage(t testing.TB, w wrapping, edit func(*mutate.Addendum)) v1.Im
 
 func newKEK() []byte { return imagepulltest.NewKEK() }
 
-func hub(t testing.TB, k *cdhtest.KBS, measurement [48]byte) *cdh.Hub {
+func hub(t testing.TB, k *kbstest.KBS, measurement [48]byte) *cdh.Hub {
 	t.Helper()
-	att, init := cdhtest.Guest(t, measurement)
+	att, init := kbstest.Guest(t, measurement)
 	h, err := cdh.New(cdh.Config{URL: k.URL(), Attester: att, InitData: init, Retry: kbsclient.Retry{Attempts: 1}})
 	if err != nil {
 		t.Fatal(err)

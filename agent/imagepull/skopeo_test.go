@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 )
 
@@ -31,7 +31,7 @@ func TestSkopeoEncrypted(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/veil-keyprovider").CombinedOutput(); err != nil {
 		t.Fatalf("go build veil-keyprovider: %v\n%s", err, out)
 	}
-	k := cdhtest.NewKBS(t, true)
+	k := kbstest.NewKBS(t, true)
 	reg := newRegistry(t)
 	plain, _ := reg.push(t, "plain", image(t, testConfig, "amd64", layer(t, dir("etc"), file("etc/app.conf", "mode=confidential"), file("app", "binary"))))
 
@@ -67,7 +67,7 @@ func TestSkopeoEncrypted(t *testing.T) {
 	ref := encrypt("enc:1", kekURI, "--kek-dir", t.TempDir(), "--kbs", k.URL(), "--admin-key", k.Env.WriteAdminKey(t))
 	o := reg.opts()
 	o.Dest = filepath.Join(t.TempDir(), "rootfs")
-	o.KeyProvider = imagepull.NewKBSKeyProvider(hub(t, k, cdhtest.Measurement))
+	o.KeyProvider = imagepull.NewKBSKeyProvider(hub(t, k, kbstest.Measurement))
 	if _, err := imagepull.Pull(context.Background(), ref, o); err != nil {
 		t.Fatalf("pull of the image skopeo encrypted: %v", err)
 	}

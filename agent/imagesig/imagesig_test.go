@@ -20,10 +20,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/veil-runtime/veil/agent/cdh"
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull"
 	"github.com/veil-runtime/veil/agent/imagesig"
 	"github.com/veil-runtime/veil/agent/imagesig/imagesigtest"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	"github.com/veil-runtime/veil/policy/imagepolicy"
 )
 
@@ -264,9 +264,9 @@ func TestKBSKey(t *testing.T) {
 	ref, pin := r.push(t, "kbs/app", randomImage(t))
 	imagesigtest.Sign(t, key, strings.TrimSuffix(ref, ":v1")+"@"+pin.String())
 
-	k := cdhtest.NewKBS(t, true)
+	k := kbstest.NewKBS(t, true)
 	k.Put(t, "default/cosign/pub", key.Pub)
-	att, init := cdhtest.Guest(t, cdhtest.Measurement)
+	att, init := kbstest.Guest(t, kbstest.Measurement)
 	hub, err := cdh.New(cdh.Config{URL: k.URL(), Attester: att, InitData: init})
 	if err != nil {
 		t.Fatal(err)

@@ -15,9 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/veil-runtime/veil/agent/cdh"
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagepull"
 	"github.com/veil-runtime/veil/agent/imagepull/imagepulltest"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 
@@ -60,10 +60,10 @@ func pushEncrypted(t *testing.T, kek []byte, kid string) (host, ref, digest stri
 // storage is refused and nothing is mounted.
 func TestGuestPullEncrypted(t *testing.T) {
 	needRoot(t)
-	k := cdhtest.NewKBS(t, true)
+	k := kbstest.NewKBS(t, true)
 	kek := imagepulltest.NewKEK()
 	k.Put(t, "default/key/1", kek)
-	att, init := cdhtest.Guest(t, cdhtest.Measurement)
+	att, init := kbstest.Guest(t, kbstest.Measurement)
 	hub, err := cdh.New(cdh.Config{URL: k.URL(), Attester: att, InitData: init, Retry: kbsclient.Retry{Attempts: 1}})
 	if err != nil {
 		t.Fatal(err)

@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/cdh"
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/unseal"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	"github.com/veil-runtime/veil/kbs-client/sealed"
 )
 
@@ -35,7 +35,7 @@ const (
 // fixture is a real KBS on loopback holding a verification key, a vault secret and a KEK,
 // and an Unsealer attested to it as a sim SNP guest.
 type fixture struct {
-	kbs  *cdhtest.KBS
+	kbs  *kbstest.KBS
 	key  *ecdsa.PrivateKey
 	kek  []byte
 	u    *unseal.Unsealer
@@ -48,7 +48,7 @@ func newFixture(t *testing.T) *fixture {
 	log.L.Logger.SetOutput(&logs)
 	log.L.Logger.SetLevel(logrus.DebugLevel)
 	t.Cleanup(func() { log.L.Logger.SetOutput(io.Discard); log.L.Logger.SetLevel(logrus.InfoLevel) })
-	f := &fixture{kbs: cdhtest.NewKBS(t, true), logs: &logs}
+	f := &fixture{kbs: kbstest.NewKBS(t, true), logs: &logs}
 	var err error
 	if f.key, err = sealed.GenerateKey(); err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func newFixture(t *testing.T) *fixture {
 	f.kbs.Put(t, "default/sealed/key", pub)
 	f.kbs.Put(t, "default/secret/db", []byte(dbSecret))
 	f.kbs.Put(t, "default/kek/1", f.kek)
-	att, init := cdhtest.Guest(t, cdhtest.Measurement)
+	att, init := kbstest.Guest(t, kbstest.Measurement)
 	hub, err := cdh.New(cdh.Config{URL: f.kbs.URL(), Attester: att, InitData: init})
 	if err != nil {
 		t.Fatal(err)

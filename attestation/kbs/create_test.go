@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // TestCreateOnly: an administrator's write with "If-None-Match: *" creates a resource once;

@@ -10,7 +10,7 @@ import (
 
 	"github.com/containerd/log"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // Denial reasons, the "reason" label of veil_kbs_denials_total. A small fixed set, so that

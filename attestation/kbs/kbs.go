@@ -21,9 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/veil-runtime/veil/attestation/binding"
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
 	"github.com/veil-runtime/veil/attestation/kbs/store"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // Evidence is what the KBS asks an AttestationService to verify for one attest request.

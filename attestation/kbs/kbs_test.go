@@ -16,9 +16,9 @@ import (
 	"testing"
 
 	"github.com/veil-runtime/veil/attestation/binding"
-	"github.com/veil-runtime/veil/attestation/kbs/jwe"
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/jwe"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // reply is one HTTP answer, read in full.

@@ -13,8 +13,8 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/veil-runtime/veil/attestation/binding"
-	"github.com/veil-runtime/veil/attestation/kbs/jwe"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/jwe"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // handleAuth answers POST /kbs/v0/auth with a challenge, sealed into the session cookie: the

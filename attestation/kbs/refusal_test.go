@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/attestation/kbs"
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // clock is a settable time source.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/containerd/log"
 
-	"github.com/veil-runtime/veil/attestation/kbs/jwe"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
 	"github.com/veil-runtime/veil/attestation/kbs/store"
+	"github.com/veil-runtime/veil/attestation/kbswire/jwe"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // resourcePath parses the path of a resource request.

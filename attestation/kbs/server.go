@@ -11,7 +11,7 @@ import (
 
 	"github.com/containerd/log"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // handler serves one endpoint; a returned error is sent as the error document.

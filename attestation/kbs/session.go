@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // A session holds no server state before attestation: the challenge travels in the session

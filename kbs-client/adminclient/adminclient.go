@@ -13,8 +13,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/veil-runtime/veil/attestation/attester"
 	"github.com/veil-runtime/veil/attestation/evidence"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/snp"

@@ -16,7 +16,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 

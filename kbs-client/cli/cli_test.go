@@ -13,9 +13,9 @@ import (
 
 	"github.com/containerd/log"
 
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 func TestMain(m *testing.M) {

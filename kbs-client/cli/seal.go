@@ -11,7 +11,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/kbs-client/adminclient"
 	"github.com/veil-runtime/veil/kbs-client/sealed"
 )

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/kbs-client/adminclient"
 	"github.com/veil-runtime/veil/kbs-client/keyprovider"
 	"github.com/veil-runtime/veil/kbs-client/keywrap"

@@ -25,7 +25,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // WrapA256GCM is the only wrap type: AES-256-GCM, 12-byte IV, tag appended, no AAD.

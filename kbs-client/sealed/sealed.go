@@ -26,7 +26,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // Prefix starts every sealed value.

@@ -15,8 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
 	"github.com/veil-runtime/veil/agent/imagesig/imagesigtest"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
@@ -101,7 +101,7 @@ var confidentialCmd = []string{"sh", "-c", "echo \"app: $(cat /secret/message | 
 // image's reference on the gateway registry (and its plain original's), the sealed value of DB_PASSWORD and the pod's
 // initdata annotation.
 type confidentialSetup struct {
-	kbs                            *cdhtest.KBS
+	kbs                            *kbstest.KBS
 	ref, plain, sealed, annotation string // plain: the image before encryption, on gw
 }
 
@@ -115,7 +115,7 @@ func (c confidentialSetup) envs() []map[string]string {
 // (simPullPod's): the image encrypted by skopeo through veil-keyprovider and
 // signed by cosign, DB_PASSWORD sealed by veil-kbs-client, and veil-genpolicy's initdata for
 // confidentialPodYAML.
-func prepareConfidential(t testing.TB, gw string, kbs *cdhtest.KBS, repo string) confidentialSetup {
+func prepareConfidential(t testing.TB, gw string, kbs *kbstest.KBS, repo string) confidentialSetup {
 	t.Helper()
 	kbsHost := fmt.Sprintf("http://127.0.0.1:%d", kbs.Port())
 	adminKey := kbs.Env.WriteAdminKey(t)

@@ -22,8 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/veil-runtime/veil/agent/cdh/cdhtest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
 	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
@@ -238,7 +238,7 @@ func TestEncryptedImage(t *testing.T) {
 
 	// A KBS that does not trust the sim authority (it holds the KEK): the attestation, and so
 	// the layer, is refused; the pod keeps running.
-	untrusting := cdhtest.NewKBSWith(t, cdhtest.Options{Authority: auth, Untrusted: true, Addr: "0.0.0.0:0"})
+	untrusting := kbstest.NewKBSWith(t, kbstest.Options{Authority: auth, Untrusted: true, Addr: "0.0.0.0:0"})
 	untrusting.Put(t, "default/key/1", kek)
 	podID, podCfg = runEncryptedPod(t, "encrypted-untrusted", gw, fmt.Sprintf("http://%s:%d", gatewayIP, untrusting.Port()))
 	refused := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "app", 0, app, nil, cmd), app), podCfg)
@@ -261,7 +261,7 @@ func TestEncryptedImage(t *testing.T) {
 // registry (its address gw, as the guest reaches it), the handler's Veil config (the sim TEE,
 // the guest image with the sim authority, guest_pull on) and a KBS on every host address
 // that trusts that authority (returned) and the image's launch measurement.
-func simPullPod(tb testing.TB, memMiB int) (reg *gatewayRegistry, gw string, kbs *cdhtest.KBS, auth *sim.Authority) {
+func simPullPod(tb testing.TB, memMiB int) (reg *gatewayRegistry, gw string, kbs *kbstest.KBS, auth *sim.Authority) {
 	tb.Helper()
 	networkPrereqs(tb)
 	ensureBridge(tb)
@@ -270,7 +270,7 @@ func simPullPod(tb testing.TB, memMiB int) (reg *gatewayRegistry, gw string, kbs
 	gw = fmt.Sprintf("%s:%d", gatewayIP, reg.port)
 	writeGuestPullConfigs(tb, gw, reg.port)
 	writeSimPullConfig(tb, image, memMiB)
-	kbs = cdhtest.NewKBSWith(tb, cdhtest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(tb, image)}, Addr: "0.0.0.0:0"})
+	kbs = kbstest.NewKBSWith(tb, kbstest.Options{Authority: auth, Measurements: [][48]byte{simMeasurement(tb, image)}, Addr: "0.0.0.0:0"})
 	return reg, gw, kbs, auth
 }
 

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/attestation/appraisal"
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
 	"github.com/veil-runtime/veil/shim/sandbox"

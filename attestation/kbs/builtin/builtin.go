@@ -21,7 +21,7 @@ import (
 	"github.com/veil-runtime/veil/attestation/appraisal"
 	"github.com/veil-runtime/veil/attestation/evidence"
 	"github.com/veil-runtime/veil/attestation/kbs"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/token"
 	"github.com/veil-runtime/veil/attestation/verifier"
 )

@@ -22,8 +22,8 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/veil-runtime/veil/attestation/kbs"
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 func TestMain(m *testing.M) {

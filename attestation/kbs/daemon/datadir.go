@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
 )
 
 // Layout names the files under the data directory. Every path is absolute.

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/sim"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )

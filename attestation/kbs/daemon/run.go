@@ -12,9 +12,9 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/veil-runtime/veil/attestation/kbs"
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
 	"github.com/veil-runtime/veil/attestation/kbs/resourcepolicy"
 	"github.com/veil-runtime/veil/attestation/kbs/store"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
 )
 
 // Daemon is a prepared veil-kbs: the data directory is set up and the server built.

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/attestation/kbs"
-	"github.com/veil-runtime/veil/attestation/kbs/admin"
 	"github.com/veil-runtime/veil/attestation/kbs/resourcepolicy"
 	"github.com/veil-runtime/veil/attestation/kbs/store"
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
 )
 
 // Env is a KBS on loopback with a fake attestation service.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 func claims(statuses ...string) map[string]any {

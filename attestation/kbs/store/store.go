@@ -12,7 +12,7 @@ import (
 	"path"
 	"sync"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // ErrNotFound is wrapped when a resource does not exist.

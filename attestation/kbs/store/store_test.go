@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 func TestDir(t *testing.T) {

@@ -1,9 +1,9 @@
-// Package cdhtest runs a real KBS on loopback for the tests of the guest's confidential data
-// hub (agent/cdh) and of the packages that use it (agent/imagepull): the KBS server of
-// attestation/kbs with the built-in attestation service (verifier, appraisal, EAR tokens),
-// trusting a sim authority, and sim SNP guests of that authority. It imports the KBS server,
-// so only tests may import it: the agent never does.
-package cdhtest
+package kbstest
+
+// A real KBS on loopback for the tests of the guest's confidential data hub (agent/cdh) and
+// of the packages that use it (agent/imagepull, tests/cri): the KBS server of attestation/kbs
+// with the built-in attestation service (verifier, appraisal, EAR tokens), trusting a sim
+// authority, and sim SNP guests of that authority. Only tests import it: the agent never does.
 
 import (
 	"context"
@@ -20,9 +20,8 @@ import (
 	"github.com/veil-runtime/veil/attestation/appraisal"
 	"github.com/veil-runtime/veil/attestation/kbs"
 	"github.com/veil-runtime/veil/attestation/kbs/builtin"
-	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
-	"github.com/veil-runtime/veil/attestation/kbs/protocol"
 	"github.com/veil-runtime/veil/attestation/kbs/store"
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/token"
 	"github.com/veil-runtime/veil/attestation/verifier"
@@ -54,7 +53,7 @@ func Authority(tb testing.TB) *sim.Authority {
 // KBS is a KBS behind a loopback front end that counts requests per path and can switch to
 // another KBS instance (a "restart": new token key, same resources).
 type KBS struct {
-	Env   *kbstest.Env
+	Env   *Env
 	Front *httptest.Server
 
 	opts    Options
@@ -111,7 +110,7 @@ func NewKBSWith(tb testing.TB, o Options) *KBS {
 	return k
 }
 
-func newEnv(tb testing.TB, o Options, st store.Store) *kbstest.Env {
+func newEnv(tb testing.TB, o Options, st store.Store) *Env {
 	tb.Helper()
 	a := o.Authority
 	if a == nil {
@@ -146,7 +145,7 @@ func newEnv(tb testing.TB, o Options, st store.Store) *kbstest.Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return kbstest.NewServer(tb, func(o *kbs.Options) {
+	return NewServer(tb, func(o *kbs.Options) {
 		o.Attestation, o.Tokens = svc, svc
 		if st != nil {
 			o.Resources = st
