@@ -16,14 +16,14 @@ import (
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 )
 
-// needCgroups skips unless the test can create cgroups (root, a mounted cgroup fs).
+// needCgroups fails unless the test can create cgroups (root, a mounted cgroup fs).
 func needCgroups(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create cgroups")
+		t.Fatal("the cgroup tests create real cgroups: run them as root (make unit does)")
 	}
 	if cgroups.Mode() == cgroups.Unavailable {
-		t.Skip("no cgroup file system")
+		t.Fatal("no cgroup file system is mounted at /sys/fs/cgroup: mount cgroup v1 controllers or cgroup2 there")
 	}
 }
 

@@ -31,7 +31,7 @@ var podCgroupControllers = []string{"memory", "cpu", "cpuacct", "pids"}
 // pod cgroup itself (the kubelet's) is left for its owner.
 func TestPodCgroup(t *testing.T) {
 	if cgroups.Mode() == cgroups.Unified {
-		t.Skip("the test makes a cgroup v1 pod cgroup; this host is cgroup v2 (podcgroup's unit tests cover v2 paths)")
+		t.Fatal("TestPodCgroup makes and reads cgroup v1 pod cgroups and this host is cgroup v2: it has not been ported to v2 yet (podcgroup's unit tests cover v2 paths)")
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

@@ -49,9 +49,6 @@ func heapInuse() uint64 {
 // leave the heap where it was and a sim SNP guest attests right after; with the per-client
 // limits on, a flooding address gets 429 and another address is served.
 func TestAuthFlood(t *testing.T) {
-	if testing.Short() {
-		t.Skip("20,000 requests")
-	}
 	env := newKBS(t, true)
 	att, init := snpGuest(t, sim.SNPLaunch{}, initdataBody)
 	getSecret := func(url, src string) error {
