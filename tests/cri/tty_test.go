@@ -74,7 +74,11 @@ func TestExecTerminalResize(t *testing.T) {
 	defer slave.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := env.crictlCmd(ctx, 2*time.Minute, "exec", "-it", cid, "sh", "-c", "stty size; read line; stty size; echo done-$line")
+	// Each line the shell reads makes it print its terminal's size, until the line "go". The
+	// size travels (crictl, containerd, the shim, the agent) while the test keeps asking, so
+	// no fixed wait stands for "the resize has arrived".
+	cmd := env.crictlCmd(ctx, 2*time.Minute, "exec", "-it", cid, "sh", "-c",
+		`while read line; do stty size; [ "$line" = go ] && break; done; echo done-$line`)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := cmd.Start(); err != nil {
@@ -82,7 +86,15 @@ func TestExecTerminalResize(t *testing.T) {
 	}
 	r := &ptyReader{}
 	go r.run(master)
-	if !r.waitFor(time.Minute, "30 100") {
+	askSize := func(want string) bool {
+		return waitFor(time.Minute, func() bool {
+			if _, err := master.Write([]byte("size\n")); err != nil {
+				return false
+			}
+			return r.waitFor(500*time.Millisecond, want)
+		})
+	}
+	if !askSize("30 100") {
 		_ = cmd.Process.Kill()
 		t.Fatalf("the terminal in the guest does not have the client's size 30x100:\n%s", r)
 	}
@@ -90,16 +102,16 @@ func TestExecTerminalResize(t *testing.T) {
 	if err := master.Resize(console.WinSize{Height: 50, Width: 132}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // the resize travels: crictl, containerd, the shim, the agent
+	if !askSize("50 132") {
+		_ = cmd.Process.Kill()
+		t.Fatalf("the terminal in the guest was not resized to 50x132:\n%s", r)
+	}
 	if _, err := master.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
 	if !r.waitFor(time.Minute, "done-go") {
 		_ = cmd.Process.Kill()
 		t.Fatalf("the exec did not finish:\n%s", r)
-	}
-	if !strings.Contains(r.String(), "50 132") {
-		t.Fatalf("the terminal in the guest was not resized to 50x132:\n%s", r)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("crictl exec -it: %v\n%s", err, r)

@@ -93,7 +93,9 @@ func TestScratchDiskLifecycle(t *testing.T) {
 		}
 		removeContainer(t, id)
 		checkNoScratch(t, dir, 10*time.Second)
-		if _, err := os.Stat(pod.DirOf(vm)); !os.IsNotExist(err) {
+		// The delete removes the scratch file first, then the pod's cgroup and directory; the
+		// delete that containerd runs for a dead shim may still be at work.
+		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(pod.DirOf(vm)); return os.IsNotExist(err) }) {
 			t.Errorf("%s left behind", pod.DirOf(vm))
 		}
 	})
