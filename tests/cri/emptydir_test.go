@@ -4,7 +4,6 @@ package cri
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -18,8 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/api"
-	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
 )
 
@@ -70,27 +67,11 @@ func TestEmptyDir(t *testing.T) {
 
 	busybox := gw + "/veil-test/busybox:latest"
 	crictl(t, "pull", busybox)
-	settings := genpolicy.DefaultSettings()
-	settings.SandboxImage = env.pause
 	kbsURL := fmt.Sprintf("http://%s:%d", gatewayIP, kbs.Port())
 	veilTOML := fmt.Sprintf("[image]\ninsecure_registries = [%q]\n[kbs]\nurl = %q\n", gw, kbsURL)
 	yaml := fmt.Sprintf(emptyDirPodYAML, env.registryHost+"/veil-test/busybox:latest", jsonList(writerCmd), jsonList(readerCmd))
-	res, err := genpolicy.Generate(context.Background(), []byte(yaml), genpolicy.Options{
-		Resolver:  &genpolicy.RegistryResolver{PlainHTTPLoopback: true},
-		Settings:  settings,
-		GuestPull: true,
-		ExtraData: map[string]string{initdata.KeyAgent: veilTOML},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	podCfg := podConfig(t, "emptydir", map[string]string{initdata.Annotation: res.Workloads[0].Annotation})
-	podID := crictl(t, "runp", "--runtime", pullHandler, podCfg)
+	podID, podCfg := runGenpolicyPod(t, "emptydir", yaml, veilTOML, false)
 	vm := pod.VMID(criNamespace, podID)
-	t.Cleanup(func() {
-		_, _, _ = env.crictl(time.Minute, "stopp", podID)
-		_, _, _ = env.crictl(time.Minute, "rmp", "-f", podID)
-	})
 
 	// The volumes as kubelet makes them (podConfig's uid is "emptydir-uid").
 	volumes := filepath.Join(t.TempDir(), "pods", "emptydir-uid", "volumes", api.KubeletEmptyDir)

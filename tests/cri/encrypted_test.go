@@ -293,14 +293,22 @@ func writeSimPullConfig(tb testing.TB, image string, memMiB int) {
 // is removed when the test ends.
 func runEncryptedPod(t *testing.T, name, gw, kbsURL string) (podID, podCfg string) {
 	t.Helper()
-	settings := genpolicy.DefaultSettings()
-	settings.SandboxImage = env.pause
 	veilTOML := fmt.Sprintf("[image]\ninsecure_registries = [%q]\n[kbs]\nurl = %q\n", gw, kbsURL)
 	yaml := fmt.Sprintf(encryptedPodYAML, env.registryHost+"/veil-test/encrypted:v1", env.registryHost+"/veil-test/nokey:v1")
+	return runGenpolicyPod(t, name, yaml, veilTOML, true)
+}
+
+// runGenpolicyPod starts a pod (sim TEE, veil-pull handler) with veil-genpolicy's guest-pull
+// initdata and policy for the pod YAML, veilTOML as its veil.toml, with or without
+// veil-snapshotter; the pod is removed when the test ends.
+func runGenpolicyPod(t *testing.T, name, yaml, veilTOML string, snapshotter bool) (podID, podCfg string) {
+	t.Helper()
+	settings := genpolicy.DefaultSettings()
+	settings.SandboxImage = env.pause
 	res, err := genpolicy.Generate(context.Background(), []byte(yaml), genpolicy.Options{
 		Resolver:  &genpolicy.RegistryResolver{PlainHTTPLoopback: true},
 		Settings:  settings,
-		GuestPull: true, VeilSnapshotter: true,
+		GuestPull: true, VeilSnapshotter: snapshotter,
 		ExtraData: map[string]string{initdata.KeyAgent: veilTOML},
 	})
 	if err != nil {

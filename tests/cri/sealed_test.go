@@ -3,7 +3,6 @@
 package cri
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"fmt"
 	"io/fs"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/veil-runtime/veil/agent/imagepull/imagepulltest"
 	"github.com/veil-runtime/veil/kbs-client/sealed"
-	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
 )
 
@@ -94,26 +91,10 @@ func TestSealedSecrets(t *testing.T) {
 
 	busybox := gw + "/veil-test/busybox:latest"
 	crictl(t, "pull", busybox)
-	settings := genpolicy.DefaultSettings()
-	settings.SandboxImage = env.pause
 	veilTOML := fmt.Sprintf("[image]\ninsecure_registries = [%q]\n[kbs]\nurl = %q\nsealed_secret_keys = [%q]\n", gw, kbsURL, sealedKid)
 	yaml := fmt.Sprintf(sealedPodYAML, env.registryHost+"/veil-test/busybox:latest", apiKey, missing)
-	res, err := genpolicy.Generate(context.Background(), []byte(yaml), genpolicy.Options{
-		Resolver:  &genpolicy.RegistryResolver{PlainHTTPLoopback: true},
-		Settings:  settings,
-		GuestPull: true,
-		ExtraData: map[string]string{initdata.KeyAgent: veilTOML},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	podCfg := podConfig(t, "sealed", map[string]string{initdata.Annotation: res.Workloads[0].Annotation})
-	podID := crictl(t, "runp", "--runtime", pullHandler, podCfg)
+	podID, podCfg := runGenpolicyPod(t, "sealed", yaml, veilTOML, false)
 	vm := pod.VMID(criNamespace, podID)
-	t.Cleanup(func() {
-		_, _, _ = env.crictl(time.Minute, "stopp", podID)
-		_, _, _ = env.crictl(time.Minute, "rmp", "-f", podID)
-	})
 
 	appCmd := []string{"sh", "-c", "echo env=$API_KEY/$DB_PASSWORD; echo file=$(cat /etc/sealed/token); echo sealed-done; exec sleep 3600"}
 	appEnv := func(db string) []map[string]string {
