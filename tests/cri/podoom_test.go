@@ -1,0 +1,69 @@
+//go:build e2e
+
+package cri
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPodOOM (issue 16): a pod with a 256 MiB memory limit gets a VM sized for it, and a
+// container that allocates beyond its 256 MiB limit is OOM-killed in the guest (exit 137,
+// reason OOMKilled through the shim's TaskOOM event), not the VM on the host: QEMU keeps
+// running and the pod's other container still answers an exec.
+func TestPodOOM(t *testing.T) {
+	const limit = 256 << 20
+	name := "oom"
+	cfgPath := writeJSON(t, name+"-pod.json", map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "veil-test", "uid": name + "-uid", "attempt": 1},
+		"log_directory": filepath.Join(env.Dir, "logs", name),
+		"linux":         map[string]any{"resources": map[string]any{"memory_limit_in_bytes": limit}},
+	})
+	podID := crictl(t, "runp", "--runtime", handler, cfgPath)
+	t.Cleanup(func() {
+		_, _, _ = env.crictl(time.Minute, "stopp", podID)
+		_, _, _ = env.crictl(time.Minute, "rmp", "-f", podID)
+	})
+	qemu := qemuOf(podID)
+	if len(qemu) != 1 {
+		t.Fatalf("%d QEMU processes for the pod, want 1", len(qemu))
+	}
+	watcher := startContainer(t, podID, cfgPath, "watcher", "exec sleep 3600")
+
+	// busybox dd reads 400 MiB from /dev/zero into one buffer: every page of it is touched.
+	hog := crictl(t, "create", podID, writeJSON(t, "hog-ctr.json", map[string]any{
+		"metadata": map[string]any{"name": "hog"},
+		"image":    map[string]any{"image": env.busybox},
+		"command":  []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=400M", "count=1"},
+		"log_path": "hog.log",
+		"linux":    map[string]any{"resources": map[string]any{"memory_limit_in_bytes": limit}},
+	}), cfgPath)
+	crictl(t, "start", hog)
+
+	var st struct {
+		Status struct {
+			State    string `json:"state"`
+			ExitCode int    `json:"exitCode"`
+			Reason   string `json:"reason"`
+		} `json:"status"`
+	}
+	if !waitFor(2*time.Minute, func() bool {
+		out, _, err := env.crictl(time.Minute, "inspect", hog)
+		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Status.State == "CONTAINER_EXITED"
+	}) {
+		t.Fatalf("the hog container did not exit: %+v", st.Status)
+	}
+	t.Logf("hog: %+v", st.Status)
+	if st.Status.ExitCode != 137 || st.Status.Reason != "OOMKilled" {
+		t.Errorf("hog exited %d (%s); want 137 OOMKilled", st.Status.ExitCode, st.Status.Reason)
+	}
+	if now := qemuOf(podID); len(now) != 1 || now[0] != qemu[0] {
+		t.Fatalf("QEMU %v after the OOM, want the same process %s still running", now, qemu[0])
+	}
+	if out := crictl(t, "exec", "-s", watcher, "echo", "alive"); !strings.Contains(out, "alive") {
+		t.Errorf("exec in the pod's other container after the OOM: %q", out)
+	}
+}
