@@ -4,7 +4,10 @@ package cri
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,4 +69,28 @@ func TestPodOOM(t *testing.T) {
 	if out := crictl(t, "exec", "-s", watcher, "echo", "alive"); !strings.Contains(out, "alive") {
 		t.Errorf("exec in the pod's other container after the OOM: %q", out)
 	}
+	// Under the kubelet the pod's cgroup, which holds QEMU, is limited to the containers'
+	// limits plus the RuntimeClass overhead (deploy/runtimeclasses.yaml, 720Mi): QEMU, after
+	// its guest filled a container to its limit, must stay within that or the host's OOM
+	// killer would take the whole VM.
+	rss := vmRSS(t, qemu[0])
+	t.Logf("QEMU RSS after the OOM: %d MiB (bound: limit %d MiB + overhead 720 MiB)", rss>>20, limit>>20)
+	if rss > limit+720<<20 {
+		t.Errorf("QEMU RSS %d MiB exceeds the pod's limit plus the RuntimeClass overhead", rss>>20)
+	}
+}
+
+// vmRSS is a process's resident set size in bytes.
+func vmRSS(t *testing.T, pid string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no VmRSS in /proc/%s/status", pid)
+	}
+	kb, _ := strconv.ParseUint(string(m[1]), 10, 64)
+	return kb << 10
 }
