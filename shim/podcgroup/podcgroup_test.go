@@ -16,7 +16,8 @@ import (
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 )
 
-// needCgroups fails unless the test can create cgroups (root, a mounted cgroup fs).
+// needCgroups fails unless the test can create cgroups (root, a mounted cgroup fs), and, in
+// TestCgroupV2's child, unless the cgroup2 mount it made is what the package sees.
 func needCgroups(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -24,6 +25,9 @@ func needCgroups(t *testing.T) {
 	}
 	if cgroups.Mode() == cgroups.Unavailable {
 		t.Fatal("no cgroup file system is mounted at /sys/fs/cgroup: mount cgroup v1 controllers or cgroup2 there")
+	}
+	if os.Getenv(v2ChildEnv) != "" && cgroups.Mode() != cgroups.Unified {
+		t.Fatalf("TestCgroupV2's child sees cgroup mode %v, not unified", cgroups.Mode())
 	}
 }
 
@@ -141,8 +145,17 @@ func TestJoinExplicitPath(t *testing.T) {
 			t.Errorf("v1 stats: memory usage %d, pids %d, cpu %d ns; want all > 0", m.GetMemory().GetUsage().GetUsage(), m.GetPids().GetCurrent(), m.GetCPU().GetUsage().GetTotal())
 		}
 	case *v2stats.Metrics:
-		if m.GetPids().GetCurrent() == 0 {
+		// cpu.stat is in every v2 cgroup; pids and memory only where those controllers are
+		// enabled (a v2 hierarchy mounted beside v1 controllers has none: TestCgroupV2).
+		if m.GetCPU().GetUsageUsec() == 0 {
+			t.Errorf("v2 stats: cpu %d µs, want > 0", m.GetCPU().GetUsageUsec())
+		}
+		enabled := v2Controllers(t, podCg+"/sandbox1")
+		if enabled["pids"] && m.GetPids().GetCurrent() == 0 {
 			t.Errorf("v2 stats: pids %d, want > 0", m.GetPids().GetCurrent())
+		}
+		if enabled["memory"] && m.GetMemory().GetUsage() == 0 {
+			t.Errorf("v2 stats: memory usage %d, want > 0", m.GetMemory().GetUsage())
 		}
 	default:
 		t.Fatalf("Stats() = %T", st)
@@ -157,7 +170,11 @@ func TestJoinExplicitPath(t *testing.T) {
 	if err := g.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	if got := cgroupOf(t, pid, "memory"); cgroups.Mode() != cgroups.Unified && got != before {
+	if cgroups.Mode() == cgroups.Unified {
+		if got := cgroupOf(t, pid, ""); got != before {
+			t.Errorf("after Leave: cgroup %q, want %q", got, before)
+		}
+	} else if got := cgroupOf(t, pid, "memory"); got != before {
 		t.Errorf("after Leave: memory cgroup %q, want %q", got, before)
 	}
 	if err := Remove(podDir); err != nil {
