@@ -58,6 +58,11 @@ printf 'the demo secret: only an attested guest reads this\n' >"$dir/secret.txt"
 	set-resource kbs:///demo/key/secret "$dir/secret.txt"
 echo "  stored kbs:///demo/key/secret"
 
+step "the administrator binds repository demo to the guests launched with the demo's initdata (tenant isolation)"
+"$bin/veil-kbs-client" --url "$url" --admin-key "$dir/data/admin/admin-private-key.pem" \
+	bind-repository demo "$dir/initdata.toml"
+echo "  bound: $("$bin/veil-kbs-client" --url "$url" --admin-key "$dir/data/admin/admin-private-key.pem" get-repository-binding demo | cut -c1-48)..."
+
 guest=(--url "$url" --tee sim --sim-authority "$dir/sim/sim-authority.pem" --initdata "$dir/initdata.toml")
 step "a sim guest attests: RCAR handshake, SNP-format report binding nonce + its key, EAR token"
 "$bin/veil-kbs-client" "${guest[@]}" --sim-measurement "$measurement" attest | python3 -c '
@@ -76,6 +81,14 @@ step "a guest with another launch measurement is refused"
 other=$(printf 'b2%.0s' $(seq 1 48))
 if "$bin/veil-kbs-client" "${guest[@]}" --sim-measurement "$other" get-resource kbs:///demo/key/secret 2>"$dir/refused.txt"; then
 	echo "  UNEXPECTED: the secret was released" && exit 1
+fi
+sed 's/^/  /' "$dir/refused.txt"
+
+step "a guest of another tenant (the right measurement, another initdata) is refused the demo repository"
+sed 's/default CheckRequest := true/default CheckRequest := false/' "$dir/initdata.toml" >"$dir/other-initdata.toml"
+other_guest=(--url "$url" --tee sim --sim-authority "$dir/sim/sim-authority.pem" --initdata "$dir/other-initdata.toml")
+if "$bin/veil-kbs-client" "${other_guest[@]}" --sim-measurement "$measurement" get-resource kbs:///demo/key/secret 2>"$dir/refused.txt"; then
+	echo "  UNEXPECTED: the secret was released to another tenant" && exit 1
 fi
 sed 's/^/  /' "$dir/refused.txt"
 kill $kbs_pid; wait $kbs_pid 2>/dev/null || true

@@ -79,6 +79,10 @@ type ResourcePolicy interface {
 	Set(ctx context.Context, src []byte) error
 	// Source returns the policy text (GET /kbs/v0/resource-policy).
 	Source() []byte
+	// Bind replaces the initdata digests bound to a repository (POST
+	// /kbs/v0/repository-binding/<repository>); Binding returns them.
+	Bind(repository string, digests []string) error
+	Binding(repository string) []string
 }
 
 // Defaults of Options.

@@ -273,6 +273,8 @@ func TestAdminRefusals(t *testing.T) {
 		{"POST", "/kbs/v0/resource-policy", policy},
 		{"GET", "/kbs/v0/resource-policy", nil},
 		{"POST", "/kbs/v0/attestation-policy", policy},
+		{"POST", "/kbs/v0/repository-binding/tenant", []byte(`{"init_data":["` + strings.Repeat("ab", 32) + `"]}`)},
+		{"GET", "/kbs/v0/repository-binding/tenant", nil},
 	}
 	auths := map[string]string{
 		"no token":       "",
@@ -296,6 +298,9 @@ func TestAdminRefusals(t *testing.T) {
 	}
 	if _, err := env.Store.Get(t.Context(), protocol.ResourcePath{Repository: "default", Type: "key", Tag: "9"}); err == nil {
 		t.Fatal("a refused administrator stored a resource")
+	}
+	if b := env.Policy.Binding("tenant"); b != nil {
+		t.Fatalf("a refused administrator bound a repository: %v", b)
 	}
 	if string(env.Policy.Source()) == "package policy\nallow := true\n" || env.Attestation.Policy("default") != nil {
 		t.Fatal("a refused administrator changed a policy")

@@ -25,6 +25,7 @@ const (
 	epPutResource = "set-resource"
 	epAttPolicy   = "attestation-policy"
 	epResPolicy   = "resource-policy"
+	epBinding     = "repository-binding"
 	epMetrics     = "metrics"
 	epHealth      = "health"
 	epUnknown     = "unknown"
@@ -78,6 +79,10 @@ func (s *Server) route(r *http.Request) (string, handler) {
 		return epResPolicy, s.handleSetResourcePolicy
 	case rest == "resource-policy" && r.Method == http.MethodGet:
 		return epResPolicy, s.handleGetResourcePolicy
+	case strings.HasPrefix(rest, protocol.RepositoryBindingPath[1:]) && r.Method == http.MethodPost:
+		return epBinding, s.handleBindRepository
+	case strings.HasPrefix(rest, protocol.RepositoryBindingPath[1:]) && r.Method == http.MethodGet:
+		return epBinding, s.handleGetRepositoryBinding
 	case strings.HasPrefix(rest, "resource/") && r.Method == http.MethodGet:
 		return epResource, s.handleGetResource
 	case strings.HasPrefix(rest, "resource/") && r.Method == http.MethodPost:

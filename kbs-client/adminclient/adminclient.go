@@ -7,10 +7,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/veil-runtime/veil/attestation/kbswire/admin"
@@ -75,6 +77,33 @@ func (c *Client) putResource(ctx context.Context, op, uri string, data []byte, c
 		return fmt.Errorf("%s %s: %w", op, uri, ErrExists)
 	}
 	return err
+}
+
+// BindRepository replaces the initdata digests (hex) bound to repository: under the KBS's
+// default resource policy only guests launched with one of them read it. No digests unbind.
+func (c *Client) BindRepository(ctx context.Context, repository string, digests []string) error {
+	if digests == nil {
+		digests = []string{}
+	}
+	body, err := json.Marshal(protocol.RepositoryBinding{InitData: digests})
+	if err != nil {
+		return err
+	}
+	_, err = c.Call(ctx, "bind-repository", http.MethodPost, protocol.RepositoryBindingPath+url.PathEscape(repository), body, nil)
+	return err
+}
+
+// RepositoryBinding returns the initdata digests bound to repository.
+func (c *Client) RepositoryBinding(ctx context.Context, repository string) ([]string, error) {
+	out, err := c.Call(ctx, "get-repository-binding", http.MethodGet, protocol.RepositoryBindingPath+url.PathEscape(repository), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	var b protocol.RepositoryBinding
+	if err := json.Unmarshal(out, &b); err != nil {
+		return nil, fmt.Errorf("get-repository-binding: reply: %w", err)
+	}
+	return b.InitData, nil
 }
 
 // Call sends one administrator request to path (below /kbs/v0) and returns the answer's body;

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/veil-runtime/veil/attestation/evidence"
 	"github.com/veil-runtime/veil/kbs-client/adminclient"
 )
 
@@ -43,6 +45,27 @@ func adminCommand(ctx context.Context, g *globals, hc *http.Client, cmd string, 
 		}
 		defer clear(data)
 		return c.SetResource(ctx, args[0], data)
+	case "bind-repository":
+		if len(args) < 1 {
+			return errors.New("bind-repository takes REPO and the initdata (hex digests or TOML files) of its guests")
+		}
+		digests, err := initDataDigests(args[1:])
+		if err != nil {
+			return err
+		}
+		return c.BindRepository(ctx, args[0], digests)
+	case "get-repository-binding":
+		if len(args) != 1 {
+			return errors.New("get-repository-binding takes REPO")
+		}
+		digests, err := c.RepositoryBinding(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		for _, d := range digests {
+			fmt.Fprintln(stdout, d)
+		}
+		return nil
 	case "get-resource-policy":
 		out, err := call(http.MethodGet, "/resource-policy", nil)
 		if err != nil {
@@ -83,4 +106,26 @@ func setPolicy(cmd string, args []string, call func(method, path string, body []
 	}
 	_, err = call(http.MethodPost, path, body)
 	return err
+}
+
+// initDataDigests turns each argument into an initdata digest: a hex digest as it is, or the
+// digest of an initdata TOML file (computed as the launch does).
+func initDataDigests(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		if _, err := hex.DecodeString(a); err == nil && len(a) >= 64 {
+			out = append(out, a)
+			continue
+		}
+		body, err := os.ReadFile(a)
+		if err != nil {
+			return nil, fmt.Errorf("bind-repository: %q is neither a hex digest nor a readable initdata file: %w", a, err)
+		}
+		_, digest, err := evidence.InitData{Format: "toml", Body: string(body)}.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("bind-repository: initdata %s: %w", a, err)
+		}
+		out = append(out, hex.EncodeToString(digest))
+	}
+	return out, nil
 }

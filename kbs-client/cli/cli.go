@@ -32,6 +32,10 @@ administrator commands (sign with --admin-key):
   set-resource-policy FILE                 replace the Rego resource policy
   get-resource-policy                      print the resource policy
   set-attestation-policy [--id ID] FILE    replace the Rego appraisal policy (id "default")
+  bind-repository REPO [DIGEST|FILE...]    let only guests launched with these initdata (hex
+                                           digests, or initdata TOML files) read REPO under the
+                                           default resource policy; none: unbind
+  get-repository-binding REPO              print the initdata digests bound to REPO
 
 ` + sealUsage + `
 flags:
@@ -99,7 +103,8 @@ func run(ctx context.Context, g *globals, args []string, stdout io.Writer) error
 	switch cmd {
 	case "attest", "get-resource":
 		return guestCommand(ctx, g, hc, cmd, rest, stdout)
-	case "set-resource", "set-resource-policy", "get-resource-policy", "set-attestation-policy":
+	case "set-resource", "set-resource-policy", "get-resource-policy", "set-attestation-policy",
+		"bind-repository", "get-repository-binding":
 		return adminCommand(ctx, g, hc, cmd, rest, stdout)
 	default:
 		return fmt.Errorf("unknown command %q (see --help)", cmd)

@@ -3,11 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,6 +72,30 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if string(env.Attestation.Policy("snp")) != "package policy\nallow := false\n" {
 		t.Fatal("attestation policy not set")
+	}
+
+	// bind-repository takes hex digests and initdata files (their digest as the launch
+	// computes it: sha256 of the document for algorithm sha256).
+	doc := "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"policy.rego\" = \"package p\"\n"
+	initFile := writeFile(t, dir, "initdata.toml", []byte(doc))
+	sum := sha256.Sum256([]byte(doc))
+	hexDigest := strings.Repeat("ab", 48)
+	if code, _, errOut := runCLI(t, append(base, "bind-repository", "tenant", hexDigest, initFile)...); code != 0 {
+		t.Fatalf("bind-repository: %d %s", code, errOut)
+	}
+	want := []string{hex.EncodeToString(sum[:]), hexDigest}
+	slices.Sort(want)
+	if got := env.Policy.Binding("tenant"); !slices.Equal(got, want) {
+		t.Fatalf("binding %v, want %v", got, want)
+	}
+	if code, out, errOut := runCLI(t, append(base, "get-repository-binding", "tenant")...); code != 0 || out != strings.Join(want, "\n")+"\n" {
+		t.Fatalf("get-repository-binding: %d %q %s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, append(base, "bind-repository", "tenant", filepath.Join(dir, "missing.toml"))...); code == 0 || !strings.Contains(errOut, "neither a hex digest nor a readable initdata file") {
+		t.Fatalf("bind-repository with a missing file: %d %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, append(base, "bind-repository", "tenant")...); code != 0 || env.Policy.Binding("tenant") != nil {
+		t.Fatalf("unbind: %d %s", code, errOut)
 	}
 }
 

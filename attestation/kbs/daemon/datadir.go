@@ -29,6 +29,9 @@ type Layout struct {
 	// ResourcePolicy and AttestationPolicy are the Rego policies (default ones written on first
 	// start); ReferenceValues the appraisal's reference values.
 	ResourcePolicy, AttestationPolicy, ReferenceValues string
+	// RepositoryBindings holds the initdata digests bound to each repository (the
+	// administrator's POST /kbs/v0/repository-binding/<repository>).
+	RepositoryBindings string
 }
 
 // NewLayout returns the layout of dir.
@@ -38,14 +41,15 @@ func NewLayout(dir string) (Layout, error) {
 		return Layout{}, fmt.Errorf("data directory: %w", err)
 	}
 	return Layout{
-		Dir:               abs,
-		TokenKey:          filepath.Join(abs, "token-signing-key.pem"),
-		AdminPrivateKey:   filepath.Join(abs, "admin", "admin-private-key.pem"),
-		AdminPublicKey:    filepath.Join(abs, "admin", "admin-public-key.pem"),
-		Resources:         filepath.Join(abs, "resources"),
-		ResourcePolicy:    filepath.Join(abs, "policy", "resource-policy.rego"),
-		AttestationPolicy: filepath.Join(abs, "policy", "attestation-policy.rego"),
-		ReferenceValues:   filepath.Join(abs, "reference-values.json"),
+		Dir:                abs,
+		TokenKey:           filepath.Join(abs, "token-signing-key.pem"),
+		AdminPrivateKey:    filepath.Join(abs, "admin", "admin-private-key.pem"),
+		AdminPublicKey:     filepath.Join(abs, "admin", "admin-public-key.pem"),
+		Resources:          filepath.Join(abs, "resources"),
+		ResourcePolicy:     filepath.Join(abs, "policy", "resource-policy.rego"),
+		AttestationPolicy:  filepath.Join(abs, "policy", "attestation-policy.rego"),
+		ReferenceValues:    filepath.Join(abs, "reference-values.json"),
+		RepositoryBindings: filepath.Join(abs, "policy", "repository-bindings.json"),
 	}, nil
 }
 

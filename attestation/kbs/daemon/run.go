@@ -61,7 +61,7 @@ func (d *Daemon) build(ctx context.Context) (*kbs.Server, error) {
 		polFile = d.layout.ResourcePolicy
 	}
 	_, statErr := os.Stat(polFile)
-	pol, err := resourcepolicy.Open(ctx, polFile)
+	pol, err := resourcepolicy.Open(ctx, polFile, d.layout.RepositoryBindings)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,8 @@ func (d *Daemon) build(ctx context.Context) (*kbs.Server, error) {
 	}
 	log.G(ctx).WithFields(log.Fields{
 		"data": d.layout.Dir, "resources": d.layout.Resources, "resource_policy": polFile,
-		"admin_public_keys": keyFiles, "token_key": d.layout.TokenKey,
+		"repository_bindings": d.layout.RepositoryBindings,
+		"admin_public_keys":   keyFiles, "token_key": d.layout.TokenKey,
 	}).Info("veil-kbs: configuration")
 	var sessionKeys [][]byte
 	if f := d.cfg.SessionKeyFile; f != "" {

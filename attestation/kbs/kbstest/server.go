@@ -54,7 +54,8 @@ func NewServer(tb testing.TB, edit func(*kbs.Options)) *Env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	pol, err := resourcepolicy.Open(context.Background(), filepath.Join(dir, "resource-policy.rego"))
+	pol, err := resourcepolicy.Open(context.Background(), filepath.Join(dir, "resource-policy.rego"),
+		filepath.Join(dir, "repository-bindings.json"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func TestAllow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.p.Allow(ctx, tt.claims, tt.path)
+			got, err := tt.p.Allow(ctx, tt.claims, tt.path, nil)
 			if err != nil || got != tt.want {
 				t.Fatalf("Allow = %v, %v; want %v", got, err, tt.want)
 			}
@@ -91,7 +91,7 @@ func TestNonBooleanAllow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := p.Allow(context.Background(), nil, protocol.ResourcePath{Repository: "a", Type: "b", Tag: "c"}); ok || err == nil {
+	if ok, err := p.Allow(context.Background(), nil, protocol.ResourcePath{Repository: "a", Type: "b", Tag: "c"}, nil); ok || err == nil {
 		t.Fatalf("a string allow gave %v, %v", ok, err)
 	}
 }
@@ -99,7 +99,7 @@ func TestNonBooleanAllow(t *testing.T) {
 func TestEngine(t *testing.T) {
 	ctx := context.Background()
 	file := filepath.Join(t.TempDir(), "policy", "resource-policy.rego")
-	e, err := Open(ctx, file)
+	e, err := Open(ctx, file, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +112,106 @@ func TestEngine(t *testing.T) {
 	if err := e.Set(ctx, []byte(byPath)); err != nil {
 		t.Fatal(err)
 	}
-	e2, err := Open(ctx, file)
+	e2, err := Open(ctx, file, "")
 	if err != nil || string(e2.Policy().Source()) != byPath {
 		t.Fatalf("the policy set did not survive a reopen: %v", err)
+	}
+}
+
+// tenantClaims are affirming claims of a guest whose measured initdata digest is initData.
+func tenantClaims(initData string) map[string]any {
+	return map[string]any{"submods": map[string]any{"cpu0": map[string]any{
+		"ear.status": "affirming", "ear.veraison.annotated-evidence": map[string]any{"init_data": initData}}}}
+}
+
+// TestDefaultIsolatesTenants: the default policy releases a repository other than "default"
+// only to guests whose initdata digest is bound to it, in SNP's form (the digest) and TDX's
+// (the digest zero-padded to MRCONFIGID's 48 bytes).
+func TestDefaultIsolatesTenants(t *testing.T) {
+	ctx := context.Background()
+	def, err := Compile(ctx, Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := strings.Repeat("aa", 32), strings.Repeat("bb", 32)
+	tdxA := a + strings.Repeat("00", 16)
+	sha384 := strings.Repeat("cc", 48)
+	pb := protocol.ResourcePath{Repository: "tenantb", Type: "key", Tag: "1"}
+	shared := protocol.ResourcePath{Repository: "default", Type: "key", Tag: "1"}
+	two := map[string]any{"submods": map[string]any{
+		"cpu0": map[string]any{"ear.status": "affirming", "ear.veraison.annotated-evidence": map[string]any{"init_data": b}},
+		"cpu1": map[string]any{"ear.status": "affirming", "ear.veraison.annotated-evidence": map[string]any{"init_data": a}},
+	}}
+	for _, tt := range []struct {
+		name   string
+		claims map[string]any
+		path   protocol.ResourcePath
+		bound  []string
+		want   bool
+	}{
+		{"shared repository, no binding", tenantClaims(a), shared, nil, true},
+		{"unbound repository", tenantClaims(b), pb, nil, false},
+		{"bound to the guest", tenantClaims(b), pb, []string{b}, true},
+		{"bound to another tenant", tenantClaims(a), pb, []string{b}, false},
+		{"one of several", tenantClaims(a), pb, []string{b, a}, true},
+		{"TDX form of a sha256 digest", tenantClaims(tdxA), pb, []string{a}, true},
+		{"sha384 digest in TDX", tenantClaims(sha384), pb, []string{sha384}, true},
+		{"sha384 digest in SNP (truncated)", tenantClaims(sha384[:64]), pb, []string{sha384}, true},
+		{"sha512 digest in TDX (truncated)", tenantClaims(strings.Repeat("dd", 48)), pb, []string{strings.Repeat("dd", 64)}, true},
+		{"a prefix is not the digest", tenantClaims(a[:32]), pb, []string{a}, false},
+		{"no init_data claim", claims("affirming"), pb, []string{b}, false},
+		{"every submodule must match", two, pb, []string{b}, false},
+		{"bound but not affirming", map[string]any{"submods": map[string]any{"cpu0": map[string]any{
+			"ear.status": "warning", "ear.veraison.annotated-evidence": map[string]any{"init_data": b}}}}, pb, []string{b}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := def.Allow(ctx, tt.claims, tt.path, tt.bound)
+			if err != nil || got != tt.want {
+				t.Fatalf("Allow = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestBindings: Bind normalizes and stores the bindings, which survive a reopen; bad input
+// changes nothing; a corrupt bindings file is refused at open, naming it.
+func TestBindings(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	pol, bfile := filepath.Join(dir, "resource-policy.rego"), filepath.Join(dir, "repository-bindings.json")
+	e, err := Open(ctx, pol, bfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := strings.Repeat("AB", 32)
+	if err := e.Bind("tenant", []string{a, strings.ToLower(a)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Binding("tenant"); len(got) != 1 || got[0] != strings.ToLower(a) {
+		t.Fatalf("Binding = %v, want one lowercased digest", got)
+	}
+	for _, bad := range []struct {
+		repo    string
+		digests []string
+	}{{"tenant", []string{"abc"}}, {"../x", []string{a}}, {"a/b", []string{a}}, {"", []string{a}}} {
+		if err := e.Bind(bad.repo, bad.digests); err == nil {
+			t.Errorf("Bind(%q, %v) accepted", bad.repo, bad.digests)
+		}
+	}
+	e2, err := Open(ctx, pol, bfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e2.Binding("tenant"); len(got) != 1 {
+		t.Fatalf("after reopen: %v", got)
+	}
+	if err := e2.Bind("tenant", nil); err != nil || e2.Binding("tenant") != nil {
+		t.Fatalf("unbind: %v, %v", err, e2.Binding("tenant"))
+	}
+	if err := os.WriteFile(bfile, []byte(`{"t": ["xyz"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, pol, bfile); err == nil || !strings.Contains(err.Error(), bfile) {
+		t.Fatalf("a corrupt bindings file: %v", err)
 	}
 }

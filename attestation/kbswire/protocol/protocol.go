@@ -185,3 +185,14 @@ func checkSegment(seg string) error {
 	}
 	return nil
 }
+
+// RepositoryBindingPath is the administrator's endpoint, below PathPrefix, that binds a
+// repository to initdata digests: POST (a RepositoryBinding) replaces the binding, GET
+// returns it. Veil's own: Trustee has no such endpoint.
+const RepositoryBindingPath = "/repository-binding/"
+
+// RepositoryBinding lists the initdata digests (hex) whose guests may read a repository
+// under Veil's default resource policy. An empty list removes the binding.
+type RepositoryBinding struct {
+	InitData []string `json:"init_data"`
+}

@@ -1,0 +1,105 @@
+package resourcepolicy
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
+	"github.com/veil-runtime/veil/attestation/layout"
+)
+
+// SharedRepository is the repository that the default policy releases to every affirming
+// guest: a KBS's common secrets (CoCo's "default"). Any other repository is released only to
+// guests whose measured initdata digest is bound to it.
+const SharedRepository = "default"
+
+// MaxBoundDigests bounds the initdata digests bound to one repository.
+const MaxBoundDigests = 1024
+
+// bindingsFile is the JSON form of the repository bindings: repository -> initdata digests.
+type bindingsFile map[string][]string
+
+// NormalizeDigests checks initdata digests (hex of 32, 48 or 64 bytes: sha256, sha384,
+// sha512) and returns them lowercased, sorted and without duplicates.
+func NormalizeDigests(digests []string) ([]string, error) {
+	if len(digests) > MaxBoundDigests {
+		return nil, fmt.Errorf("%d initdata digests, at most %d", len(digests), MaxBoundDigests)
+	}
+	out := make([]string, 0, len(digests))
+	for i, d := range digests {
+		d = strings.ToLower(strings.TrimSpace(d))
+		b, err := hex.DecodeString(d)
+		if err != nil || (len(b) != 32 && len(b) != 48 && len(b) != 64) {
+			return nil, fmt.Errorf("initdata digest %d (%.20q): want the hex of a sha256, sha384 or sha512 digest", i, d)
+		}
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// claimForms returns the forms a bound digest takes in a token's init_data claim, which is
+// the launch field that holds it: the digest itself, and the digest zero-padded or truncated
+// to SNP's HOST_DATA (32 bytes) and TDX's MRCONFIGID (48 bytes), as the launch stores it.
+func claimForms(digests []string) []string {
+	out := make([]string, 0, 3*len(digests))
+	for _, d := range digests {
+		out = append(out, d)
+		for _, size := range []int{layout.SNPHostDataSize, layout.TDXMRConfigIDSize} {
+			if f := fitHex(d, size); f != d {
+				out = append(out, f)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// fitHex zero-pads or truncates hex digest d to size bytes.
+func fitHex(d string, size int) string {
+	if len(d) >= 2*size {
+		return d[:2*size]
+	}
+	return d + strings.Repeat("00", size-len(d)/2)
+}
+
+// checkRepository refuses a repository name that no resource path could have.
+func checkRepository(repo string) error {
+	_, err := protocol.ParseResourcePath(repo + "/x/x")
+	if err != nil || strings.Contains(repo, "/") {
+		return fmt.Errorf("repository %q: %w", repo, protocol.ErrInvalidPath)
+	}
+	return nil
+}
+
+// readBindings loads the bindings file; a missing file is no bindings.
+func readBindings(file string) (bindingsFile, error) {
+	if file == "" {
+		return bindingsFile{}, nil
+	}
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return bindingsFile{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repository bindings: %w", err)
+	}
+	var b bindingsFile
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("repository bindings %s: %w", file, err)
+	}
+	for repo, digests := range b {
+		if err := checkRepository(repo); err != nil {
+			return nil, fmt.Errorf("repository bindings %s: %w", file, err)
+		}
+		if b[repo], err = NormalizeDigests(digests); err != nil {
+			return nil, fmt.Errorf("repository bindings %s, repository %q: %w", file, repo, err)
+		}
+	}
+	return b, nil
+}
