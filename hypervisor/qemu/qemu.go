@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/veil-runtime/veil/hypervisor"
@@ -52,6 +53,9 @@ type VM struct {
 	err      error         // Wait's answer; set before done closes
 	life     context.Context
 	endLife  context.CancelFunc // cancels life when done closes
+
+	fatalMu sync.Mutex
+	fatal   error // why the driver ended a running VM (a virtiofsd died); read by watch
 }
 
 // New checks cfg (see Validate) and returns a VM that is not started yet. An empty
@@ -105,7 +109,35 @@ func (v *VM) Start(ctx context.Context) error {
 		return err
 	}
 	go v.watch(v.qemu)
+	for i, fs := range v.fsds {
+		go v.watchShare(i, fs)
+	}
 	return nil
+}
+
+// watchShare ends the VM when share i's virtiofsd dies while QEMU runs: the guest's file
+// system on that share would hang on every access, so the pod stops instead, and Wait names
+// the virtiofsd and how it ended. A virtiofsd stopped after QEMU (Stop, or QEMU's own end)
+// is the normal order and changes nothing.
+func (v *VM) watchShare(i int, fs *process) {
+	select {
+	case <-v.done:
+		return
+	case <-fs.done:
+	}
+	select {
+	case <-v.done:
+		return
+	default:
+	}
+	cause := fs.err
+	if cause == nil {
+		cause = fmt.Errorf("%s (pid %d) exited with status 0", fs.name, fs.pid())
+	}
+	v.fatalMu.Lock()
+	v.fatal = fmt.Errorf("virtiofsd of shared dir %q ended while the VM ran: %w", v.cfg.SharedDirs[i].Tag, cause)
+	v.fatalMu.Unlock()
+	v.qemu.signal(syscall.SIGKILL)
 }
 
 // launch does Start's work; Start undoes it on failure.
@@ -223,7 +255,12 @@ func (v *VM) exitError(what string) error {
 // watch records QEMU's end for Wait, then stops the virtiofsd servers it leaves idle.
 func (v *VM) watch(p *process) {
 	<-p.done
-	if p.err != nil {
+	v.fatalMu.Lock()
+	fatal := v.fatal
+	v.fatalMu.Unlock()
+	if fatal != nil {
+		v.finish(fmt.Errorf("qemu: VM %s stopped: %w", v.cfg.ID, fatal))
+	} else if p.err != nil {
 		v.finish(v.exitError("qemu: VM " + v.cfg.ID))
 	} else {
 		v.finish(nil)

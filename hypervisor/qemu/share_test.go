@@ -69,6 +69,38 @@ func TestIntegrationVirtiofs(t *testing.T) {
 	requireGone(t, pids, cfg.StateDir)
 }
 
+// TestIntegrationVirtiofsdKilled (issue 12): a virtiofsd killed while its VM runs takes the
+// VM down (a guest on a dead share would hang on every access): Wait names the share and the
+// signal, QEMU and the other share's virtiofsd are gone, and Stop leaves nothing.
+func TestIntegrationVirtiofsdKilled(t *testing.T) {
+	requireQEMU(t)
+	requireVirtiofsd(t)
+	root := stateRoot(t)
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	for _, d := range []string{a, b} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := firmwareOnly(t, root)
+	cfg.SharedDirs = []hypervisor.SharedDir{{Tag: "a", HostPath: a}, {Tag: "b", HostPath: b}}
+	v := startVM(t, cfg)
+	pids := []int{v.PID(), v.fsds[0].pid(), v.fsds[1].pid()}
+	if err := syscall.Kill(v.fsds[1].pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := v.Wait(ctx)
+	if err == nil || !strings.Contains(err.Error(), `virtiofsd of shared dir "b"`) || !strings.Contains(err.Error(), "killed by signal 9") {
+		t.Fatalf("Wait after virtiofsd was killed = %v, want an error naming share b's virtiofsd and the signal", err)
+	}
+	if err := v.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	requireGone(t, pids, cfg.StateDir)
+}
+
 // mountedReadOnly reports whether pid sees path through a read-only mount: mounted at path,
 // or (once virtiofsd has pivoted into the share) as the root of its "/".
 func mountedReadOnly(t *testing.T, pid int, path string) bool {

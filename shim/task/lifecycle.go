@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,10 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -126,13 +131,44 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Em
 	if _, st, _, _ := p.snapshot(); st == task.Status_STOPPED && !r.All {
 		return nil, fmt.Errorf("kill %s: process already finished: %w", p.id(), errdefs.ErrNotFound)
 	}
-	_, err = c.agent().SignalProcess(ctx, &api.SignalProcessRequest{
+	sigkill := r.Signal == uint32(unix.SIGKILL)
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if sigkill {
+		actx, cancel = context.WithTimeout(ctx, agentTimeout)
+	}
+	defer cancel()
+	_, err = c.agent().SignalProcess(actx, &api.SignalProcessRequest{
 		ContainerId: c.id, ExecId: r.ExecID, Signal: r.Signal, All: r.All,
 	})
+	if err != nil && sigkill && ctx.Err() == nil && agentLost(err) {
+		// SIGKILL must work on a pod whose guest stopped answering (hung, frozen): the VM is
+		// stopped, and with it every process of the pod exits (137).
+		log.G(ctx).WithError(err).WithField("vm", c.pod.pod.VMID).
+			Warn("kill: the agent does not answer: stopping the pod's VM")
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), agentTimeout)
+		defer scancel()
+		if serr := c.pod.pod.Sandbox.VM.Stop(sctx); serr != nil {
+			return nil, fmt.Errorf("kill %s: the agent does not answer (%v), and stopping the VM failed: %w", p.id(), err, serr)
+		}
+		return empty, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kill %s with signal %d: %w", p.id(), r.Signal, err)
 	}
 	return empty, nil
+}
+
+// agentLost reports whether an agent call failed because the agent did not answer (the
+// deadline passed, or the connection to it is gone), not because it refused.
+func agentLost(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ttrpc.ErrClosed) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.DeadlineExceeded, codes.Unavailable:
+		return true
+	}
+	return false
 }
 
 // Wait blocks until the process exited and returns its status.
