@@ -1,6 +1,6 @@
 // Package launch is what the agent does at boot before it serves anything: it finds the
 // initdata disk that the host attached (a read-only virtio-blk device, format
-// policy/initdata EncodeDisk), reads and parses the document, checks its digest against the
+// initdata EncodeDisk), reads and parses the document, checks its digest against the
 // launch measurement of the TEE (SNP HOST_DATA, TDX MRCONFIGID), and builds the policy engine
 // from its policy.rego, and the agent's settings from its veil.toml (Settings). Without a
 // disk a plain VM gets the allow-all policy.
@@ -22,9 +22,9 @@ import (
 	"github.com/containerd/log"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy"
 	"github.com/veil-runtime/veil/policy/imagepolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
 )
 
