@@ -128,13 +128,10 @@ func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 	if err != nil {
 		return nil, oneLine(fmt.Errorf("%w (disk %s)", err, path))
 	}
-	doc, err := initdata.Parse(raw)
+	log.G(ctx).Infof("initdata: %d bytes from %s", len(raw), path)
+	doc, err := Measured(ctx, c.TEE, c.Reader, raw)
 	if err != nil {
-		return nil, oneLine(err)
-	}
-	log.G(ctx).Infof("initdata: %d bytes from %s, %s digest %x", len(raw), path, doc.Algorithm, doc.Digest())
-	if err := Verify(ctx, c.TEE, c.Reader, doc.Digest()); err != nil {
-		return nil, oneLine(err)
+		return nil, err
 	}
 	settings, err := documentSettings(doc)
 	if err != nil {
@@ -166,6 +163,21 @@ func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 			settings.Image.InsecureRegistries, settings.KBS.URL)
 	}
 	return &Launched{Engine: e, Settings: settings, InitData: string(raw), ImagePolicy: imgPolicy}, nil
+}
+
+// Measured is the agent's launch check of raw, the initdata document it booted with: it parses
+// the document (initdata.Parse, the rules the KBS applies to the init-data it is sent) and
+// compares its digest with the launch's host data (Verify).
+func Measured(ctx context.Context, tee string, r LaunchDataReader, raw []byte) (*initdata.Document, error) {
+	doc, err := initdata.Parse(raw)
+	if err != nil {
+		return nil, oneLine(err)
+	}
+	log.G(ctx).Infof("initdata: %s digest %x", doc.Algorithm, doc.Digest())
+	if err := Verify(ctx, tee, r, doc.Digest()); err != nil {
+		return nil, oneLine(err)
+	}
+	return doc, nil
 }
 
 // Verify compares the launch's host data with digest (nil: no initdata, so the host data
