@@ -12,6 +12,7 @@ import (
 	"github.com/veil-runtime/veil/agent/unseal"
 	"github.com/veil-runtime/veil/attestation/attester"
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // keyProvider returns the key provider of encrypted image layers: the KBS hub of kbsHub, or
@@ -58,7 +59,7 @@ func kbsHub(ctx context.Context, l *launch.Launched, att attester.Attester) (*cd
 		c.RootCAs = pool
 	}
 	if l.InitData != "" {
-		c.InitData = &protocol.InitData{Format: "toml", Body: l.InitData}
+		c.InitData = &protocol.InitData{Format: initdata.Format, Body: l.InitData}
 	}
 	hub, err := cdh.New(c)
 	if err != nil {

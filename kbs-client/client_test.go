@@ -83,7 +83,7 @@ func TestGetResource(t *testing.T) {
 	for _, kt := range []kbsclient.KeyType{kbsclient.KeyEC, kbsclient.KeyRSA} {
 		t.Run(string(kt), func(t *testing.T) {
 			env, counts, hs := setup(t)
-			init := &protocol.InitData{Format: "toml", Body: "version = \"0.1.0\"\n"}
+			init := &protocol.InitData{Format: "toml", Body: "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"}
 			cl, err := kbsclient.New(hs.URL, &kbstest.Attester{}, kbsclient.Options{KeyType: kt, InitData: init, Retry: fastRetry})
 			if err != nil {
 				t.Fatal(err)

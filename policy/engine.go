@@ -1,5 +1,5 @@
 // Package policy judges every request that the host sends to the agent against an OPA (Rego)
-// policy, the policy whose digest the TEE measured at launch (see policy/initdata).
+// policy, the policy whose digest the TEE measured at launch (see the initdata package).
 //
 // The policy is one Rego v1 module in package agent_policy. For each request the engine
 // evaluates the rule named after the request's protobuf message type,
@@ -20,8 +20,9 @@
 // container id already in use, say) leaves the policy's state as it was.
 //
 // Interceptor plugs an Engine into the agent's ttrpc server. policy/policies holds the
-// shipped policies, policy/initdata the measured configuration that carries a policy, and
-// policy/genpolicy makes a policy from a pod's YAML. docs/policy.md is the user's guide.
+// shipped policies, the top-level initdata package the measured configuration that carries
+// a policy, and policy/genpolicy makes a policy from a pod's YAML. docs/policy.md is the
+// user's guide.
 package policy
 
 import (

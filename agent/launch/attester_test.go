@@ -11,7 +11,7 @@ import (
 	"github.com/veil-runtime/veil/attestation/evidence"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // TestBootInitDataText: the boot keeps the document's text, whose digest is the host data,

@@ -1,6 +1,6 @@
 // Package launch is what the agent does at boot before it serves anything: it finds the
 // initdata disk that the host attached (a read-only virtio-blk device, format
-// policy/initdata EncodeDisk), reads and parses the document, checks its digest against the
+// initdata EncodeDisk), reads and parses the document, checks its digest against the
 // launch measurement of the TEE (SNP HOST_DATA, TDX MRCONFIGID), and builds the policy engine
 // from its policy.rego, and the agent's settings from its veil.toml (Settings). Without a
 // disk a plain VM gets the allow-all policy.
@@ -22,9 +22,9 @@ import (
 	"github.com/containerd/log"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy"
 	"github.com/veil-runtime/veil/policy/imagepolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
 )
 
@@ -128,13 +128,10 @@ func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 	if err != nil {
 		return nil, oneLine(fmt.Errorf("%w (disk %s)", err, path))
 	}
-	doc, err := initdata.Parse(raw)
+	log.G(ctx).Infof("initdata: %d bytes from %s", len(raw), path)
+	doc, err := Measured(ctx, c.TEE, c.Reader, raw)
 	if err != nil {
-		return nil, oneLine(err)
-	}
-	log.G(ctx).Infof("initdata: %d bytes from %s, %s digest %x", len(raw), path, doc.Algorithm, doc.Digest())
-	if err := Verify(ctx, c.TEE, c.Reader, doc.Digest()); err != nil {
-		return nil, oneLine(err)
+		return nil, err
 	}
 	settings, err := documentSettings(doc)
 	if err != nil {
@@ -166,6 +163,21 @@ func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 			settings.Image.InsecureRegistries, settings.KBS.URL)
 	}
 	return &Launched{Engine: e, Settings: settings, InitData: string(raw), ImagePolicy: imgPolicy}, nil
+}
+
+// Measured is the agent's launch check of raw, the initdata document it booted with: it parses
+// the document (initdata.Parse, the rules the KBS applies to the init-data it is sent) and
+// compares its digest with the launch's host data (Verify).
+func Measured(ctx context.Context, tee string, r LaunchDataReader, raw []byte) (*initdata.Document, error) {
+	doc, err := initdata.Parse(raw)
+	if err != nil {
+		return nil, oneLine(err)
+	}
+	log.G(ctx).Infof("initdata: %s digest %x", doc.Algorithm, doc.Digest())
+	if err := Verify(ctx, tee, r, doc.Digest()); err != nil {
+		return nil, oneLine(err)
+	}
+	return doc, nil
 }
 
 // Verify compares the launch's host data with digest (nil: no initdata, so the host data

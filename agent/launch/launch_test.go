@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/api"
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // fakeSys makes a sysfs with the given disks (name -> serial) and virtio block devices.

@@ -10,7 +10,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // Settings are the agent's own settings, from the initdata document's veil.toml entry

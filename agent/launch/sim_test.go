@@ -14,7 +14,7 @@ import (
 
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // simGuest returns a reader of a PSP disk image holding l, with an authority file.

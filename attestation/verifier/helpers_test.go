@@ -16,6 +16,7 @@ import (
 	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/tdx"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // A fixed time inside the validity of go-sev-guest's sample VCEK and go-tdx-guest's sample
@@ -52,11 +53,11 @@ func otherAuthority(t testing.TB) *sim.Authority { return authorityB.get(t) }
 // initDigest is the digest of a sha256 initdata document, as the KBS computes it.
 func initDigest(t testing.TB) []byte {
 	t.Helper()
-	_, d, err := evidence.InitData{Format: "toml", Body: "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"}.Digest()
+	doc, err := initdata.ParseFormat("toml", []byte("version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d
+	return doc.Digest()
 }
 
 func simSNPEvidence(t testing.TB, a *sim.Authority, l sim.SNPLaunch, rd [64]byte) json.RawMessage {

@@ -14,9 +14,9 @@ import (
 	sevverify "github.com/google/go-sev-guest/verify"
 
 	"github.com/veil-runtime/veil/attestation/evidence"
-	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/snp"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // snpCheck is one SNP verification in progress.
@@ -58,7 +58,7 @@ func (v *verifier) verifySNP(ctx context.Context, in Input) (*Claims, error) {
 	var errs []error
 	errs = append(errs, mismatch("REPORT_DATA", report.GetReportData(), in.ReportData[:]))
 	if in.InitDataDigest != nil {
-		want := evidence.PadDigest(in.InitDataDigest, layout.SNPHostDataSize)
+		want := initdata.SNPHostData(in.InitDataDigest)
 		errs = append(errs, mismatch("HOST_DATA (initdata digest)", report.GetHostData(), want))
 	}
 	if err := errors.Join(errs...); err != nil {

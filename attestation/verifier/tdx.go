@@ -17,9 +17,9 @@ import (
 	tdxverify "github.com/google/go-tdx-guest/verify"
 
 	"github.com/veil-runtime/veil/attestation/evidence"
-	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/tdx"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // tdxCheck is one TDX verification in progress.
@@ -59,7 +59,7 @@ func (v *verifier) verifyTDX(ctx context.Context, in Input) (*Claims, error) {
 	var errs []error
 	errs = append(errs, mismatch("REPORTDATA", body.GetReportData(), in.ReportData[:]))
 	if in.InitDataDigest != nil {
-		want := evidence.PadDigest(in.InitDataDigest, layout.TDXMRConfigIDSize)
+		want := initdata.TDXMRConfigID(in.InitDataDigest)
 		errs = append(errs, mismatch("MRCONFIGID (initdata digest)", body.GetMrConfigId(), want))
 	}
 	if err := errors.Join(errs...); err != nil {

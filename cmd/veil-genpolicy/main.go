@@ -16,9 +16,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/policy/imagepolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 )
 
 // addImagePolicy puts the policy file path (if any) into the initdata entries, and checks

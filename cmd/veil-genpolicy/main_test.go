@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 func TestRun(t *testing.T) {

@@ -43,6 +43,9 @@ func TestImportRules(t *testing.T) {
 		{who: module + "shim/...", forbidden: []string{"agent"}, allowed: []string{"agent/api"}},
 		{who: module + "attestation/...", external: []string{"github.com/containerd/containerd"}},
 		{who: module + "policy/...", external: []string{"github.com/containerd/containerd"}},
+		// initdata is the one home of the document that every side reads: it depends on none of them.
+		{who: module + "initdata", forbidden: []string{"shim", "agent", "policy", "attestation/kbs", "hypervisor", "kbs-client"},
+			external: []string{"github.com/containerd/containerd"}},
 	}
 	for _, r := range rules {
 		for _, d := range deps(t, r.who) {
@@ -60,7 +63,7 @@ func TestImportRules(t *testing.T) {
 			}
 			for _, e := range r.external {
 				if strings.HasPrefix(d, e) {
-					t.Errorf("%s depends on %s: attestation/ and policy/ know nothing about containerd", r.who, d)
+					t.Errorf("%s depends on %s: attestation/, policy/ and initdata know nothing about containerd", r.who, d)
 				}
 			}
 		}

@@ -6,12 +6,11 @@ import (
 	"fmt"
 
 	"github.com/veil-runtime/veil/attestation/attester"
-	"github.com/veil-runtime/veil/attestation/evidence"
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
-	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/snp"
 	"github.com/veil-runtime/veil/attestation/tdx"
+	"github.com/veil-runtime/veil/initdata"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 
@@ -61,18 +60,20 @@ func (g *globals) simAttester(init *protocol.InitData) (kbsclient.Attester, erro
 	}
 	var digest []byte
 	if init != nil {
-		if _, digest, err = (evidence.InitData{Format: init.Format, Body: init.Body}).Digest(); err != nil {
+		doc, err := initdata.ParseFormat(init.Format, []byte(init.Body))
+		if err != nil {
 			return nil, fmt.Errorf("--initdata: %w", err)
 		}
+		digest = doc.Digest()
 	}
 	switch g.simTEE {
 	case "snp":
 		l := sim.SNPLaunch{Measurement: measurement}
-		copy(l.HostData[:], evidence.PadDigest(digest, layout.SNPHostDataSize))
+		copy(l.HostData[:], initdata.SNPHostData(digest))
 		return sim.NewSNPAttester(auth, l)
 	case "tdx":
 		l := sim.TDXLaunch{MRTD: measurement}
-		copy(l.MRConfigID[:], evidence.PadDigest(digest, layout.TDXMRConfigIDSize))
+		copy(l.MRConfigID[:], initdata.TDXMRConfigID(digest))
 		return sim.NewTDXAttester(auth, l)
 	default:
 		return nil, fmt.Errorf("--sim-tee %q: want snp or tdx", g.simTEE)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
+	"github.com/veil-runtime/veil/initdata"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 
@@ -178,5 +179,10 @@ func (g *globals) initData() (*protocol.InitData, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--initdata: %w", err)
 	}
-	return &protocol.InitData{Format: "toml", Body: string(body)}, nil
+	// The KBS and the agent refuse a document that initdata.Parse refuses: say so before
+	// attesting.
+	if _, err := initdata.Parse(body); err != nil {
+		return nil, fmt.Errorf("--initdata %s: %w", g.initdata, err)
+	}
+	return &protocol.InitData{Format: initdata.Format, Body: string(body)}, nil
 }

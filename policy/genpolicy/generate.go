@@ -13,7 +13,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
 )
 

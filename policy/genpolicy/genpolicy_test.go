@@ -10,9 +10,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy"
 	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
 	"github.com/veil-runtime/veil/policy/policytest"
 )

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 func TestInitData(t *testing.T) {

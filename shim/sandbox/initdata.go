@@ -8,7 +8,7 @@ import (
 
 	"github.com/veil-runtime/veil/attestation/layout"
 	"github.com/veil-runtime/veil/hypervisor"
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // initDataSuffix names the disk image of a sandbox's initdata, next to its state directory
@@ -17,7 +17,7 @@ import (
 const initDataSuffix = ".initdata.img"
 
 // attachInitData checks raw, an initdata document, writes the disk image that delivers it to
-// the guest (format: policy/initdata EncodeDisk), attaches it to cfg read-only with the serial
+// the guest (format: initdata EncodeDisk), attaches it to cfg read-only with the serial
 // initdata.DiskSerial, and binds its digest to the launch: SNP HOST_DATA or TDX MRCONFIGID
 // (the digest zero-padded or truncated to the field), the sim TEE's host data (at most 48
 // bytes). A plain VM (tee none) measures nothing: its digest is returned but not put in the

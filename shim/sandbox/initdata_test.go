@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/veil-runtime/veil/hypervisor"
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 func TestAttachInitData(t *testing.T) {

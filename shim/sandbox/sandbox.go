@@ -42,7 +42,7 @@ type Options struct {
 	KernelParams []string            // appended to the image's command line
 	TEE          hypervisor.TEEConfig
 	BootTimeout  time.Duration // "" picks DefaultBootTimeout
-	// InitData is an initdata document (policy/initdata) for the guest: delivered on a
+	// InitData is an initdata document (initdata) for the guest: delivered on a
 	// read-only virtio-blk disk (initdata.DiskSerial) and, with a TEE, bound to the launch as
 	// its host data (then TEE.HostData must be empty). nil: no disk, the agent allows all.
 	InitData []byte

@@ -18,9 +18,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/tests/internal/busyboximage"
 )
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/tests/internal/busyboximage"
 )
 

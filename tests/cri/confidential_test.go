@@ -17,8 +17,8 @@ import (
 
 	"github.com/veil-runtime/veil/agent/imagesig/imagesigtest"
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
 )
 

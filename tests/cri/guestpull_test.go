@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
 	"github.com/veil-runtime/veil/tests/internal/busyboximage"
 	"github.com/veil-runtime/veil/tests/internal/containerdenv"

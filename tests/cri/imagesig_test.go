@@ -13,8 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/veil-runtime/veil/agent/imagesig/imagesigtest"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/shim/pod"
 	"github.com/veil-runtime/veil/tests/internal/busyboximage"
 )

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 )
 
 // policyPodYAML is the pod the policy is made for, as a user would write it.

@@ -19,7 +19,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/hypervisor"
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/shim/sandbox"
 	"github.com/veil-runtime/veil/shim/stdio"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/tests/internal/k8scluster"
 )
 

@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/veil-runtime/veil/agent/imagepull/imagepulltest"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/genpolicy"
-	"github.com/veil-runtime/veil/policy/initdata"
 	"github.com/veil-runtime/veil/tests/internal/busyboximage"
 	"github.com/veil-runtime/veil/tests/internal/k8scluster"
 )

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy/policies"
 )
 

@@ -16,14 +16,13 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/veil-runtime/veil/attestation/appraisal"
 	"github.com/veil-runtime/veil/attestation/evidence"
 	"github.com/veil-runtime/veil/attestation/kbs"
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/token"
 	"github.com/veil-runtime/veil/attestation/verifier"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // Options configure a Service. Verifier, Issuer and Appraiser are required.
@@ -73,12 +72,12 @@ func (s *Service) Attest(ctx context.Context, ev *kbs.Evidence) (*kbs.Attested, 
 	in := verifier.Input{TEE: ev.TEE, Evidence: ev.Evidence, ReportData: ev.ReportData}
 	var initClaims map[string]any
 	if ev.InitData != nil {
-		_, digest, err := evidence.InitData{Format: ev.InitData.Format, Body: ev.InitData.Body}.Digest()
+		doc, err := ReadInitData(ev.InitData)
 		if err != nil {
-			return nil, fmt.Errorf("init-data: %w", err)
+			return nil, err
 		}
-		in.InitDataDigest = digest
-		initClaims = initDataClaims(ev.InitData)
+		in.InitDataDigest = doc.Digest()
+		initClaims = doc.Claims()
 	}
 	claims, err := s.opts.Verifier.Verify(ctx, in)
 	if err != nil {
@@ -117,16 +116,16 @@ func (s *Service) Attest(ctx context.Context, ev *kbs.Evidence) (*kbs.Attested, 
 	return &kbs.Attested{Token: tok, Claims: out}, nil
 }
 
-// initDataClaims returns the [data] table of the initdata, or nil when it does not parse (the
-// digest already matched: the document is what the TEE measured, whatever it holds).
-func initDataClaims(d *protocol.InitData) map[string]any {
-	var doc struct {
-		Data map[string]any `toml:"data"`
+// ReadInitData reads the init-data of an attest request with the rules the agent applies to
+// the document it booted with (initdata.ParseFormat): the KBS binds its digest to the
+// evidence's HOST_DATA or MRCONFIGID and issues its data table as init_data_claims. A document
+// the agent would refuse is refused here too.
+func ReadInitData(d *protocol.InitData) (*initdata.Document, error) {
+	doc, err := initdata.ParseFormat(d.Format, []byte(d.Body))
+	if err != nil {
+		return nil, fmt.Errorf("init-data: %w", err)
 	}
-	if _, err := toml.Decode(d.Body, &doc); err != nil || doc.Data == nil {
-		return nil
-	}
-	return doc.Data
+	return doc, nil
 }
 
 // payload decodes the claims of a token this service has just signed.

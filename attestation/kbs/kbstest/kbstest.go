@@ -9,7 +9,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/veil-runtime/veil/attestation/binding"
 	"github.com/veil-runtime/veil/attestation/kbs"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // TEE is the name of the fake TEE.
@@ -103,7 +103,15 @@ func (a *Attestation) Attest(_ context.Context, ev *kbs.Evidence) (*kbs.Attested
 	if subtle.ConstantTimeCompare(rd, ev.ReportData[:]) != 1 {
 		return nil, errors.New("report_data does not bind the nonce and tee-pubkey")
 	}
-	claims := a.claims(ev, se, status)
+	var initDigest []byte
+	if ev.InitData != nil {
+		doc, err := initdata.ParseFormat(ev.InitData.Format, []byte(ev.InitData.Body))
+		if err != nil {
+			return nil, fmt.Errorf("init-data: %w", err)
+		}
+		initDigest = doc.Digest()
+	}
+	claims := a.claims(ev, se, status, initDigest)
 	tok, err := a.sign(claims)
 	if err != nil {
 		return nil, err
@@ -116,7 +124,7 @@ func (a *Attestation) Attest(_ context.Context, ev *kbs.Evidence) (*kbs.Attested
 	return &kbs.Attested{Token: tok, Claims: out}, nil
 }
 
-func (a *Attestation) claims(ev *kbs.Evidence, se SampleEvidence, status string) map[string]any {
+func (a *Attestation) claims(ev *kbs.Evidence, se SampleEvidence, status string, initDigest []byte) map[string]any {
 	annotated := map[string]any{
 		"sample":      map[string]any{"svn": se.SVN},
 		"report_data": hex.EncodeToString(ev.ReportData[:]),
@@ -124,9 +132,8 @@ func (a *Attestation) claims(ev *kbs.Evidence, se SampleEvidence, status string)
 			"nonce": ev.Nonce, "tee-pubkey": json.RawMessage(ev.TEEPubKey),
 		},
 	}
-	if ev.InitData != nil {
-		sum := sha256.Sum256([]byte(ev.InitData.Body))
-		annotated["init_data"] = hex.EncodeToString(sum[:])
+	if initDigest != nil {
+		annotated["init_data"] = hex.EncodeToString(initDigest)
 	}
 	now := a.Now()
 	return map[string]any{

@@ -8,7 +8,6 @@ package kbstest
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"net"
 	"net/http"
@@ -25,6 +24,7 @@ import (
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/token"
 	"github.com/veil-runtime/veil/attestation/verifier"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // Measurement is the launch measurement the KBS's reference values accept.
@@ -192,7 +192,13 @@ func (k *KBS) Restart(tb testing.TB) {
 // digest as its HOST_DATA, and the init-data it sends.
 func Guest(tb testing.TB, measurement [48]byte) (*sim.Attester, *protocol.InitData) {
 	tb.Helper()
-	att, err := sim.NewSNPAttester(Authority(tb), sim.SNPLaunch{HostData: sha256.Sum256([]byte(InitData)), Measurement: measurement})
+	doc, err := initdata.Parse([]byte(InitData))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l := sim.SNPLaunch{Measurement: measurement}
+	copy(l.HostData[:], initdata.SNPHostData(doc.Digest()))
+	att, err := sim.NewSNPAttester(Authority(tb), l)
 	if err != nil {
 		tb.Fatal(err)
 	}

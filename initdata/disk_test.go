@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 func TestDiskRoundTrip(t *testing.T) {

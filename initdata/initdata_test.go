@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/veil-runtime/veil/attestation/layout"
-	"github.com/veil-runtime/veil/policy/initdata"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 const doc256 = `version = "0.1.0"

@@ -1,7 +1,7 @@
-// Package initdata parses, writes and digests initdata: the TOML document that carries a
-// pod's agent policy (and attestation-agent and CDH configuration) into a confidential VM.
-// The TEE measures its digest at launch (SNP HOST_DATA, TDX MRCONFIGID), so a relying party
-// that checks the attestation knows which policy the guest enforces.
+// Package initdata is the one home of initdata: the TOML document that carries a pod's agent
+// policy (and attestation-agent and CDH configuration) into a confidential VM. The TEE
+// measures its digest at launch (SNP HOST_DATA, TDX MRCONFIGID), so a relying party that
+// checks the attestation knows which policy the guest enforces.
 //
 //	version = "0.1.0"
 //	algorithm = "sha256"          # or sha384, sha512
@@ -15,6 +15,16 @@
 //
 // The digest is the hash, with the document's algorithm, of the document's exact bytes as
 // delivered: never of a re-encoding.
+//
+// Every reader uses this package, so that a document one side accepts is one the other
+// accepts too, with the same digest: the shim (which builds the disk and binds the digest to
+// the launch), genpolicy (which writes documents with Marshal), the agent (which reads the
+// disk and checks the digest against the launch), the KBS (which reads the attest request's
+// init-data with ParseFormat for the digest it binds and the claims it issues), the verifier
+// (which pads the digest to the launch field) and kbs-client. Parse holds the one set of
+// acceptance rules; Digest and HostData the one digest and its fitting to HOST_DATA (32
+// bytes) or MRCONFIGID (48 bytes); encode.go the pod annotation; disk.go the disk that
+// delivers a document to the guest.
 package initdata
 
 import (
@@ -26,10 +36,16 @@ import (
 	"slices"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/veil-runtime/veil/attestation/layout"
 )
 
 // Version is the only initdata version understood.
 const Version = "0.1.0"
+
+// Format is the only format of the KBS attest request's init-data object ("format" next to
+// the document's "body") that initdata 0.1.0 defines.
+const Format = "toml"
 
 // Keys of the data table that the ecosystem uses.
 const (
@@ -68,7 +84,20 @@ func newHash(algorithm string) (hash.Hash, error) {
 	return nil, fmt.Errorf("algorithm: %q is not one of %q", algorithm, Algorithms())
 }
 
+// ParseFormat parses body, a document that came with its format's name: the init-data object
+// of a KBS attest request, {"format": "toml", "body": "<the document>"}. Any format other
+// than Format is refused; the body is then held to Parse's rules.
+func ParseFormat(format string, body []byte) (*Document, error) {
+	if format != Format {
+		return nil, fmt.Errorf("initdata: format: %q is not supported (want %q)", format, Format)
+	}
+	return Parse(body)
+}
+
 // Parse checks raw, an initdata document, and returns it. An error names the field at fault.
+// The rules, the only ones any reader applies: at most MaxDocumentSize bytes; valid TOML (so
+// no key defined twice); version is Version; algorithm one of Algorithms; data a table whose
+// values are all strings; no other top-level key.
 func Parse(raw []byte) (*Document, error) {
 	if len(raw) > MaxDocumentSize {
 		return nil, fmt.Errorf("initdata: %d bytes, more than the %d allowed", len(raw), MaxDocumentSize)
@@ -160,6 +189,16 @@ func (d *Document) Policy() (string, bool) {
 	return p, ok
 }
 
+// Claims returns the data table as the KBS puts it in a token's annotated evidence
+// (init_data_claims): a copy, each value a string.
+func (d *Document) Claims() map[string]any {
+	out := make(map[string]any, len(d.Data))
+	for k, v := range d.Data {
+		out[k] = v
+	}
+	return out
+}
+
 // Digest hashes raw with algorithm (sha256, sha384 or sha512).
 func Digest(algorithm string, raw []byte) ([]byte, error) {
 	h, err := newHash(algorithm)
@@ -177,3 +216,10 @@ func HostData(digest []byte, size int) []byte {
 	copy(out, digest)
 	return out
 }
+
+// SNPHostData is HostData for SNP's HOST_DATA (layout.SNPHostDataSize, 32 bytes): a sha384 or
+// sha512 digest is truncated to its first 32 bytes.
+func SNPHostData(digest []byte) []byte { return HostData(digest, layout.SNPHostDataSize) }
+
+// TDXMRConfigID is HostData for TDX's MRCONFIGID (layout.TDXMRConfigIDSize, 48 bytes).
+func TDXMRConfigID(digest []byte) []byte { return HostData(digest, layout.TDXMRConfigIDSize) }
