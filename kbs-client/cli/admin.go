@@ -13,7 +13,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/veil-runtime/veil/attestation/evidence"
+	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/kbs-client/adminclient"
 )
 
@@ -121,11 +121,11 @@ func initDataDigests(args []string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bind-repository: %q is neither a hex digest nor a readable initdata file: %w", a, err)
 		}
-		_, digest, err := evidence.InitData{Format: "toml", Body: string(body)}.Digest()
+		doc, err := initdata.Parse(body)
 		if err != nil {
 			return nil, fmt.Errorf("bind-repository: initdata %s: %w", a, err)
 		}
-		out = append(out, hex.EncodeToString(digest))
+		out = append(out, hex.EncodeToString(doc.Digest()))
 	}
 	return out, nil
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
-	"github.com/veil-runtime/veil/attestation/layout"
+	"github.com/veil-runtime/veil/initdata"
 )
 
 // SharedRepository is the repository that the default policy releases to every affirming
@@ -44,28 +44,20 @@ func NormalizeDigests(digests []string) ([]string, error) {
 }
 
 // claimForms returns the forms a bound digest takes in a token's init_data claim, which is
-// the launch field that holds it: the digest itself, and the digest zero-padded or truncated
-// to SNP's HOST_DATA (32 bytes) and TDX's MRCONFIGID (48 bytes), as the launch stores it.
+// the launch field that holds it: the digest itself, and the digest fitted (zero-padded or
+// truncated) to SNP's HOST_DATA and TDX's MRCONFIGID as the launch stores it.
 func claimForms(digests []string) []string {
 	out := make([]string, 0, 3*len(digests))
 	for _, d := range digests {
 		out = append(out, d)
-		for _, size := range []int{layout.SNPHostDataSize, layout.TDXMRConfigIDSize} {
-			if f := fitHex(d, size); f != d {
-				out = append(out, f)
-			}
+		b, err := hex.DecodeString(d)
+		if err != nil {
+			continue // NormalizeDigests let only hex through
 		}
+		out = append(out, hex.EncodeToString(initdata.SNPHostData(b)), hex.EncodeToString(initdata.TDXMRConfigID(b)))
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// fitHex zero-pads or truncates hex digest d to size bytes.
-func fitHex(d string, size int) string {
-	if len(d) >= 2*size {
-		return d[:2*size]
-	}
-	return d + strings.Repeat("00", size-len(d)/2)
 }
 
 // checkRepository refuses a repository name that no resource path could have.
