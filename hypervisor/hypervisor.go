@@ -36,13 +36,6 @@ const (
 	TransportHybridVsock  Transport = "hybrid-vsock"  // unix socket + "CONNECT <port>\n" (Cloud Hypervisor)
 )
 
-// AgentPort is the vsock port the agent listens on, and AgentPortName the name of its
-// virtio-serial port (the guest finds it in /sys/class/virtio-ports/*/name).
-const (
-	AgentPort     = 1024
-	AgentPortName = "veil.agent"
-)
-
 // SharedDir is a host directory shared into the guest through virtio-fs.
 type SharedDir struct {
 	Tag      string // the tag the guest mounts: mount -t virtiofs <Tag> <dir>

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/hypervisor/qmp"
 	"github.com/veil-runtime/veil/hypervisor/statedir"
@@ -271,7 +272,7 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 	var conn net.Conn
 	var err error
 	if v.cfg.Transport == hypervisor.TransportVsock {
-		conn, err = transport.DialVsock(ctx, v.cid, hypervisor.AgentPort)
+		conn, err = transport.DialVsock(ctx, v.cid, api.AgentVsockPort)
 	} else {
 		conn, err = v.serial.DialAgent(ctx)
 	}
