@@ -32,9 +32,10 @@ func under(pkg, dir string) bool {
 // offending import.
 //
 // agent/api is the host<->guest protocol: the messages and service, and every name both sides
-// spell (storage drivers, guest paths, annotation keys, the transport's port and port name).
-// It imports nothing of the module, so that anyone may import it: the shim and veil-ctl, which
-// speak it, the QEMU driver, which names the agent's port, the agent, which serves it, and
+// spell (storage drivers, guest paths, annotation keys, the transport's port and port name,
+// the guest image's files). It imports nothing of the module, so that anyone may import it:
+// the shim and veil-ctl, which speak it, the QEMU driver, which names the agent's port, the
+// image builder, which places the files init and the agent use, the agent, which serves it, and
 // policy/, which judges its requests (the policy's input is the request as agent/api decodes
 // it). Nothing else under agent/ is imported by the host side or by policy/.
 func TestImportRules(t *testing.T) {
@@ -51,6 +52,7 @@ func TestImportRules(t *testing.T) {
 		{who: module + "kbs-client/...", forbidden: []string{"attestation/kbs"}},
 		{who: module + "shim/...", forbidden: []string{"agent"}, allowed: []string{"agent/api"}},
 		{who: module + "hypervisor/...", forbidden: []string{"agent", "shim", "policy"}, allowed: []string{"agent/api"}},
+		{who: module + "guest-image/...", forbidden: []string{"agent", "shim"}, allowed: []string{"agent/api"}},
 		{who: module + "attestation/...", external: []string{"github.com/containerd/containerd"}},
 		{who: module + "policy/...", forbidden: []string{"agent", "shim", "hypervisor"}, allowed: []string{"agent/api"},
 			external: []string{"github.com/containerd/containerd"}},
