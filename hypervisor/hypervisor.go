@@ -6,16 +6,18 @@ package hypervisor
 import (
 	"context"
 	"net"
+
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 // TEE is the kind of trusted execution environment a VM is launched in.
 type TEE string
 
 const (
-	TEENone TEE = "none" // a plain VM: isolation only, no attestation
-	TEESNP  TEE = "snp"  // AMD SEV-SNP
-	TEETDX  TEE = "tdx"  // Intel TDX
-	TEESim  TEE = "sim"  // a simulated TEE for machines without one (see docs/)
+	TEENone TEE = api.TEENone // a plain VM: isolation only, no attestation
+	TEESNP  TEE = api.TEESNP  // AMD SEV-SNP
+	TEETDX  TEE = api.TEETDX  // Intel TDX
+	TEESim  TEE = api.TEESim  // a simulated TEE for machines without one (see docs/)
 )
 
 // Accel selects QEMU's accelerator.

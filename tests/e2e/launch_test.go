@@ -74,7 +74,7 @@ func TestLaunchSim(t *testing.T) {
 			_ = sb.Close(context.Background())
 		}()
 		d, err := sb.Agent.GetGuestDetails(ctx(t, 30*time.Second), &api.GetGuestDetailsRequest{})
-		if err != nil || d.GetTee() != "sim" {
+		if err != nil || d.GetTee() != api.TEESim {
 			t.Fatalf("GetGuestDetails: tee %q, %v; want sim", d.GetTee(), err)
 		}
 		console, _ := os.ReadFile(sb.VM.ConsoleLog())
