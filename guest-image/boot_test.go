@@ -20,7 +20,7 @@ func TestIntegrationBoot(t *testing.T) {
 	integration(t)
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+		t.Fatal("qemu-system-x86_64 not installed: apt-get install qemu-system-x86 (make deps)")
 	}
 	init := buildBootinit(t)
 	out := t.TempDir()
@@ -76,7 +76,7 @@ func buildBootinit(t *testing.T) string {
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
 		if goBin, err = exec.LookPath("go"); err != nil {
-			t.Skip("no go command to build the test init")
+			t.Fatal("no go command to build the test init: install Go (https://go.dev/dl/) and put its bin directory on PATH")
 		}
 	}
 	bin := filepath.Join(t.TempDir(), "bootinit")

@@ -110,7 +110,7 @@ type Options struct {
 	// OutDir receives vmlinuz, initrd.img and manifest.json. Required.
 	OutDir string
 	// Agent is the path of the (static) guest agent binary. When Init is a
-	// different binary, the agent is installed at AgentPath for init to start.
+	// different binary, the agent is installed at api.AgentPath for init to start.
 	Agent string
 	// Init is the path of the static binary that becomes /init; empty means
 	// Agent. Veil's image has veil-init here; a benchmark sets a trivial init.

@@ -109,7 +109,7 @@ func TestBuildInitrd(t *testing.T) {
 		t.Errorf("gzip header name %q mtime %v", zr.Name, zr.ModTime)
 	}
 	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("GNU cpio not installed (apt-get install cpio)")
+		t.Fatal("GNU cpio not installed: apt-get install cpio (make deps)")
 	}
 	list := cpioRun(t, gz, "-t")
 	want := "dev dev/console dev/null etc etc/veil etc/veil/image.json etc/veil/modules.list init lib lib/modules " +

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/guest-image/cpio"
 	"github.com/veil-runtime/veil/guest-image/kmod"
@@ -19,14 +20,8 @@ import (
 
 // Paths inside the guest.
 const (
-	// ModulesListPath lists the modules to load, one absolute path per line,
-	// dependencies first.
-	ModulesListPath = "/etc/veil/modules.list"
 	// ImageInfoPath holds ImageInfo as JSON.
 	ImageInfoPath = "/etc/veil/image.json"
-	// AgentPath is where the agent goes when it is not /init (init starts it
-	// from there: agent/initsys.AgentPath).
-	AgentPath = "/usr/bin/veil-agent"
 )
 
 // gzipLevel is fixed: the initrd's bytes must not depend on a default.
@@ -44,13 +39,13 @@ type ImageInfo struct {
 // initrdSpec is what goes into an initrd.
 type initrdSpec struct {
 	init    []byte
-	agent   []byte // installed at AgentPath when set
+	agent   []byte // installed at api.AgentPath when set
 	release string
 	modules []kmod.Module
 	info    ImageInfo
 	// simAuthority is installed at sim.GuestAuthorityPath when set.
 	simAuthority []byte
-	// mkfs is installed at MkfsPath when set.
+	// mkfs is installed at api.MkfsPath when set.
 	mkfs []byte
 }
 
@@ -77,19 +72,19 @@ func buildInitrd(spec initrdSpec) (gz []byte, modPaths []string, stats string, e
 	add(a.AddCharDevice("dev/null", 0o666, 1, 3))
 	add(a.AddFile("init", 0o755, spec.init))
 	if spec.agent != nil {
-		add(a.AddFile(AgentPath, 0o755, spec.agent))
+		add(a.AddFile(api.AgentPath, 0o755, spec.agent))
 	}
 	for _, m := range spec.modules {
 		p := path.Join("/lib/modules", spec.release, m.Path)
 		add(a.AddFile(p, 0o644, m.Data))
 		modPaths = append(modPaths, p)
 	}
-	add(a.AddFile(ModulesListPath, 0o644, []byte(joinLines(modPaths))))
+	add(a.AddFile(api.ModulesListPath, 0o644, []byte(joinLines(modPaths))))
 	if spec.simAuthority != nil {
 		add(a.AddFile(sim.GuestAuthorityPath, 0o600, spec.simAuthority))
 	}
 	if spec.mkfs != nil {
-		add(a.AddFile(MkfsPath, 0o755, spec.mkfs))
+		add(a.AddFile(api.MkfsPath, 0o755, spec.mkfs))
 	}
 	info, jerr := json.MarshalIndent(spec.info, "", "  ")
 	add(jerr)

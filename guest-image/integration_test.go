@@ -29,16 +29,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// integration skips the test when the tools or the network it needs are
-// not meant to be used, and returns the shared cache directory.
+// integration fails the test when a tool it needs is missing, saying what to
+// install, and returns the shared cache directory. The tests that call it fetch
+// the kernel from the host's Debian mirror.
 func integration(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("fetches the kernel from the Debian mirror; skipped with -short")
-	}
 	for tool, pkg := range map[string]string{"apt-get": "apt", "dpkg-deb": "dpkg", "xz": "xz-utils"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install %s)", tool, pkg)
+			t.Fatalf("%s not installed: apt-get install %s (make deps)", tool, pkg)
 		}
 	}
 	cacheOnce.Do(func() {
@@ -73,7 +71,7 @@ func busybox(t *testing.T) string {
 	t.Helper()
 	bin := staticBinary(t)
 	if bin == "" {
-		t.Skip("needs a static busybox as the test init (apt-get install busybox-static)")
+		t.Fatal("needs a static busybox as the test init: apt-get install busybox-static (make deps)")
 	}
 	return bin
 }

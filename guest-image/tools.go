@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/guest-image/debian"
 )
 
@@ -22,10 +23,9 @@ const (
 	// MkfsPackage and MkfsVersion pin the package that provides the guest's mke2fs.
 	MkfsPackage = "busybox-static"
 	MkfsVersion = "1:1.35.0-4+deb12u1+b1"
-	// MkfsPackagePath is the binary in the package; MkfsPath is where the initrd has it
-	// (agent/scratch.Mkfs). busybox picks its applet from argv[0]'s base name, mke2fs.
+	// MkfsPackagePath is the binary in the package; api.MkfsPath is where the initrd has it.
+	// busybox picks its applet from argv[0]'s base name, mke2fs.
 	MkfsPackagePath = "bin/busybox"
-	MkfsPath        = "/usr/sbin/mke2fs"
 )
 
 // fetchMkfs makes sure the pinned busybox-static package is in the cache, unpacked, and
@@ -58,6 +58,6 @@ func fetchMkfs(ctx context.Context, o Options, p *progress) (*debian.Package, []
 	if err != nil {
 		return nil, nil, fmt.Errorf("mkfs: %w", err)
 	}
-	p.step("mkfs", "%s: %s as %s (%s)", pkg, MkfsPackagePath, MkfsPath, mib(len(data)))
+	p.step("mkfs", "%s: %s as %s (%s)", pkg, MkfsPackagePath, api.MkfsPath, mib(len(data)))
 	return pkg, data, nil
 }

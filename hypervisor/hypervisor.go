@@ -6,16 +6,18 @@ package hypervisor
 import (
 	"context"
 	"net"
+
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 // TEE is the kind of trusted execution environment a VM is launched in.
 type TEE string
 
 const (
-	TEENone TEE = "none" // a plain VM: isolation only, no attestation
-	TEESNP  TEE = "snp"  // AMD SEV-SNP
-	TEETDX  TEE = "tdx"  // Intel TDX
-	TEESim  TEE = "sim"  // a simulated TEE for machines without one (see docs/)
+	TEENone TEE = api.TEENone // a plain VM: isolation only, no attestation
+	TEESNP  TEE = api.TEESNP  // AMD SEV-SNP
+	TEETDX  TEE = api.TEETDX  // Intel TDX
+	TEESim  TEE = api.TEESim  // a simulated TEE for machines without one (see docs/)
 )
 
 // Accel selects QEMU's accelerator.
@@ -34,13 +36,6 @@ const (
 	TransportVirtioSerial Transport = "virtio-serial" // a named virtserialport on a unix socket
 	TransportVsock        Transport = "vsock"         // AF_VSOCK through vhost-vsock
 	TransportHybridVsock  Transport = "hybrid-vsock"  // unix socket + "CONNECT <port>\n" (Cloud Hypervisor)
-)
-
-// AgentPort is the vsock port the agent listens on, and AgentPortName the name of its
-// virtio-serial port (the guest finds it in /sys/class/virtio-ports/*/name).
-const (
-	AgentPort     = 1024
-	AgentPortName = "veil.agent"
 )
 
 // SharedDir is a host directory shared into the guest through virtio-fs.

@@ -45,7 +45,7 @@ func TestDecide(t *testing.T) {
 		wantErr    bool
 	}{
 		{"true allows", "CheckRequest := true", "Check", &api.CheckRequest{}, true, "", false},
-		{"full method name", "CheckRequest := true", "/veil.agent.v1.Agent/Check", &api.CheckRequest{}, true, "", false},
+		{"full method name", "CheckRequest := true", "/" + api.ServiceName + "/Check", &api.CheckRequest{}, true, "", false},
 		{"false denies", "CheckRequest := false", "Check", &api.CheckRequest{}, false, "returned false", false},
 		{"object allows", `CheckRequest := {"allow": true, "reason": "fine"}`, "Check", &api.CheckRequest{}, true, "fine", false},
 		{"deny with reason", `CopyFileRequest := {"allow": false, "reason": sprintf("no writes to %s", [input.request.path])}`,

@@ -136,7 +136,7 @@ RemoveContainerRequest := {"allow": true, "state": {"containers": {input.request
 			return &api.Empty{}, fail
 		}
 		_, err := icpt(context.Background(), func(v any) error { return proto.Unmarshal(payload, v.(proto.Message)) },
-			&ttrpc.UnaryServerInfo{FullMethod: "/veil.agent.v1.Agent/" + method}, handler)
+			&ttrpc.UnaryServerInfo{FullMethod: "/" + api.ServiceName + "/" + method}, handler)
 		return err
 	}
 	create := func(id, entry string) *api.CreateContainerRequest {
@@ -191,10 +191,10 @@ func TestInterceptorRefusals(t *testing.T) {
 		unmarshal ttrpc.Unmarshaler
 		want      codes.Code
 	}{
-		{"unknown method", "/veil.agent.v1.Agent/Backdoor", ok, codes.PermissionDenied},
+		{"unknown method", "/" + api.ServiceName + "/Backdoor", ok, codes.PermissionDenied},
 		{"other service", "/other.Service/Check", ok, codes.PermissionDenied},
-		{"undecodable", "/veil.agent.v1.Agent/Check", func(any) error { return errors.New("garbage") }, codes.InvalidArgument},
-		{"spec that is not an OCI spec", "/veil.agent.v1.Agent/CreateContainer", func(v any) error {
+		{"undecodable", "/" + api.ServiceName + "/Check", func(any) error { return errors.New("garbage") }, codes.InvalidArgument},
+		{"spec that is not an OCI spec", "/" + api.ServiceName + "/CreateContainer", func(v any) error {
 			v.(*api.CreateContainerRequest).OciSpec = []byte("not json")
 			return nil
 		}, codes.InvalidArgument},

@@ -14,9 +14,6 @@ import (
 	"github.com/veil-runtime/veil/agent/api"
 )
 
-// Service is the fully qualified name of the agent service whose requests the policy judges.
-const Service = api.ServiceName
-
 // Method describes one method of the agent API as the policy sees it.
 type Method struct {
 	// Name is the method's short name: "CreateContainer".
@@ -86,7 +83,7 @@ type methodEntry struct {
 }
 
 func buildMethods() map[string]methodEntry {
-	sd := api.File_agent_proto.Services().ByName("Agent")
+	sd := api.ServiceDescriptor()
 	ms := sd.Methods()
 	table := make(map[string]methodEntry, ms.Len())
 	for i := 0; i < ms.Len(); i++ {
@@ -114,7 +111,7 @@ func buildMethods() map[string]methodEntry {
 // Methods lists every method of the agent API, in the order of the service descriptor
 // (api.File_agent_proto). A test can walk it to prove that no method escapes the interceptor.
 func Methods() []Method {
-	ms := api.File_agent_proto.Services().ByName("Agent").Methods()
+	ms := api.ServiceDescriptor().Methods()
 	out := make([]Method, 0, ms.Len())
 	for i := 0; i < ms.Len(); i++ {
 		out = append(out, methodTable[string(ms.Get(i).Name())].Method)
@@ -133,7 +130,7 @@ func NewRequest(method string) (protoreflect.ProtoMessage, bool) {
 
 func lookup(name string) (methodEntry, bool) {
 	if strings.HasPrefix(name, "/") {
-		rest, ok := strings.CutPrefix(name, "/"+Service+"/")
+		rest, ok := strings.CutPrefix(name, "/"+api.ServiceName+"/")
 		if !ok {
 			return methodEntry{}, false
 		}

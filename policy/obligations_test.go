@@ -30,7 +30,7 @@ else := {"allow": true, "obligations": ["/etc/certs"]}
 			return &api.Empty{}, nil
 		}
 		_, err := policy.Interceptor(e)(context.Background(), func(v any) error { return proto.Unmarshal(payload, v.(proto.Message)) },
-			&ttrpc.UnaryServerInfo{FullMethod: "/veil.agent.v1.Agent/CreateContainer"}, handler)
+			&ttrpc.UnaryServerInfo{FullMethod: "/" + api.ServiceName + "/CreateContainer"}, handler)
 		return err
 	}
 	if err := call("c1"); err != nil || !ok || !seen.Allow {

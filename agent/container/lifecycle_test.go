@@ -172,7 +172,7 @@ func TestStoragesMountedAndUnmounted(t *testing.T) {
 	m := newTestManager(t)
 	rootfs := newRootfs(t)
 	mnt := filepath.Join(api.StorageDir, filepath.Base(filepath.Dir(rootfs)), "data")
-	storages := []*api.Storage{{Driver: "tmpfs", MountPoint: mnt, Options: []string{"size=1m"}}}
+	storages := []*api.Storage{{Driver: api.DriverTmpfs, MountPoint: mnt, Options: []string{"size=1m"}}}
 	ctx := testCtx(t)
 
 	// A failed create unmounts what it mounted.

@@ -47,7 +47,7 @@ func TestSealedSecrets(t *testing.T) {
 	m.SetUnsealer(&unseal.Unsealer{Fetcher: f, Trusted: []string{kid}})
 	rootfs := newRootfs(t)
 	mnt := filepath.Join(api.StorageDir, filepath.Base(filepath.Dir(rootfs)), "data")
-	storages := []*api.Storage{{Driver: "tmpfs", MountPoint: mnt, Options: []string{"size=1m"}}}
+	storages := []*api.Storage{{Driver: api.DriverTmpfs, MountPoint: mnt, Options: []string{"size=1m"}}}
 	ctx := testCtx(t)
 
 	s := testSpec(rootfs, "sh", "-c", "cat /data/token; echo; echo $SECRET")

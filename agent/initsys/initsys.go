@@ -22,6 +22,8 @@ import (
 
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 // Config says what Run does. DefaultConfig returns the one of a Veil guest.
@@ -56,17 +58,14 @@ const maxExitReason = 1024
 // (brings lo up, creates /run/veil) and serves on the guest transports.
 const GuestFlag = "--guest"
 
-// AgentPath is where the guest image installs the agent (guestimage.AgentPath).
-const AgentPath = "/usr/bin/veil-agent"
-
-// DefaultConfig returns the configuration of a Veil guest: DefaultMounts, ModulesList,
-// hostname "veil", and the agent at AgentPath started with GuestFlag.
+// DefaultConfig returns the configuration of a Veil guest: DefaultMounts, api.ModulesListPath,
+// hostname "veil", and the agent at api.AgentPath started with GuestFlag.
 func DefaultConfig() Config {
 	return Config{
 		Mounts:      DefaultMounts(),
-		ModulesList: ModulesList,
+		ModulesList: api.ModulesListPath,
 		Hostname:    "veil",
-		AgentPath:   AgentPath,
+		AgentPath:   api.AgentPath,
 		AgentArgs:   []string{"veil-agent", GuestFlag},
 		AgentEnv:    []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"},
 		StopTimeout: 5 * time.Second,

@@ -14,10 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ModulesList is the file of the initrd that lists the kernel modules to load: absolute
-// paths of decompressed .ko files, one a line, in dependency order.
-const ModulesList = "/etc/veil/modules.list"
-
 // ParseModuleList reads a modules list: one absolute path a line; blank lines and lines
 // starting with '#' are skipped. A relative path is an error that names its line.
 func ParseModuleList(r io.Reader) ([]string, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/attestation/attester"
 	"github.com/veil-runtime/veil/attestation/sim"
 )
@@ -19,9 +20,9 @@ import (
 //   - snp, tdx: attester.Detect, which must find the same TEE kind.
 func (c Config) Attester(ctx context.Context) (attester.Attester, error) {
 	switch c.TEE {
-	case TEENone, "":
+	case api.TEENone, "":
 		return nil, nil
-	case TEESim:
+	case api.TEESim:
 		r, ok := c.Reader.(*SimReader)
 		if !ok || r == nil {
 			r = &SimReader{Paths: c.Paths, Wait: 5 * time.Second}
@@ -31,7 +32,7 @@ func (c Config) Attester(ctx context.Context) (attester.Attester, error) {
 			return nil, err
 		}
 		return a, nil
-	case "snp", "tdx":
+	case api.TEESNP, api.TEETDX:
 		a, err := attester.Detect()
 		if err != nil {
 			return nil, fmt.Errorf("tee %s: attester: %w", c.TEE, err)

@@ -8,6 +8,7 @@ import (
 
 	sevabi "github.com/google/go-sev-guest/abi"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/attestation/evidence"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
@@ -17,7 +18,7 @@ import (
 // TestBootInitDataText: the boot keeps the document's text, whose digest is the host data,
 // for the KBS.
 func TestBootInitDataText(t *testing.T) {
-	l, err := BootDisk(context.Background(), DefaultConfig(TEENone), writeDisk(t, goodDoc))
+	l, err := BootDisk(context.Background(), DefaultConfig(api.TEENone), writeDisk(t, goodDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestBootInitDataText(t *testing.T) {
 
 func TestConfigAttester(t *testing.T) {
 	ctx := context.Background()
-	for _, tee := range []string{TEENone, ""} {
+	for _, tee := range []string{api.TEENone, ""} {
 		a, err := Config{TEE: tee}.Attester(ctx)
 		if a != nil || err != nil {
 			t.Errorf("tee %q: attester %v, err %v; want none", tee, a, err)
@@ -45,7 +46,7 @@ func TestConfigAttester(t *testing.T) {
 	doc := mustDigest(t, goodDoc)
 	launch := psp.Launch{HostData: initdata.HostData(doc, 48), Measurement: [48]byte{7, 8, 9}}
 	r := simGuest(t, launch, auth)
-	c := Config{TEE: TEESim, Reader: r}
+	c := Config{TEE: api.TEESim, Reader: r}
 	if err := Verify(ctx, c.TEE, c.Reader, doc); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func TestConfigAttester(t *testing.T) {
 		t.Fatalf("sim evidence: host data %x, measurement %x, report data %x", p.GetHostData(), p.GetMeasurement(), p.GetReportData())
 	}
 
-	noAuth := Config{TEE: TEESim, Reader: simGuest(t, launch, nil)}
+	noAuth := Config{TEE: api.TEESim, Reader: simGuest(t, launch, nil)}
 	if _, err := noAuth.Attester(ctx); err == nil || !strings.Contains(err.Error(), "no sim authority") {
 		t.Fatalf("sim guest without an authority: %v", err)
 	}

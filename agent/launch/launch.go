@@ -22,14 +22,12 @@ import (
 	"github.com/containerd/log"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/policy"
 	"github.com/veil-runtime/veil/policy/imagepolicy"
 	"github.com/veil-runtime/veil/policy/policies"
 )
-
-// TEENone is the TEE kind of a plain VM (GetGuestDetails' tee).
-const TEENone = "none"
 
 // LaunchDataReader reads the host data that the TEE measured at launch: SNP HOST_DATA
 // (32 bytes) or TDX MRCONFIGID (48 bytes), from the guest's own attestation report.
@@ -146,7 +144,7 @@ func BootDisk(ctx context.Context, c Config, path string) (*Launched, error) {
 	}
 	text, ok := doc.Policy()
 	if !ok {
-		if c.TEE != TEENone {
+		if c.TEE != api.TEENone {
 			return nil, fmt.Errorf("initdata: no %s in a confidential guest: refusing to serve without a measured policy", initdata.KeyPolicy)
 		}
 		log.G(ctx).Infof("initdata has no %s: the allow-all policy, the default for tee none", initdata.KeyPolicy)
@@ -184,7 +182,7 @@ func Measured(ctx context.Context, tee string, r LaunchDataReader, raw []byte) (
 // must be all zeros), zero-padded or truncated to the host data's size. A plain VM measures
 // nothing: the step is skipped, and says so.
 func Verify(ctx context.Context, tee string, r LaunchDataReader, digest []byte) error {
-	if tee == TEENone || tee == "" {
+	if tee == api.TEENone || tee == "" {
 		log.G(ctx).Info("tee none: no launch measurement to compare the initdata digest with; check skipped")
 		return nil
 	}

@@ -103,7 +103,7 @@ default CheckRequest := true
 
 func TestLoadDisk(t *testing.T) {
 	ctx := context.Background()
-	c := DefaultConfig(TEENone)
+	c := DefaultConfig(api.TEENone)
 	e, err := LoadDisk(ctx, c, writeDisk(t, goodDoc))
 	if err != nil {
 		t.Fatalf("LoadDisk: %v", err)
@@ -158,7 +158,7 @@ func (r fixedReader) HostData(context.Context) ([]byte, error) {
 func TestVerify(t *testing.T) {
 	ctx := context.Background()
 	digest := mustDigest(t, goodDoc)
-	if err := Verify(ctx, TEENone, nil, digest); err != nil {
+	if err := Verify(ctx, api.TEENone, nil, digest); err != nil {
 		t.Errorf("tee none: %v", err)
 	}
 	if err := Verify(ctx, "snp", fixedReader(initdata.HostData(digest, 32)), digest); err != nil {
@@ -190,7 +190,7 @@ func TestVerify(t *testing.T) {
 // one-line error naming the entry and the fault; none leaves ImagePolicy nil (accept all).
 func TestBootDiskImagePolicy(t *testing.T) {
 	ctx := context.Background()
-	c := DefaultConfig(TEENone)
+	c := DefaultConfig(api.TEENone)
 	l, err := BootDisk(ctx, c, writeDisk(t, goodDoc))
 	if err != nil || l.ImagePolicy != nil {
 		t.Fatalf("no image policy: %+v, %v", l, err)

@@ -11,6 +11,7 @@ import (
 	labi "github.com/google/go-tdx-guest/client/linuxabi"
 	"golang.org/x/sys/unix"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/attestation/layout"
 )
 
@@ -117,11 +118,11 @@ func (r *TDXReader) HostData(ctx context.Context) ([]byte, error) {
 // kind this agent does not know, which Verify then refuses).
 func NewReader(tee string) LaunchDataReader {
 	switch tee {
-	case "snp":
+	case api.TEESNP:
 		return &SNPReader{}
-	case "tdx":
+	case api.TEETDX:
 		return &TDXReader{}
-	case TEESim:
+	case api.TEESim:
 		return &SimReader{Paths: DefaultPaths, Wait: 5 * time.Second}
 	}
 	return nil

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 func TestParseSettings(t *testing.T) {
@@ -39,18 +41,18 @@ func TestParseSettings(t *testing.T) {
 func TestBootDiskSettings(t *testing.T) {
 	ctx := context.Background()
 	doc := goodDoc + "\"veil.toml\" = '''\n[image]\ninsecure_registries = [\"10.0.0.1:5000\"]\n'''\n"
-	l, err := BootDisk(ctx, DefaultConfig(TEENone), writeDisk(t, doc))
+	l, err := BootDisk(ctx, DefaultConfig(api.TEENone), writeDisk(t, doc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := l.Settings.Image.InsecureRegistries; len(got) != 1 || got[0] != "10.0.0.1:5000" {
 		t.Fatalf("insecure registries %q", got)
 	}
-	if l, err = BootDisk(ctx, DefaultConfig(TEENone), writeDisk(t, goodDoc)); err != nil || l.Settings.Image.InsecureRegistries != nil {
+	if l, err = BootDisk(ctx, DefaultConfig(api.TEENone), writeDisk(t, goodDoc)); err != nil || l.Settings.Image.InsecureRegistries != nil {
 		t.Fatalf("without veil.toml: %+v, %v", l, err)
 	}
 	bad := goodDoc + "\"veil.toml\" = '''\n[imag]\n'''\n"
-	if _, err := BootDisk(ctx, DefaultConfig(TEENone), writeDisk(t, bad)); err == nil || !strings.Contains(err.Error(), "veil.toml") {
+	if _, err := BootDisk(ctx, DefaultConfig(api.TEENone), writeDisk(t, bad)); err == nil || !strings.Contains(err.Error(), "veil.toml") {
 		t.Fatalf("a bad veil.toml: %v", err)
 	}
 }
@@ -121,7 +123,7 @@ func TestParseKBSSettings(t *testing.T) {
 // TestBootDiskKBSSettings: the KBS URL comes from the measured document.
 func TestBootDiskKBSSettings(t *testing.T) {
 	doc := goodDoc + "\"veil.toml\" = '''\n[kbs]\nurl = \"http://10.0.2.2:8080\"\n'''\n"
-	l, err := BootDisk(context.Background(), DefaultConfig(TEENone), writeDisk(t, doc))
+	l, err := BootDisk(context.Background(), DefaultConfig(api.TEENone), writeDisk(t, doc))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,6 @@ import (
 	"github.com/veil-runtime/veil/attestation/sim/psp"
 )
 
-// TEESim is the TEE kind of a guest of the simulated TEE (kernel parameter veil.tee=sim).
-const TEESim = "sim"
-
 // ErrNoSimAuthority says that the guest image carries no sim authority, so it cannot be a sim
 // guest.
 var ErrNoSimAuthority = errors.New("this guest image has no sim authority " +

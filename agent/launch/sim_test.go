@@ -12,6 +12,7 @@ import (
 
 	sevabi "github.com/google/go-sev-guest/abi"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
 	"github.com/veil-runtime/veil/initdata"
@@ -65,12 +66,12 @@ func TestSimReader(t *testing.T) {
 	if !bytes.Equal(p.GetHostData(), doc.Digest()[:32]) || p.GetMeasurement()[0] != 1 || p.GetReportData()[0] != 9 {
 		t.Fatalf("sim report: host data %x measurement %x", p.GetHostData(), p.GetMeasurement())
 	}
-	if err := Verify(ctx, TEESim, r, doc.Digest()); err != nil {
+	if err := Verify(ctx, api.TEESim, r, doc.Digest()); err != nil {
 		t.Fatalf("matching initdata refused: %v", err)
 	}
 	other, _ := initdata.Marshal("sha384", map[string]string{initdata.KeyPolicy: "package other\n"})
 	od, _ := initdata.Parse(other)
-	if err := Verify(ctx, TEESim, r, od.Digest()); err == nil || !strings.Contains(err.Error(), "does not match the launch's host data") {
+	if err := Verify(ctx, api.TEESim, r, od.Digest()); err == nil || !strings.Contains(err.Error(), "does not match the launch's host data") {
 		t.Fatalf("other initdata: %v", err)
 	}
 

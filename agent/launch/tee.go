@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/log"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/initsys"
 	"github.com/veil-runtime/veil/attestation/attester"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
@@ -28,7 +29,7 @@ var defaultTEEPaths = teePaths{
 }
 
 // DetectTEE returns the guest's TEE kind, as the launch check and GetGuestDetails use it:
-// "snp", "tdx", "sim" or "none".
+// api.TEESNP, TEETDX, TEESim or TEENone.
 func DetectTEE(ctx context.Context) string { return detectTEE(ctx, defaultTEEPaths) }
 
 // detectTEE returns the hardware TEE when there is one, else "sim" when the kernel command
@@ -40,10 +41,10 @@ func detectTEE(ctx context.Context, p teePaths) string {
 		switch {
 		case v != psp.KernelParamSim:
 			log.G(ctx).Warnf("%s=%s is not a TEE the guest can select (only %s); ignored", psp.KernelParam, v, psp.KernelParamSim)
-		case hw != "none":
+		case hw != api.TEENone:
 			log.G(ctx).Warnf("%s=%s ignored: this guest runs in a real %s TEE", psp.KernelParam, v, hw)
 		default:
-			return TEESim
+			return api.TEESim
 		}
 	}
 	return hw
@@ -67,7 +68,7 @@ func detectHardwareTEE(ctx context.Context, p teePaths) string {
 		if !errors.Is(err, attester.ErrNoTEE) {
 			log.G(ctx).WithError(err).Warn("TEE detection")
 		}
-		return "none"
+		return api.TEENone
 	}
 	return kind
 }

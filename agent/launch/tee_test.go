@@ -5,7 +5,20 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/attestation/evidence"
+	"github.com/veil-runtime/veil/attestation/sim/psp"
 )
+
+// TestTEENames: the TEE kinds the guest reports are the evidence's tee names (detection
+// returns attester.DetectKind's) and veil.tee's value for the sim TEE.
+func TestTEENames(t *testing.T) {
+	if api.TEESNP != evidence.TEESNP || api.TEETDX != evidence.TEETDX || api.TEESim != psp.KernelParamSim {
+		t.Errorf("api's TEE kinds %s %s %s; evidence's %s %s, veil.tee's %s",
+			api.TEESNP, api.TEETDX, api.TEESim, evidence.TEESNP, evidence.TEETDX, psp.KernelParamSim)
+	}
+}
 
 func must(t *testing.T, err error) {
 	t.Helper()

@@ -38,9 +38,6 @@ import (
 	"github.com/veil-runtime/veil/agent/launch"
 )
 
-// Mkfs is where the guest image installs mke2fs (busybox-static's, guestimage).
-const Mkfs = "/usr/sbin/mke2fs"
-
 // The file system's inodes. busybox's mke2fs writes every inode table out at format time
 // (no lazy_itable_init), through dm-integrity's HMAC and dm-crypt, so their size is boot time
 // and host disk: 128-byte inodes (ext2's classic size: no nanosecond timestamps, which per-boot
@@ -81,7 +78,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Paths: launch.DefaultPaths, Serial: api.ScratchSerial, Wait: 5 * time.Second,
-		Control: ControlPath, Mkfs: Mkfs, Name: api.ScratchMapperName, Dir: api.ScratchDir,
+		Control: ControlPath, Mkfs: api.MkfsPath, Name: api.ScratchMapperName, Dir: api.ScratchDir,
 		Binds: [][2]string{{api.ScratchImages, api.ImagesDir}, {api.ScratchContainers, api.ContainersDir},
 			{api.ScratchEmptyDirs, api.EmptyDirDir}},
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 func TestInterceptor(t *testing.T) {
-	info := &ttrpc.UnaryServerInfo{FullMethod: "/veil.agent.v1.Agent/Test"}
+	info := &ttrpc.UnaryServerInfo{FullMethod: "/" + api.ServiceName + "/Test"}
 	noUnmarshal := func(any) error { return nil }
 	for _, tc := range []struct {
 		name    string

@@ -8,11 +8,8 @@ import (
 
 	"github.com/veil-runtime/veil/agent/unseal"
 	"github.com/veil-runtime/veil/policy"
+	"github.com/veil-runtime/veil/policy/policies"
 )
-
-// obligationSealedMounts is the obligation of a CreateContainer decision that lists the mount
-// destinations whose every file must be a sealed secret (policies.Container.SealedMounts).
-const obligationSealedMounts = "sealed_mounts"
 
 // createObligations reads the obligations of the policy's CreateContainer decision into ctx
 // for the container manager. An obligation the agent does not know, or of the wrong shape,
@@ -23,7 +20,7 @@ func createObligations(ctx context.Context) (context.Context, error) {
 		return ctx, nil
 	}
 	for name, v := range d.Obligations {
-		if name != obligationSealedMounts {
+		if name != policies.ObligationSealedMounts {
 			return nil, fmt.Errorf("the policy's decision carries obligation %q, which this agent cannot enforce: %w", name, errdefs.ErrFailedPrecondition)
 		}
 		list, ok := v.([]any)

@@ -24,7 +24,7 @@ func decisionCtx(t *testing.T, rule string) context.Context {
 	var got context.Context
 	payload, _ := proto.Marshal(&api.CreateContainerRequest{ContainerId: "c1"})
 	_, err = policy.Interceptor(e)(context.Background(), func(v any) error { return proto.Unmarshal(payload, v.(proto.Message)) },
-		&ttrpc.UnaryServerInfo{FullMethod: "/veil.agent.v1.Agent/CreateContainer"},
+		&ttrpc.UnaryServerInfo{FullMethod: "/" + api.ServiceName + "/CreateContainer"},
 		func(ctx context.Context, _ func(any) error) (any, error) { got = ctx; return &api.Empty{}, nil })
 	if err != nil {
 		t.Fatal(err)

@@ -38,11 +38,11 @@ func TestCreateSandbox(t *testing.T) {
 		{SandboxId: "pod1", Hostname: strings.Repeat("h", 65)},
 		{SandboxId: "pod1", Dns: []string{"nameserver 10.0.0.1\nnameserver 6.6.6.6"}},
 		{SandboxId: "pod1", Dns: []string{""}},
-		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: "/etc"}}},
+		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: api.DriverTmpfs, MountPoint: "/etc"}}},
 		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "nfs", MountPoint: "/run/veil/x"}}},
-		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: s.paths.Path(api.SharedDir)}}},
-		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: s.paths.Path(api.ImagesDir)}}},
-		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: s.paths.Path(api.SandboxDir)}}},
+		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: api.DriverTmpfs, MountPoint: s.paths.Path(api.SharedDir)}}},
+		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: api.DriverTmpfs, MountPoint: s.paths.Path(api.ImagesDir)}}},
+		{SandboxId: "pod1", Storages: []*api.Storage{{Driver: api.DriverTmpfs, MountPoint: s.paths.Path(api.SandboxDir)}}},
 	} {
 		if _, err := s.CreateSandbox(ctx, bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("CreateSandbox(%v) = %v, want invalid argument", bad, err)

@@ -128,7 +128,7 @@ func (t *Table) storageSource(s *api.Storage) (source, fstype string, flags uint
 		if s.GetSource() == "" {
 			return "", "", 0, fmt.Errorf("virtiofs storage at %s has no source tag: %w", s.GetMountPoint(), errdefs.ErrInvalidArgument)
 		}
-		return s.GetSource(), "virtiofs", 0, nil
+		return s.GetSource(), "virtiofs", 0, nil // the kernel's file system type, not the driver's name
 	case api.DriverTmpfs:
 		return "tmpfs", "tmpfs", 0, nil
 	}

@@ -14,15 +14,8 @@ import (
 	"strings"
 
 	"github.com/containerd/log"
-)
 
-// These must match hypervisor.AgentPort and hypervisor.AgentPortName on the host side; the
-// agent may not import hypervisor/, so they are copied here.
-const (
-	// AgentPort is the vsock port the agent listens on.
-	AgentPort = 1024
-	// AgentPortName is the name of the agent's virtio-serial port.
-	AgentPortName = "veil.agent"
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 // Where the guest kernel shows its transports.
@@ -33,7 +26,7 @@ const (
 )
 
 // ListenAll opens every guest transport that exists: the virtio-serial port named
-// AgentPortName and vsock port AgentPort when /dev/vsock exists. It returns the listeners
+// api.AgentPortName and vsock port api.AgentVsockPort when /dev/vsock exists. It returns the listeners
 // that opened and, joined, the errors of those that did not; the error is non-nil with
 // listeners too, so the caller can log it and serve on what it got. With no transport at all
 // it returns no listener and an error saying so.
@@ -42,7 +35,7 @@ func ListenAll(ctx context.Context) ([]net.Listener, error) {
 		ls   []net.Listener
 		errs []error
 	)
-	dev, err := FindVirtioPort(virtioPortsDir, devDir, AgentPortName)
+	dev, err := FindVirtioPort(virtioPortsDir, devDir, api.AgentPortName)
 	switch {
 	case err == nil:
 		l, err := ListenVirtioSerial(ctx, dev)
@@ -55,7 +48,7 @@ func ListenAll(ctx context.Context) ([]net.Listener, error) {
 		errs = append(errs, err)
 	}
 	if _, err := os.Stat(vsockDevice); err == nil {
-		l, err := ListenVsock(AgentPort)
+		l, err := ListenVsock(api.AgentVsockPort)
 		if err != nil {
 			errs = append(errs, err)
 		} else {
@@ -64,7 +57,7 @@ func ListenAll(ctx context.Context) ([]net.Listener, error) {
 	}
 	if len(ls) == 0 && len(errs) == 0 {
 		errs = append(errs, fmt.Errorf("no agent transport: no virtio-serial port named %q and no %s: %w",
-			AgentPortName, vsockDevice, os.ErrNotExist))
+			api.AgentPortName, vsockDevice, os.ErrNotExist))
 	}
 	for _, l := range ls {
 		log.G(ctx).WithField("addr", l.Addr().String()).Infof("listening on %s", l.Addr().Network())

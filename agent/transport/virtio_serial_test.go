@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
+
+	"github.com/veil-runtime/veil/agent/api"
 )
 
 // A pty master stands in for the virtio port: like the port, it polls POLLHUP while nobody
@@ -86,7 +88,7 @@ func TestVirtioSerialClose(t *testing.T) {
 
 func TestFindVirtioPort(t *testing.T) {
 	sys := t.TempDir()
-	for port, name := range map[string]string{"vport1p1": "org.qemu.guest_agent.0", "vport1p2": AgentPortName} {
+	for port, name := range map[string]string{"vport1p1": "org.qemu.guest_agent.0", "vport1p2": api.AgentPortName} {
 		if err := os.MkdirAll(filepath.Join(sys, port), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +97,7 @@ func TestFindVirtioPort(t *testing.T) {
 		}
 	}
 	_ = os.MkdirAll(filepath.Join(sys, "vport1p3"), 0o755) // no name file
-	got, err := FindVirtioPort(sys, "/dev", AgentPortName)
+	got, err := FindVirtioPort(sys, "/dev", api.AgentPortName)
 	if err != nil || got != "/dev/vport1p2" {
 		t.Fatalf("FindVirtioPort = %q, %v; want /dev/vport1p2", got, err)
 	}

@@ -118,7 +118,7 @@ func TestErrors(t *testing.T) {
 func TestGNUCpioReadsIt(t *testing.T) {
 	cpioBin, err := exec.LookPath("cpio")
 	if err != nil {
-		t.Skip("GNU cpio not installed (apt-get install cpio)")
+		t.Fatal("GNU cpio not installed: apt-get install cpio (make deps)")
 	}
 	file := filepath.Join(t.TempDir(), "a.cpio")
 	if err := os.WriteFile(file, bytesOf(t, sample(t, false)), 0o644); err != nil {

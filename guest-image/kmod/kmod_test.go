@@ -75,7 +75,7 @@ func writeCompressed(t *testing.T, file string, data []byte) {
 		cmd.Stdin = bytes.NewReader(data)
 		out, err := cmd.Output()
 		if err != nil {
-			t.Skipf("xz not usable (apt-get install xz-utils): %v", err)
+			t.Fatalf("xz not usable: %v (apt-get install xz-utils, make deps)", err)
 		}
 		data = out
 	case strings.HasSuffix(file, ".gz"):

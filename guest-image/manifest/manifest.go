@@ -44,11 +44,11 @@ type Manifest struct {
 	// KernelPackage is the Debian package the kernel and modules come from.
 	KernelPackage PackageRef `json:"kernelPackage"`
 	// MkfsPackage is the Debian package the guest's mke2fs comes from (the scratch disk's
-	// file system, guestimage.MkfsPath).
+	// file system, api.MkfsPath).
 	MkfsPackage *PackageRef `json:"mkfsPackage,omitempty"`
 	// InitSHA256 is the hex SHA-256 of the binary installed as /init.
 	InitSHA256 string `json:"initSHA256"`
-	// AgentSHA256 is the hex SHA-256 of the agent at guestimage.AgentPath, when it is
+	// AgentSHA256 is the hex SHA-256 of the agent at api.AgentPath, when it is
 	// not /init itself.
 	AgentSHA256 string `json:"agentSHA256,omitempty"`
 	// Kernel describes OutDir/vmlinuz.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/hypervisor"
 )
 
@@ -157,7 +158,7 @@ func (b *builder) agent() {
 	}
 	b.add("-device", "virtio-serial-pci,id=vser0"+b.virtioOpts())
 	b.add("-chardev", "socket,id=agent,server=on,wait=off,path="+escape(b.file(agentSocket)))
-	b.add("-device", "virtserialport,bus=vser0.0,chardev=agent,name="+hypervisor.AgentPortName)
+	b.add("-device", "virtserialport,bus=vser0.0,chardev=agent,name="+api.AgentPortName)
 }
 
 func (b *builder) shares() {

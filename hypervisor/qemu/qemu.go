@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/hypervisor/qmp"
 	"github.com/veil-runtime/veil/hypervisor/statedir"
@@ -308,7 +309,7 @@ func (v *VM) DialAgent(ctx context.Context) (net.Conn, error) {
 	var conn net.Conn
 	var err error
 	if v.cfg.Transport == hypervisor.TransportVsock {
-		conn, err = transport.DialVsock(ctx, v.cid, hypervisor.AgentPort)
+		conn, err = transport.DialVsock(ctx, v.cid, api.AgentVsockPort)
 	} else {
 		conn, err = v.serial.DialAgent(ctx)
 	}

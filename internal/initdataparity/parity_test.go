@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/launch"
 	"github.com/veil-runtime/veil/attestation/kbs/builtin"
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
@@ -70,7 +71,7 @@ func TestKBSAndAgentAgree(t *testing.T) {
 	for _, tc := range corpus {
 		t.Run(tc.name, func(t *testing.T) {
 			kd, kerr := builtin.ReadInitData(&protocol.InitData{Format: initdata.Format, Body: tc.doc})
-			ad, aerr := launch.Measured(ctx, launch.TEENone, nil, []byte(tc.doc))
+			ad, aerr := launch.Measured(ctx, api.TEENone, nil, []byte(tc.doc))
 			if (kerr == nil) != (aerr == nil) {
 				t.Fatalf("the KBS and the agent disagree:\n  KBS:   %v\n  agent: %v", errText(kerr), errText(aerr))
 			}

@@ -452,7 +452,7 @@ func TestGenerateGuestPull(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := res.Workloads[0].Data
-		if slices.Contains(d.Sandbox.StorageDrivers, "image_guest_pull") {
+		if slices.Contains(d.Sandbox.StorageDrivers, api.DriverGuestPull) {
 			t.Fatalf("GuestPull %v: the sandbox may mount %q", on, d.Sandbox.StorageDrivers)
 		}
 		for _, c := range d.Containers {

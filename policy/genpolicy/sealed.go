@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/veil-runtime/veil/kbs-client/sealed"
 	"github.com/veil-runtime/veil/policy/policies"
 )
 
@@ -18,9 +19,6 @@ const SealedEnvAnnotation = "io.veil.sealed-env"
 // (spec.volumes names) whose every file must be a sealed secret: the agent refuses a
 // container where the host put another file there (the policy's obligation sealed_mounts).
 const SealedVolumesAnnotation = "io.veil.sealed-volumes"
-
-// sealedPrefix starts a sealed value (kbs-client/sealed.Prefix; the baseline's sealed_prefix).
-const sealedPrefix = "sealed."
 
 // sealedEnvNames reads SealedEnvAnnotation of a pod template.
 func sealedEnvNames(tmpl map[string]any) ([]string, error) {
@@ -58,10 +56,10 @@ func annotationList(tmpl map[string]any, key string) ([]string, error) {
 func sealEnv(entry *policies.Container, c *container, annotated []string) error {
 	for _, e := range c.Env {
 		marked := slices.Contains(annotated, e.Name)
-		literalSealed := e.ValueFrom == nil && strings.HasPrefix(e.Value, sealedPrefix)
+		literalSealed := e.ValueFrom == nil && strings.HasPrefix(e.Value, sealed.Prefix)
 		if marked && e.ValueFrom == nil && !literalSealed {
 			return fmt.Errorf("env %s: named in annotation %s, but its value is not a sealed secret (%s...)",
-				e.Name, SealedEnvAnnotation, sealedPrefix)
+				e.Name, SealedEnvAnnotation, sealed.Prefix)
 		}
 		if (marked || literalSealed) && !slices.Contains(entry.SealedEnv, e.Name) {
 			entry.SealedEnv = append(entry.SealedEnv, e.Name)

@@ -53,6 +53,15 @@ emptydir_driver := "emptydir"
 
 emptydir_memory := "tmpfs"
 
+# The storage drivers of the agent API that these rules name: the pod's virtio-fs share
+# (api.DriverVirtioFS), a root file system the agent pulls (api.DriverGuestPull) and the guest
+# image's pause bundle (api.DriverPause).
+virtiofs_driver := "virtiofs"
+
+guest_pull_driver := "image_guest_pull"
+
+pause_driver := "pause_bundle"
+
 # The seccomp flags a profile may set; others (SECCOMP_FILTER_FLAG_SPEC_ALLOW turns a
 # speculation mitigation off) are refused.
 seccomp_flags := {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"}
@@ -169,7 +178,7 @@ storage_v := {sprintf("storage driver %q is not allowed", [s.driver]) |
 }
 
 sandbox_share(s) if {
-	s.driver == "virtiofs"
+	s.driver == virtiofs_driver
 	s.mount_point == shared_dir
 }
 
@@ -345,7 +354,7 @@ image_ok(c, _) if c.pause_bundle
 
 image_ok(c, s) if {
 	not c.pause_bundle
-	s.annotations["io.veil.image.digest"] == c.image_digest # digest_annotation
+	s.annotations["io.veil.image.digest"] == c.image_digest # digest_annotation, a literal on the fast path
 }
 
 cwd_ok(c) if c.cwd == ""
@@ -580,9 +589,9 @@ agent_root := concat("/", [containers_dir, container_id, "rootfs"])
 
 shared_root := concat("/", [shared_dir, container_id, "rootfs"])
 
-root_driver(c) := "image_guest_pull" if c.guest_pull
+root_driver(c) := guest_pull_driver if c.guest_pull
 
-root_driver(c) := "pause_bundle" if {
+root_driver(c) := pause_driver if {
 	not c.guest_pull
 	c.pause_bundle
 }
@@ -639,7 +648,7 @@ root_storage(c, d) if {
 	d.mount_point == root_of(c)
 }
 
-storages_v(c) := {sprintf("the root file system %q must be an image_guest_pull storage (the pod requires guest pull)", [root_path]) |
+storages_v(c) := {sprintf("the root file system %q must be an %s storage (the pod requires guest pull)", [root_path, guest_pull_driver]) |
 	c.guest_pull
 	not any_root_storage(c)
 } | {sprintf("the root file system %q must be the guest's pause bundle", [root_path]) |

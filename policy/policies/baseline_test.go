@@ -200,7 +200,7 @@ func TestBaseline(t *testing.T) {
 		}), "seccomp flag SECCOMP_FILTER_FLAG_SPEC_ALLOW is not allowed"},
 		{"a storage with a shared root", "CreateContainer", func() proto.Message {
 			r := policytest.CreateContainer("c4", policytest.Spec(webContainer()))
-			r.Storages = []*api.Storage{{Driver: "bind", Source: "/run/veil/shared/x", MountPoint: "/run/veil/storage/x"}}
+			r.Storages = []*api.Storage{{Driver: api.DriverBind, Source: "/run/veil/shared/x", MountPoint: "/run/veil/storage/x"}}
 			return r
 		}(), `storage "bind" at "/run/veil/storage/x" is not allowed`},
 		{"device", "CreateContainer", mutated(func(s *specs.Spec) {
@@ -216,11 +216,11 @@ func TestBaseline(t *testing.T) {
 		}), `process args ["/x"] are not the policy's`},
 		{"no spec", "CreateContainer", &api.CreateContainerRequest{ContainerId: "c3"}, "oci_spec is missing"},
 		{"sandbox share", "CreateSandbox", &api.CreateSandboxRequest{SandboxId: "sb1",
-			Storages: []*api.Storage{{Driver: "virtiofs", Source: api.ShareTag, MountPoint: api.SharedDir}}}, ""},
+			Storages: []*api.Storage{{Driver: api.DriverVirtioFS, Source: api.ShareTag, MountPoint: api.SharedDir}}}, ""},
 		{"sandbox tmpfs", "CreateSandbox", &api.CreateSandboxRequest{SandboxId: "sb1",
-			Storages: []*api.Storage{{Driver: "tmpfs", MountPoint: "/run/veil/storage/x"}}}, "the sandbox mounts only the pod's virtio-fs share"},
+			Storages: []*api.Storage{{Driver: api.DriverTmpfs, MountPoint: "/run/veil/storage/x"}}}, "the sandbox mounts only the pod's virtio-fs share"},
 		{"sandbox share elsewhere", "CreateSandbox", &api.CreateSandboxRequest{SandboxId: "sb1",
-			Storages: []*api.Storage{{Driver: "virtiofs", Source: api.ShareTag, MountPoint: "/run/veil/images"}}}, "the sandbox mounts only"},
+			Storages: []*api.Storage{{Driver: api.DriverVirtioFS, Source: api.ShareTag, MountPoint: "/run/veil/images"}}}, "the sandbox mounts only"},
 		{"SetGuestTime", "SetGuestTime", &api.SetGuestTimeRequest{UnixNano: 1}, "does not let the host set the guest's clock"},
 		{"ListProcesses", "ListProcesses", &api.ListProcessesRequest{ContainerId: "c1"}, ""},
 		{"SetPolicy", "SetPolicy", &api.SetPolicyRequest{Policy: "package agent_policy\n"},

@@ -8,6 +8,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/kbs-client/sealed"
 	"github.com/veil-runtime/veil/policy/policies"
 	"github.com/veil-runtime/veil/policy/policytest"
 )
@@ -92,7 +93,8 @@ func TestMountOptionsAreSets(t *testing.T) {
 }
 
 // TestGuestPathsAgree: the baseline's literals are the agent API's constants, which the shim
-// writes and the agent resolves.
+// writes and the agent resolves, the obligation the agent enforces and kbs-client/sealed's
+// prefix; each driver is spelled once, as its variable's value.
 func TestGuestPathsAgree(t *testing.T) {
 	for name, value := range map[string]string{
 		"sandbox_namespace_dir": api.SandboxNamespaceDir,
@@ -102,9 +104,27 @@ func TestGuestPathsAgree(t *testing.T) {
 		"emptydir_driver":       api.DriverEmptyDir,
 		"emptydir_memory":       api.EmptyDirMemory,
 		"digest_annotation":     api.ImageDigestAnnotation,
+		"virtiofs_driver":       api.DriverVirtioFS,
+		"guest_pull_driver":     api.DriverGuestPull,
+		"pause_driver":          api.DriverPause,
 	} {
 		if want := name + ` := "` + value + `"`; !strings.Contains(policies.BaselineRules, want) {
 			t.Errorf("baseline.rego lacks %s", want)
+		}
+	}
+	// The fast path spells the digest annotation as a literal.
+	if want := `s.annotations["` + api.ImageDigestAnnotation + `"]`; !strings.Contains(policies.BaselineRules, want) {
+		t.Errorf("baseline.rego's fast path lacks %s", want)
+	}
+	if want := `"obligations": {"` + policies.ObligationSealedMounts + `": `; !strings.Contains(policies.BaselineRules, want) {
+		t.Errorf("baseline.rego lacks %s", want)
+	}
+	if want := `sealed_prefix := "` + sealed.Prefix + `"`; !strings.Contains(policies.BaselineRules, want) {
+		t.Errorf("baseline.rego lacks %s", want)
+	}
+	for _, lit := range []string{api.DriverVirtioFS, api.DriverGuestPull, api.DriverPause, api.DriverEmptyDir} {
+		if n := strings.Count(policies.BaselineRules, `"`+lit+`"`); n != 1 {
+			t.Errorf("baseline.rego spells %q %d times: name it by its variable", lit, n)
 		}
 	}
 	if want := `"` + api.PauseCommand + `"`; strings.Contains(policies.BaselineRules, want) {

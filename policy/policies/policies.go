@@ -29,14 +29,14 @@ var AllowAll string
 //go:embed baseline.rego
 var BaselineRules string
 
-// ImageDigestAnnotation is the OCI spec annotation that carries the digest of the image
-// manifest a container runs ("sha256:<hex>"). The baseline requires it to equal the digest the
-// policy pins; the agent pulls or checks the image by it.
-const ImageDigestAnnotation = api.ImageDigestAnnotation
-
 // ContainerNameAnnotation is the annotation containerd's CRI sets to the container's name in
 // the pod; when present the baseline judges a CreateContainer against that entry only.
 const ContainerNameAnnotation = "io.kubernetes.cri.container-name"
+
+// ObligationSealedMounts is the obligation of the baseline's CreateContainer decision that
+// lists the mount destinations whose every regular file must be a sealed secret
+// (Container.SealedMounts); the agent enforces it (agent/server).
+const ObligationSealedMounts = "sealed_mounts"
 
 // Data is the baseline's data section (policy_data): what the pod declared. Render writes
 // Containers as an object keyed by name.
@@ -70,7 +70,7 @@ type Container struct {
 	// such a variable with any other value is refused, whatever Env and EnvPatterns allow.
 	SealedEnv []string `json:"sealed_env"`
 	// SealedMounts are mount destinations whose every regular file must be a sealed secret:
-	// CreateContainer's decision hands them to the agent as the obligation "sealed_mounts",
+	// CreateContainer's decision hands them to the agent as the obligation ObligationSealedMounts,
 	// and the agent refuses the container when the host put another file there.
 	SealedMounts []string `json:"sealed_mounts"`
 	// Mounts are the mounts allowed, by destination; every mount of the spec must match the

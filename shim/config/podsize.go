@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/veil-runtime/veil/hypervisor"
 )
 
 // containerd's CRI sets these on the sandbox container's spec from the kubelet's
@@ -68,7 +70,7 @@ func (c *Config) WithPodSize(annotations map[string]string) (*Config, error) {
 	// A TEE's vCPU count is part of its launch measurement (SNP measures a VMSA per vCPU), which
 	// the KBS's reference values pin: a TEE pod keeps the configured vcpus, and its CPU limit
 	// is enforced on the host, in the pod's cgroup.
-	if quota > 0 && period > 0 && (h.TEE == "" || h.TEE == "none") {
+	if quota > 0 && period > 0 && (h.TEE == "" || h.TEE == string(hypervisor.TEENone)) {
 		extra := uint64((quota + period - 1) / period)
 		h.VCPUs = uint32(min(uint64(h.VCPUs)+extra, maxVCPUs))
 	}

@@ -51,10 +51,6 @@ type Options struct {
 	// containers' roots on (agent/scratch). The caller owns the file: Close leaves it. "":
 	// none, the guest keeps them in RAM.
 	ScratchDisk string
-	// TestOnlySimHostData, for tests of the launch check only, makes the sim TEE's PSP report
-	// this host data instead of the one the launch binds (the initdata digest): the guest must
-	// then refuse to serve. Ignored unless TEE.Kind is sim.
-	TestOnlySimHostData []byte
 }
 
 // Sandbox is a booted VM with a connected agent.

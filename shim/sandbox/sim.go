@@ -17,18 +17,14 @@ const simPSPSuffix = ".sim-psp.img"
 // kernel command line, computes the launch measurement (psp.LaunchMeasurement of the image's
 // kernel and initrd digests and the command line), and delivers it with the launch's host data
 // (cfg.TEE.HostData: the padded initdata digest, or zeros) on a read-only virtio-blk disk with
-// the serial psp.DiskSerial. hostDataOverride, when not nil, replaces the host data on the
-// disk (Options.TestOnlySimHostData). It returns the disk image's path; the caller removes it.
-func attachSimPSP(cfg *hypervisor.Config, img *Image, hostDataOverride []byte) (string, error) {
+// the serial psp.DiskSerial. It returns the disk image's path; the caller removes it.
+func attachSimPSP(cfg *hypervisor.Config, img *Image) (string, error) {
 	cfg.KernelParams = append(cfg.KernelParams, psp.KernelParam+"="+psp.KernelParamSim)
 	m, err := psp.LaunchMeasurement(img.Manifest.Kernel.SHA384, img.Manifest.Initrd.SHA384, strings.Join(cfg.KernelParams, " "))
 	if err != nil {
 		return "", fmt.Errorf("tee sim: %w", err)
 	}
 	l := psp.Launch{HostData: cfg.TEE.HostData, Measurement: m, Policy: cfg.TEE.SNPPolicy}
-	if hostDataOverride != nil {
-		l.HostData = hostDataOverride
-	}
 	disk, err := l.Encode()
 	if err != nil {
 		return "", fmt.Errorf("tee sim: %w", err)
@@ -47,5 +43,5 @@ func simPSP(cfg *hypervisor.Config, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return attachSimPSP(cfg, img, opts.TestOnlySimHostData)
+	return attachSimPSP(cfg, img)
 }

@@ -27,7 +27,7 @@ func TestGuestRootStorages(t *testing.T) {
 		t.Fatalf("no image: %v", st)
 	}
 	st := guestRootStorages(ctx, on, "c1", "reg/app:1", ctr)
-	if len(st) != 1 || st[0].Driver != "image_guest_pull" || st[0].Source != "reg/app:1" ||
+	if len(st) != 1 || st[0].Driver != api.DriverGuestPull || st[0].Source != "reg/app:1" ||
 		st[0].MountPoint != "/run/veil/containers/c1/rootfs" {
 		t.Fatalf("storages %v", st)
 	}

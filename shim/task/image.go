@@ -7,7 +7,7 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/veil-runtime/veil/policy/policies"
+	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/shim/imagedigest"
 )
 
@@ -19,7 +19,7 @@ type images struct {
 	resolver *imagedigest.Resolver
 }
 
-// setImageDigest sets the io.veil.image.digest annotation of a container's spec to the
+// setImageDigest sets the api.ImageDigestAnnotation annotation of a container's spec to the
 // manifest digest of its image in containerd, which the confidential baseline compares with
 // the digest its policy pins. Whatever the bundle carried under that name is dropped first:
 // the annotation says what containerd's store holds, nothing else. A container without an
@@ -27,7 +27,7 @@ type images struct {
 // refuses it) and a warning. It returns the image's name ("" when none is known): CRI's
 // image-name annotation (the reference as the pod wrote it) or containerd's record.
 func (s *Service) setImageDigest(ctx context.Context, id string, spec *specs.Spec) string {
-	delete(spec.Annotations, policies.ImageDigestAnnotation)
+	delete(spec.Annotations, api.ImageDigestAnnotation)
 	im := &s.images
 	im.once.Do(func() {
 		if im.address == "" {
@@ -58,7 +58,7 @@ func (s *Service) setImageDigest(ctx context.Context, id string, spec *specs.Spe
 	if spec.Annotations == nil {
 		spec.Annotations = map[string]string{}
 	}
-	spec.Annotations[policies.ImageDigestAnnotation] = d
+	spec.Annotations[api.ImageDigestAnnotation] = d
 	l.WithField("image", name).WithField("digest", d).Debug("image digest")
 	return name
 }

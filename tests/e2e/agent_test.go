@@ -39,7 +39,7 @@ func testGuestDetails(t *testing.T, sb *sandbox.Sandbox) {
 	if d.GetKernelRelease() == "" || d.GetMemTotalBytes() == 0 || d.GetOnlineCpus() == 0 {
 		t.Fatalf("guest details incomplete: %v", d)
 	}
-	if d.GetTee() != "none" {
+	if d.GetTee() != api.TEENone {
 		t.Fatalf("tee = %q in a plain VM, want none", d.GetTee())
 	}
 }

@@ -16,12 +16,7 @@ import (
 	"github.com/veil-runtime/veil/agent/api"
 )
 
-// Service is the fully qualified name of the agent service.
-const Service = api.ServiceName
-
-func service() protoreflect.ServiceDescriptor {
-	return api.File_agent_proto.Services().ByName("Agent")
-}
+func service() protoreflect.ServiceDescriptor { return api.ServiceDescriptor() }
 
 // Methods lists the names of every method of the agent API, sorted.
 func Methods() []string {
@@ -48,7 +43,7 @@ func Call(ctx context.Context, c *ttrpc.Client, method, requestJSON string) ([]b
 		}
 	}
 	resp := dynamicpb.NewMessage(md.Output())
-	if err := c.Call(ctx, Service, method, req, resp); err != nil {
+	if err := c.Call(ctx, api.ServiceName, method, req, resp); err != nil {
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}
 	return protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(resp)
