@@ -90,7 +90,7 @@ func (c *Client) GetResourcePath(ctx context.Context, p protocol.ResourcePath) (
 func (c *Client) fetch(ctx context.Context, p protocol.ResourcePath, g *grant) ([]byte, error) {
 	op := "get resource " + p.String()
 	var body []byte
-	err := c.opts.Retry.do(ctx, "KBS "+op, func(ctx context.Context) error {
+	err := c.opts.Retry.do(ctx, "KBS "+c.base.Redacted()+" "+op, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint("/resource/"+p.String()), nil)
 		if err != nil {
 			return fmt.Errorf("KBS %s: %w", op, err)
