@@ -6,14 +6,11 @@ import (
 	"errors"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,86 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/imagepull"
+	"github.com/veil-runtime/veil/internal/faultserver"
 )
-
-// restartableRegistry is go-containerregistry's registry (in memory: its blobs outlive a
-// restart, like a registry's storage) served on a loopback address that stays the same when
-// the server is killed and started again.
-type restartableRegistry struct {
-	t    *testing.T
-	addr string       // 127.0.0.1:port, the same across restarts
-	reg  http.Handler // the registry; its storage survives kill and start
-
-	mu   sync.Mutex
-	ln   net.Listener
-	srv  *http.Server
-	kill func(w http.ResponseWriter, r *http.Request) bool // answers (and dies) itself when true
-}
-
-func newRestartableRegistry(t *testing.T) *restartableRegistry {
-	t.Helper()
-	r := &restartableRegistry{t: t, reg: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
-	r.start("127.0.0.1:0")
-	t.Cleanup(r.stop)
-	return r
-}
-
-// start serves the registry on addr (the registry's own address after the first start).
-func (r *restartableRegistry) start(addr string) {
-	r.t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		r.t.Fatalf("registry: listen on %s again: %v", addr, err)
-	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			r.mu.Lock()
-			kill := r.kill
-			r.mu.Unlock()
-			if kill != nil && kill(w, req) {
-				return
-			}
-			r.reg.ServeHTTP(w, req)
-		}),
-		ErrorLog: log.New(io.Discard, "", 0),
-	}
-	r.mu.Lock()
-	r.addr, r.ln, r.srv = ln.Addr().String(), ln, srv
-	r.mu.Unlock()
-	go srv.Serve(ln)
-}
-
-// stop kills the server: no new connection is accepted and every open one is closed.
-func (r *restartableRegistry) stop() {
-	r.mu.Lock()
-	ln, srv := r.ln, r.srv
-	r.mu.Unlock()
-	ln.Close()
-	srv.Close()
-}
-
-// dieDuringBlob makes the registry die in the middle of serving blob d: it sends the
-// headers (the blob's full Content-Length) and the first n bytes of body, then stops
-// listening and drops the connection, as a registry process that is killed would.
-func (r *restartableRegistry) dieDuringBlob(d v1.Hash, body []byte, n int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.kill = func(w http.ResponseWriter, req *http.Request) bool {
-		if req.Method != http.MethodGet || !strings.HasSuffix(req.URL.Path, "/blobs/"+d.String()) {
-			return false
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Header().Set("Docker-Content-Digest", d.String())
-		w.WriteHeader(http.StatusOK)
-		w.Write(body[:n])
-		w.(http.Flusher).Flush()
-		r.mu.Lock()
-		r.ln.Close() // no restart can race with this: start listens anew
-		r.kill = nil
-		r.mu.Unlock()
-		panic(http.ErrAbortHandler) // net/http closes the connection without a clean end
-	}
-}
 
 // bigLayerImage is a small lower layer and an upper layer of size bytes of random (so
 // incompressible) data in /big, plus the compressed bytes and digest of the upper layer.
@@ -146,19 +65,22 @@ func noLeftovers(t *testing.T, dir string) {
 // staging tree, no partial file. Once the registry is back on the same address, the same
 // pull succeeds and unpacks the whole image.
 func TestRegistryKilledMidLayer(t *testing.T) {
-	r := newRestartableRegistry(t)
+	r := faultserver.Start(t, registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	img, upper, blob := bigLayerImage(t, 4<<20)
-	ref := r.push(t, img)
-	o := imagepull.Options{InsecureRegistries: []string{r.addr}, CacheDir: t.TempDir()}
+	tag, d := (&testRegistry{host: r.Addr()}).push(t, "app", img)
+	ref := digestRef(tag, d)
+	o := imagepull.Options{InsecureRegistries: []string{r.Addr()}, CacheDir: t.TempDir()}
 
-	r.dieDuringBlob(upper, blob, len(blob)/2)
+	r.DieOn(func(req *http.Request) bool {
+		return req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/blobs/"+upper.String())
+	}, len(blob)/2)
 	start := time.Now()
 	_, err := imagepull.Pull(context.Background(), ref, o)
 	t.Logf("pull with the registry killed: %v after %v", err, time.Since(start))
 	if err == nil {
 		t.Fatal("the pull succeeded although the registry died in the middle of layer 1")
 	}
-	for _, want := range []string{"layer 1 (" + upper.String() + ")", "registry " + r.addr} {
+	for _, want := range []string{"layer 1 (" + upper.String() + ")", "registry " + r.Addr()} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
@@ -168,7 +90,7 @@ func TestRegistryKilledMidLayer(t *testing.T) {
 	}
 	noLeftovers(t, o.CacheDir)
 
-	r.start(r.addr)
+	r.Restart(nil) // the same registry, its blobs kept
 	got, err := imagepull.Pull(context.Background(), ref, o)
 	if err != nil {
 		t.Fatalf("pull once the registry is back: %v", err)
@@ -182,14 +104,6 @@ func TestRegistryKilledMidLayer(t *testing.T) {
 	if e := entries(t, filepath.Join(o.CacheDir, "tmp")); len(e) != 0 {
 		t.Errorf("staging left after the retry: %q", e)
 	}
-}
-
-// push stores img in the registry and returns its name@digest reference.
-func (r *restartableRegistry) push(t *testing.T, img v1.Image) string {
-	t.Helper()
-	tr := &testRegistry{host: r.addr}
-	tag, d := tr.push(t, "app", img)
-	return digestRef(tag, d)
 }
 
 // TestDiskFullCache (issue 12): the guest-pull cache lies on a 4 MiB tmpfs and the image's
