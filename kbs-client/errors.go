@@ -7,7 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"syscall"
+	"net/url"
 
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
@@ -61,7 +61,9 @@ func NewError(op string, status int, body []byte) *Error {
 // transient reports whether err is worth retrying: a refusal that says so, or a network error
 // that is not the caller's context: connection refused or reset, a timeout of the transport,
 // or a connection that closed before the reply was complete (a KBS killed between receiving a
-// request and answering it: io.EOF, or io.ErrUnexpectedEOF in the middle of a reply's body).
+// request and answering it: io.EOF from the transport, or io.ErrUnexpectedEOF in the middle
+// of a reply's body; send reports both as *url.Error). An EOF of anything else (a token that
+// does not parse) is not retried.
 func transient(err error) bool {
 	var ke *Error
 	if errors.As(err, &ke) {
@@ -69,7 +71,7 @@ func transient(err error) bool {
 	}
 	var ne net.Error
 	var oe *net.OpError
+	var ue *url.Error
 	return errors.As(err, &oe) || errors.As(err, &ne) && ne.Timeout() ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
+		errors.As(err, &ue) && (errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, io.ErrUnexpectedEOF))
 }
