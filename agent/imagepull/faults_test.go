@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -108,7 +109,8 @@ func TestRegistryKilledMidLayer(t *testing.T) {
 
 // TestDiskFullCache (issue 12): the guest-pull cache lies on a 4 MiB tmpfs and the image's
 // layer unpacks to 6 MiB. The pull must fail with ENOSPC (errors.Is holds) and name the
-// layer, leave no entry, staging tree or partial file, and the full disk must not break the
+// layer, stop fetching the layer at once (the rest of a large blob would only delay the
+// error), leave no entry, staging tree or partial file, and the full disk must not break the
 // cache: a small image pulls into it afterwards.
 func TestDiskFullCache(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -129,10 +131,12 @@ func TestDiskFullCache(t *testing.T) {
 	small, smallDigest := reg.push(t, "small", layeredImage(t))
 	o := reg.opts()
 	o.CacheDir = dir
+	blobRead := &bodyCounter{inner: http.DefaultTransport, path: "/blobs/" + upper.String()}
+	o.Transport = blobRead
 
 	start := time.Now()
 	_, err := imagepull.Pull(context.Background(), digestRef(bigTag, bigDigest), o)
-	t.Logf("pull on a full disk: %v after %v", err, time.Since(start))
+	t.Logf("pull on a full disk: %v after %v, %d bytes of the layer's blob read", err, time.Since(start), blobRead.n.Load())
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("error %v, want ENOSPC", err)
 	}
@@ -142,6 +146,9 @@ func TestDiskFullCache(t *testing.T) {
 		}
 	}
 	noLeftovers(t, dir)
+	if n := blobRead.n.Load(); n > 5<<20 {
+		t.Errorf("%d bytes of the 6 MiB layer read: the pull went on fetching after the disk was full", n)
+	}
 
 	got, err := imagepull.Pull(context.Background(), digestRef(small, smallDigest), o)
 	if err != nil {
@@ -157,4 +164,30 @@ func TestDiskFullCache(t *testing.T) {
 	if used := (st.Blocks - st.Bfree) * uint64(st.Bsize); used > 1<<20 {
 		t.Errorf("%d bytes in use in the cache after the failed pull and a small one", used)
 	}
+}
+
+// bodyCounter counts the body bytes read of the responses whose URL path ends with path.
+type bodyCounter struct {
+	inner http.RoundTripper
+	path  string
+	n     atomic.Int64
+}
+
+func (c *bodyCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.inner.RoundTrip(req)
+	if err == nil && strings.HasSuffix(req.URL.Path, c.path) {
+		resp.Body = &countedBody{ReadCloser: resp.Body, n: &c.n}
+	}
+	return resp, err
+}
+
+type countedBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
@@ -48,6 +49,8 @@ func checkMediaType(mt types.MediaType) error {
 // whiteouts and keeps every path inside root. Content is written before the digests are
 // known to match: the caller unpacks into a staging directory and removes it on error.
 //
+// A full disk stops the layer at once, without fetching the rest of the blob.
+//
 // An encrypted layer's key is unwrapped first; the blob as served is hashed against the
 // manifest digest, then decrypted (ocicrypt), decompressed, and its tar checked against the
 // diff_id like any other.
@@ -79,7 +82,8 @@ func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) er
 		}
 	}
 	err = u.unpack(ctx, src, want)
-	if ctx.Err() != nil || errors.Is(err, ErrLimit) {
+	if ctx.Err() != nil || errors.Is(err, ErrLimit) || diskFull(err) {
+		// No digest check: reading the rest of the blob would only delay the error.
 		return fmt.Errorf("%s: %w", where, errors.Join(ctx.Err(), err))
 	}
 	var herr error
@@ -104,6 +108,11 @@ func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) er
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	return nil
+}
+
+// diskFull reports a write that failed for want of space (ENOSPC, or EDQUOT under a quota).
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // drainAndCheck reads zr to its end and checks the compressed digest and size. A read that
