@@ -27,38 +27,53 @@ type Server struct {
 	match   func(*http.Request) bool
 	partial int
 	died    chan struct{}
+	over    bool // the test has ended
 }
 
 // Start serves h on a new loopback port. The server is killed at the end of the test.
 func Start(tb testing.TB, h http.Handler) *Server {
 	tb.Helper()
 	s := &Server{tb: tb, addr: "127.0.0.1:0"}
-	if err := s.listen(h); err != nil {
+	s.mu.Lock()
+	err := s.listen(h)
+	s.mu.Unlock()
+	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(s.Kill)
+	tb.Cleanup(func() {
+		s.mu.Lock()
+		s.over = true // a Restart still under way in a goroutine does nothing
+		s.mu.Unlock()
+		s.Kill()
+	})
 	return s
 }
 
 // Addr is host:port.
-func (s *Server) Addr() string { return s.addr }
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
 
 // URL is http://host:port.
-func (s *Server) URL() string { return "http://" + s.addr }
+func (s *Server) URL() string { return "http://" + s.Addr() }
 
 // Restart serves h (nil: the handler it served before) on the same address again. It may be
-// called from any goroutine; a failure to listen is reported with tb.Errorf.
+// called from any goroutine; a failure to listen is reported with tb.Errorf. Once the test
+// has ended it does nothing.
 func (s *Server) Restart(h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock() // held while reporting, so the report cannot come after the test's end
 	if err := s.listen(h); err != nil {
-		s.tb.Errorf("faultserver: restart: %v", err)
+		s.tb.Errorf("faultserver: restart on %s: %v", s.addr, err)
 	}
 }
 
+// listen serves h on s.addr. Call with s.mu held.
 func (s *Server) listen(h http.Handler) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln != nil {
-		return nil // alive
+	if s.ln != nil || s.over {
+		return nil // alive, or the test is over
 	}
 	if h == nil {
 		h = s.h
