@@ -176,7 +176,7 @@ func (c *Client) forget(g *grant) {
 
 func (c *Client) handshakeRetry(ctx context.Context) (*grant, error) {
 	var g *grant
-	err := c.opts.Retry.do(ctx, "KBS handshake", func(ctx context.Context) error {
+	err := c.opts.Retry.do(ctx, "KBS "+c.base.Redacted()+" handshake", func(ctx context.Context) error {
 		var err error
 		g, err = c.handshake(ctx)
 		return err

@@ -164,8 +164,8 @@ func TestRetry(t *testing.T) {
 	counts.failing = 100
 	_, err = cl.GetResource(t.Context(), "kbs:///default/key/2")
 	var ke *kbsclient.Error
-	if !errors.As(err, &ke) || ke.StatusCode != 503 || !strings.Contains(err.Error(), "giving up after 4 attempts") {
-		t.Fatalf("error %v, want a 503 after 4 attempts", err)
+	if !errors.As(err, &ke) || ke.StatusCode != 503 || !strings.Contains(err.Error(), "KBS "+hs.URL+" get resource default/key/2: giving up after 4 attempts") {
+		t.Fatalf("error %v, want a 503 after 4 attempts, naming the KBS and the request", err)
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
@@ -57,7 +59,11 @@ func NewError(op string, status int, body []byte) *Error {
 }
 
 // transient reports whether err is worth retrying: a refusal that says so, or a network error
-// (connection refused or reset, a timeout of the transport) that is not the caller's context.
+// that is not the caller's context: connection refused or reset, a timeout of the transport,
+// or a connection that closed before the reply was complete (a KBS killed between receiving a
+// request and answering it: io.EOF from the transport, or io.ErrUnexpectedEOF in the middle
+// of a reply's body; send reports both as *url.Error). An EOF of anything else (a token that
+// does not parse) is not retried.
 func transient(err error) bool {
 	var ke *Error
 	if errors.As(err, &ke) {
@@ -65,5 +71,7 @@ func transient(err error) bool {
 	}
 	var ne net.Error
 	var oe *net.OpError
-	return errors.As(err, &oe) || errors.As(err, &ne) && ne.Timeout()
+	var ue *url.Error
+	return errors.As(err, &oe) || errors.As(err, &ne) && ne.Timeout() ||
+		errors.As(err, &ue) && (errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, io.ErrUnexpectedEOF))
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/veil-runtime/veil/attestation/kbswire/jwe"
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
@@ -48,13 +50,19 @@ func (c *Client) send(op string, req *http.Request) ([]byte, http.Header, error)
 		return nil, nil, NewError(op, resp.StatusCode, b)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxResponseBytes+1))
-	if err != nil {
+	if err != nil { // the connection dropped in the middle of the reply: named like Do's errors
+		err = &url.Error{Op: urlOp(req.Method), URL: req.URL.Redacted(), Err: err}
 		return nil, nil, fmt.Errorf("KBS %s: read reply: %w", op, err)
 	}
 	if int64(len(b)) > c.opts.MaxResponseBytes {
 		return nil, nil, fmt.Errorf("KBS %s: reply larger than %d bytes", op, c.opts.MaxResponseBytes)
 	}
 	return b, resp.Header, nil
+}
+
+// urlOp spells method as net/http's *url.Error does ("Get", "Post").
+func urlOp(method string) string {
+	return method[:1] + strings.ToLower(method[1:])
 }
 
 // GetResource fetches and opens the resource named by a kbs:///repository/type/tag URI.
@@ -90,7 +98,7 @@ func (c *Client) GetResourcePath(ctx context.Context, p protocol.ResourcePath) (
 func (c *Client) fetch(ctx context.Context, p protocol.ResourcePath, g *grant) ([]byte, error) {
 	op := "get resource " + p.String()
 	var body []byte
-	err := c.opts.Retry.do(ctx, "KBS "+op, func(ctx context.Context) error {
+	err := c.opts.Retry.do(ctx, "KBS "+c.base.Redacted()+" "+op, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint("/resource/"+p.String()), nil)
 		if err != nil {
 			return fmt.Errorf("KBS %s: %w", op, err)

@@ -30,13 +30,17 @@ func (r Retry) withDefaults() Retry {
 	return r
 }
 
-// do runs f until it succeeds, fails for good, or the attempts or ctx run out.
+// do runs f until it succeeds, fails for good, or the attempts or ctx run out. what names
+// the KBS (its URL) and the operation: the error of giving up starts with it.
 func (r Retry) do(ctx context.Context, what string, f func(context.Context) error) error {
 	wait := r.Initial
 	for attempt := 1; ; attempt++ {
 		err := f(ctx)
-		if err == nil || !transient(err) || ctx.Err() != nil {
+		if err == nil || !transient(err) {
 			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (attempt %d)", what, err, attempt)
 		}
 		if attempt >= r.Attempts {
 			return fmt.Errorf("%s: giving up after %d attempts: %w", what, attempt, err)

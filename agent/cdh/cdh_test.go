@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/veil-runtime/veil/agent/cdh"
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
+	"github.com/veil-runtime/veil/internal/faultserver"
 	kbsclient "github.com/veil-runtime/veil/kbs-client"
 )
 
@@ -165,5 +167,49 @@ func TestHTTPS(t *testing.T) {
 	_, err := newHub(t, ts.URL, kbstest.Measurement, x509.NewCertPool()).GetResource(context.Background(), "kbs:///default/key/1")
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("with another root: %v", err)
+	}
+}
+
+// TestKBSKilled (issue 12): the guest's hub against a real KBS (sim SNP evidence, the
+// built-in verifier) that dies on receiving attest. Back on the same address within the
+// retry budget, the hub gets the secret after a whole new handshake; gone for good, the hub
+// gives up after its attempts, and the error names the resource, the KBS's URL, and the
+// request that failed.
+func TestKBSKilled(t *testing.T) {
+	k := kbstest.NewKBS(t, true)
+	k.Put(t, "default/key/1", []byte("kek"))
+	front := faultserver.Start(t, k.Env.KBS)
+	att, init := kbstest.Guest(t, kbstest.Measurement)
+	retry := kbsclient.Retry{Attempts: 4, Initial: 100 * time.Millisecond, Max: time.Second}
+	h, err := cdh.New(cdh.Config{URL: front.URL(), Attester: att, InitData: init, Retry: retry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attest := func(r *http.Request) bool { return r.URL.Path == "/kbs/v0/attest" }
+
+	died := front.DieOn(attest, 0)
+	go func() {
+		<-died
+		time.Sleep(200 * time.Millisecond)
+		front.Restart(nil)
+	}()
+	if got, err := h.GetResource(context.Background(), "kbs:///default/key/1"); err != nil || string(got) != "kek" {
+		t.Fatalf("with the KBS back after 200 ms: %q, %v (requests %q)", got, err, front.Requests())
+	}
+
+	front.DieOn(attest, 0)
+	h2, err := cdh.New(cdh.Config{URL: front.URL(), Attester: att, InitData: init, Retry: retry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h2.GetResource(context.Background(), "kbs:///default/key/1")
+	var ce *cdh.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("with the KBS gone: %v, want a *cdh.Error", err)
+	}
+	for _, want := range []string{"kbs:///default/key/1", "KBS " + front.URL() + " handshake: giving up after 4 attempts", "KBS auth", "connection refused"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }

@@ -198,7 +198,7 @@ func fetch(ctx context.Context, r name.Reference, pin v1.Hash, plt v1.Platform, 
 	if err := checkConfig(img, res, plt, lim); err != nil {
 		return nil, err
 	}
-	u := &unpacker{root: rootfs, max: lim.MaxUnpackedBytes, left: lim.MaxUnpackedBytes, noSameOwner: o.NoSameOwner, keys: o.KeyProvider}
+	u := &unpacker{root: rootfs, registry: r.Context().RegistryStr(), max: lim.MaxUnpackedBytes, left: lim.MaxUnpackedBytes, noSameOwner: o.NoSameOwner, keys: o.KeyProvider}
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: layers: %w", res.ManifestDigest, err)

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
@@ -19,8 +20,9 @@ import (
 // unpacker applies layers, in order, into one root directory.
 type unpacker struct {
 	root        string
-	max         int64 // Limits.MaxUnpackedBytes
-	left        int64 // unpacked-byte budget left; negative: unlimited
+	registry    string // the registry's host[:port], named when a blob's transfer fails
+	max         int64  // Limits.MaxUnpackedBytes
+	left        int64  // unpacked-byte budget left; negative: unlimited
 	noSameOwner bool
 	keys        KeyProvider // Options.KeyProvider
 }
@@ -47,6 +49,8 @@ func checkMediaType(mt types.MediaType) error {
 // whiteouts and keeps every path inside root. Content is written before the digests are
 // known to match: the caller unpacks into a staging directory and removes it on error.
 //
+// A full disk stops the layer at once, without fetching the rest of the blob.
+//
 // An encrypted layer's key is unwrapped first; the blob as served is hashed against the
 // manifest digest, then decrypted (ocicrypt), decompressed, and its tar checked against the
 // diff_id like any other.
@@ -65,9 +69,9 @@ func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) er
 	rc, err := l.Compressed()
 	if err != nil {
 		if ggcrMismatch(err) { // Content-Length against the descriptor
-			return fmt.Errorf("%s: fetch: %w: %w", where, ErrDigestMismatch, err)
+			return fmt.Errorf("%s: fetch from registry %s: %w: %w", where, u.registry, ErrDigestMismatch, err)
 		}
-		return fmt.Errorf("%s: fetch: %w", where, err)
+		return fmt.Errorf("%s: fetch from registry %s: %w", where, u.registry, err)
 	}
 	defer rc.Close()
 	zr := &hashReader{r: rc, h: sha256.New()}
@@ -78,7 +82,8 @@ func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) er
 		}
 	}
 	err = u.unpack(ctx, src, want)
-	if ctx.Err() != nil || errors.Is(err, ErrLimit) {
+	if ctx.Err() != nil || errors.Is(err, ErrLimit) || diskFull(err) {
+		// No digest check: reading the rest of the blob would only delay the error.
 		return fmt.Errorf("%s: %w", where, errors.Join(ctx.Err(), err))
 	}
 	var herr error
@@ -90,7 +95,7 @@ func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) er
 	}
 	// Read to the end so the verifying reader checks the blob's digest and size; a tampered
 	// blob is reported as such even when it also broke decompression or the tar stream.
-	if derr := drainAndCheck(zr, want); derr != nil {
+	if derr := drainAndCheck(zr, want, u.registry); derr != nil {
 		if err != nil {
 			derr = fmt.Errorf("%w (unpacking also failed: %v)", derr, err)
 		}
@@ -105,13 +110,20 @@ func (u *unpacker) apply(ctx context.Context, l v1.Layer, i int, want *Layer) er
 	return nil
 }
 
-// drainAndCheck reads zr to its end and checks the compressed digest and size.
-func drainAndCheck(zr *hashReader, want *Layer) error {
+// diskFull reports a write that failed for want of space (ENOSPC, or EDQUOT under a quota).
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// drainAndCheck reads zr to its end and checks the compressed digest and size. A read that
+// fails otherwise (the registry went away: a reset or a connection closed before the
+// blob's end) names the registry and how far the transfer got.
+func drainAndCheck(zr *hashReader, want *Layer, registry string) error {
 	if _, err := io.Copy(io.Discard, zr); err != nil {
 		if ggcrMismatch(err) { // the verifying reader's digest or size check
 			return fmt.Errorf("compressed blob: %w: %w", ErrDigestMismatch, err)
 		}
-		return fmt.Errorf("compressed blob: read: %w", err)
+		return fmt.Errorf("compressed blob: read from registry %s failed after %d of %d bytes: %w", registry, zr.n, want.Size, err)
 	}
 	if got := zr.sum(); got != want.Digest {
 		return fmt.Errorf("compressed blob: want %s, got %s: %w", want.Digest, got, ErrDigestMismatch)
