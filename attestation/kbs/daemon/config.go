@@ -42,6 +42,9 @@ type Config struct {
 	// 10 per second, burst 50); a negative rate turns the limits off.
 	AuthRate  float64 `toml:"auth_rate"`
 	AuthBurst int     `toml:"auth_burst"`
+	// MaxClients bounds the clients (source addresses) each limiter tracks (default 10,000);
+	// beyond it new clients share one bucket.
+	MaxClients int `toml:"max_clients"`
 	// MaxSessions is deprecated and ignored: sessions no longer live in a table.
 	MaxSessions int `toml:"max_sessions"`
 
@@ -128,6 +131,7 @@ func ParseFlags(name string, args []string) (*Config, error) {
 	fs.IntVar(&c.MaxSpentNonces, "max-spent-nonces", 0, "bound of the record of spent challenge nonces (default 1000000)")
 	fs.Float64Var(&c.AuthRate, "auth-rate", 0, "requests per second of each client on auth and on attest (default 10; negative: no limit)")
 	fs.IntVar(&c.AuthBurst, "auth-burst", 0, "burst of each client on auth and on attest (default 50)")
+	fs.IntVar(&c.MaxClients, "max-clients", 0, "clients (source addresses) each rate limiter tracks; beyond them new clients share one bucket (default 10000)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 0, "deprecated and ignored: sessions hold no server state")
 	a := &c.Attestation
 	fs.StringVar(&a.SNPRoots, "snp-roots", "", "trusted AMD roots (PEM), replacing the built-in ones")
@@ -187,6 +191,9 @@ func (c *Config) merge(o *Config) {
 	if o.AuthBurst != 0 {
 		c.AuthBurst = o.AuthBurst
 	}
+	if o.MaxClients != 0 {
+		c.MaxClients = o.MaxClients
+	}
 	if o.MaxSessions != 0 {
 		c.MaxSessions = o.MaxSessions
 	}
@@ -219,8 +226,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
 	if c.SessionTTL.Duration < 0 || c.Attestation.TokenTTL.Duration < 0 || c.MaxSessions < 0 ||
-		c.MaxSpentNonces < 0 || c.AuthBurst < 0 {
-		errs = append(errs, errors.New("negative session-ttl, token-ttl, max-sessions, max-spent-nonces or auth-burst"))
+		c.MaxSpentNonces < 0 || c.AuthBurst < 0 || c.MaxClients < 0 {
+		errs = append(errs, errors.New("negative session-ttl, token-ttl, max-sessions, max-spent-nonces, auth-burst or max-clients"))
 	}
 	for _, f := range append([]string{c.TLSCert, c.TLSKey, c.ResourcePolicy, c.SessionKeyFile, c.Attestation.SNPRoots,
 		c.Attestation.TDXRoots, c.Attestation.SimSNPRoots, c.Attestation.SimTDXRoots, c.Attestation.CollateralDir}, c.AdminPublicKeys...) {

@@ -104,12 +104,12 @@ func TestParseFlags(t *testing.T) {
 		cfg.Attestation.TokenTTL.Duration != time.Minute || cfg.MaxSessions != 7 {
 		t.Fatalf("config %+v", cfg)
 	}
-	write("auth_rate = -1\nsession_key_file = \"" + file + "\"\n")
+	write("auth_rate = -1\nmax_clients = 300\nsession_key_file = \"" + file + "\"\n")
 	cfg, err = ParseFlags("veil-kbs", []string{"--config", file, "--data", dir, "--auth-burst", "5", "--max-spent-nonces", "9"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.AuthRate != -1 || cfg.AuthBurst != 5 || cfg.MaxSpentNonces != 9 || cfg.SessionKeyFile != file {
+	if cfg.AuthRate != -1 || cfg.AuthBurst != 5 || cfg.MaxSpentNonces != 9 || cfg.SessionKeyFile != file || cfg.MaxClients != 300 {
 		t.Fatalf("config %+v", cfg)
 	}
 	tests := []struct {
@@ -120,6 +120,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{"missing session key", "", []string{"--data", dir, "--session-key-file", "/nonexistent/key"}, "nonexistent"},
 		{"negative burst", "", []string{"--data", dir, "--auth-burst", "-1"}, "negative"},
+		{"negative max clients", "", []string{"--data", dir, "--max-clients", "-1"}, "negative"},
 		{"no data", "", nil, "no data directory"},
 		{"unknown key", "listen = \"x\"\nfrobnicate = 1\n", []string{"--data", dir}, "unknown keys"},
 		{"bad duration", "session_ttl = \"soon\"\n", []string{"--data", dir}, "duration"},

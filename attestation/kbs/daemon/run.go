@@ -103,7 +103,7 @@ func (d *Daemon) build(ctx context.Context) (*kbs.Server, error) {
 	return kbs.New(kbs.Options{
 		Attestation: svc, Tokens: svc, Resources: d.store, Policy: pol, Admin: admin.NewVerifier(keys...),
 		SessionTTL: d.cfg.SessionTTL.Duration, SessionKeys: sessionKeys, MaxSpentNonces: d.cfg.MaxSpentNonces,
-		AuthRate: d.cfg.AuthRate, AuthBurst: d.cfg.AuthBurst,
+		AuthRate: d.cfg.AuthRate, AuthBurst: d.cfg.AuthBurst, MaxClients: d.cfg.MaxClients,
 	})
 }
 
