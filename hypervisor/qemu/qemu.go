@@ -126,20 +126,27 @@ func (v *VM) watchShare(i int, fs *process) {
 		return
 	case <-fs.done:
 	}
+	// A virtiofsd also ends, cleanly, when QEMU dies and closes its socket, a moment before
+	// QEMU is reaped: QEMU's end within the grace is the cause, not this.
 	select {
 	case <-v.done:
 		return
-	default:
+	case <-time.After(shareDeathGrace):
 	}
 	cause := fs.err
 	if cause == nil {
 		cause = fmt.Errorf("%s (pid %d) exited with status 0", fs.name, fs.pid())
 	}
 	v.fatalMu.Lock()
-	v.fatal = fmt.Errorf("virtiofsd of shared dir %q ended while the VM ran: %w", v.cfg.SharedDirs[i].Tag, cause)
+	if v.fatal == nil { // the first share to die is the cause; the others follow QEMU
+		v.fatal = fmt.Errorf("virtiofsd of shared dir %q ended while the VM ran: %w", v.cfg.SharedDirs[i].Tag, cause)
+	}
 	v.fatalMu.Unlock()
 	v.qemu.signal(syscall.SIGKILL)
 }
+
+// shareDeathGrace is how long watchShare lets QEMU end on its own after a virtiofsd ended.
+const shareDeathGrace = 500 * time.Millisecond
 
 // launch does Start's work; Start undoes it on failure.
 func (v *VM) launch(ctx context.Context) error {
