@@ -19,21 +19,7 @@ import (
 // running and the pod's other container still answers an exec.
 func TestPodOOM(t *testing.T) {
 	const limit = 256 << 20
-	name := "oom"
-	cfgPath := writeJSON(t, name+"-pod.json", map[string]any{
-		"metadata":      map[string]any{"name": name, "namespace": "veil-test", "uid": name + "-uid", "attempt": 1},
-		"log_directory": filepath.Join(env.Dir, "logs", name),
-		"linux":         map[string]any{"resources": map[string]any{"memory_limit_in_bytes": limit}},
-	})
-	podID := crictl(t, "runp", "--runtime", handler, cfgPath)
-	t.Cleanup(func() {
-		_, _, _ = env.crictl(time.Minute, "stopp", podID)
-		_, _, _ = env.crictl(time.Minute, "rmp", "-f", podID)
-	})
-	qemu := qemuOf(podID)
-	if len(qemu) != 1 {
-		t.Fatalf("%d QEMU processes for the pod, want 1", len(qemu))
-	}
+	podID, cfgPath, qemu := runSizedPod(t, "oom", map[string]any{"memory_limit_in_bytes": limit})
 	watcher := startContainer(t, podID, cfgPath, "watcher", "exec sleep 3600")
 
 	// busybox dd reads 400 MiB from /dev/zero into one buffer: every page of it is touched.
@@ -63,8 +49,8 @@ func TestPodOOM(t *testing.T) {
 	if st.Status.ExitCode != 137 || st.Status.Reason != "OOMKilled" {
 		t.Errorf("hog exited %d (%s); want 137 OOMKilled", st.Status.ExitCode, st.Status.Reason)
 	}
-	if now := qemuOf(podID); len(now) != 1 || now[0] != qemu[0] {
-		t.Fatalf("QEMU %v after the OOM, want the same process %s still running", now, qemu[0])
+	if now := qemuOf(podID); len(now) != 1 || now[0] != qemu {
+		t.Fatalf("QEMU %v after the OOM, want the same process %s still running", now, qemu)
 	}
 	if out := crictl(t, "exec", "-s", watcher, "echo", "alive"); !strings.Contains(out, "alive") {
 		t.Errorf("exec in the pod's other container after the OOM: %q", out)
@@ -73,7 +59,7 @@ func TestPodOOM(t *testing.T) {
 	// limits plus the RuntimeClass overhead (deploy/runtimeclasses.yaml, 720Mi): QEMU, after
 	// its guest filled a container to its limit, must stay within that or the host's OOM
 	// killer would take the whole VM.
-	rss := vmRSS(t, qemu[0])
+	rss := vmRSS(t, qemu)
 	t.Logf("QEMU RSS after the OOM: %d MiB (bound: limit %d MiB + overhead 720 MiB)", rss>>20, limit>>20)
 	if rss > limit+720<<20 {
 		t.Errorf("QEMU RSS %d MiB exceeds the pod's limit plus the RuntimeClass overhead", rss>>20)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -112,12 +111,7 @@ func TestKillShim(t *testing.T) {
 		t.Errorf("QEMU %v still runs after the shim was killed", qemuPIDs(vm))
 	}
 	removeContainer(t, id)
-	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(pod.DirOf(vm)); return os.IsNotExist(err) }) {
-		t.Errorf("%s left behind", pod.DirOf(vm))
-	}
-	if out, _ := exec.Command("grep", "-c", vm, "/proc/self/mountinfo").Output(); strings.TrimSpace(string(out)) != "0" {
-		t.Errorf("mounts of %s left behind", vm)
-	}
+	checkPodGone(t, vm)
 }
 
 func TestKillQEMU(t *testing.T) {
