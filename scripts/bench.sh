@@ -8,6 +8,9 @@ export VEIL_IMAGE=${IMAGE:-$PWD/build/image}
 echo "== VM: boot to agent-ready vs a bare boot (same kernel, trivial init), health check, footprint"
 go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/bench/ | grep -E '^(Benchmark|ok|FAIL)'
 
+echo "== load: 1,000 execs and 600 MiB of one process's output through the agent (every byte counted), agent RSS before and after"
+go test -tags 'e2e load' -run 'TestLoad$' -count 1 -v -timeout 40m ./tests/e2e/ | grep -E '(load_test|^--- |^ok|^FAIL)'
+
 echo "== containerd: ctr run to first output (Veil vs runc), shim RSS, QEMU PSS"
 VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/shim/ | grep -E '^(Benchmark|ok|FAIL)'
 
