@@ -97,8 +97,8 @@ func TestBindRefusals(t *testing.T) {
 	for name, tc := range map[string]struct {
 		repo, body, detail string
 	}{
-		"not hex":          {"t", `{"init_data":["zz"]}`, "want the hex of a sha256, sha384 or sha512 digest"},
-		"short digest":     {"t", `{"init_data":["abcd"]}`, "want the hex of a sha256, sha384 or sha512 digest"},
+		"not hex":          {"t", `{"init_data":["zz"]}`, `want the hex of a digest of one of ["sha256" "sha384" "sha512"]`},
+		"short digest":     {"t", `{"init_data":["abcd"]}`, `want the hex of a digest of one of ["sha256" "sha384" "sha512"]`},
 		"not JSON":         {"t", `init_data`, "request body"},
 		"bad repository":   {"..", `{"init_data":["` + good + `"]}`, "invalid resource path"},
 		"slash in repo":    {"a%2Fb", `{"init_data":["` + good + `"]}`, "invalid resource path"},

@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"sync"
 	"testing"
@@ -134,37 +135,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if partial > 0 {
-		rec := &recorder{header: http.Header{}}
+		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
-		for k, v := range rec.header {
+		body := rec.Body.Bytes()
+		for k, v := range rec.Header() {
 			w.Header()[k] = v
 		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(rec.body)))
-		w.WriteHeader(rec.code)
-		w.Write(rec.body[:max(0, min(partial, len(rec.body)-1))])
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rec.Code)
+		w.Write(body[:max(0, min(partial, len(body)-1))])
 		w.(http.Flusher).Flush()
 	}
 	s.Kill()
 	panic(http.ErrAbortHandler) // net/http drops the connection, with no end to the reply
-}
-
-// recorder keeps a handler's reply.
-type recorder struct {
-	header http.Header
-	code   int
-	body   []byte
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(code int) {
-	if r.code == 0 {
-		r.code = code
-	}
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	r.body = append(r.body, b...)
-	return len(b), nil
 }

@@ -24,18 +24,30 @@ const MaxBoundDigests = 1024
 // bindingsFile is the JSON form of the repository bindings: repository -> initdata digests.
 type bindingsFile map[string][]string
 
-// NormalizeDigests checks initdata digests (hex of 32, 48 or 64 bytes: sha256, sha384,
-// sha512) and returns them lowercased, sorted and without duplicates.
+// digestSizes are the sizes of the digests initdata's algorithms make.
+func digestSizes() []int {
+	var sizes []int
+	for _, alg := range initdata.Algorithms() {
+		if d, err := initdata.Digest(alg, nil); err == nil {
+			sizes = append(sizes, len(d))
+		}
+	}
+	return sizes
+}
+
+// NormalizeDigests checks initdata digests (the hex of a digest of one of
+// initdata.Algorithms) and returns them lowercased, sorted and without duplicates.
 func NormalizeDigests(digests []string) ([]string, error) {
 	if len(digests) > MaxBoundDigests {
 		return nil, fmt.Errorf("%d initdata digests, at most %d", len(digests), MaxBoundDigests)
 	}
+	sizes := digestSizes()
 	out := make([]string, 0, len(digests))
 	for i, d := range digests {
 		d = strings.ToLower(strings.TrimSpace(d))
 		b, err := hex.DecodeString(d)
-		if err != nil || (len(b) != 32 && len(b) != 48 && len(b) != 64) {
-			return nil, fmt.Errorf("initdata digest %d (%.20q): want the hex of a sha256, sha384 or sha512 digest", i, d)
+		if err != nil || !slices.Contains(sizes, len(b)) {
+			return nil, fmt.Errorf("initdata digest %d (%.20q): want the hex of a digest of one of %q", i, d, initdata.Algorithms())
 		}
 		out = append(out, d)
 	}

@@ -137,7 +137,9 @@ func TestDefaultIsolatesTenants(t *testing.T) {
 	tdxA := a + strings.Repeat("00", 16)
 	sha384 := strings.Repeat("cc", 48)
 	pb := protocol.ResourcePath{Repository: "tenantb", Type: "key", Tag: "1"}
-	shared := protocol.ResourcePath{Repository: "default", Type: "key", Tag: "1"}
+	// default.rego spells the shared repository itself (Rego imports no Go): this case holds
+	// the two spellings together.
+	shared := protocol.ResourcePath{Repository: SharedRepository, Type: "key", Tag: "1"}
 	two := map[string]any{"submods": map[string]any{
 		"cpu0": map[string]any{"ear.status": "affirming", "ear.veraison.annotated-evidence": map[string]any{"init_data": b}},
 		"cpu1": map[string]any{"ear.status": "affirming", "ear.veraison.annotated-evidence": map[string]any{"init_data": a}},
