@@ -34,7 +34,14 @@ type Server struct {
 // Start serves h on a new loopback port. The server is killed at the end of the test.
 func Start(tb testing.TB, h http.Handler) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, addr: "127.0.0.1:0"}
+	return StartOn(tb, "127.0.0.1:0", h)
+}
+
+// StartOn serves h on addr ("0.0.0.0:0": a new port on every host address, for a guest that
+// reaches the host on a bridge). The server is killed at the end of the test.
+func StartOn(tb testing.TB, addr string, h http.Handler) *Server {
+	tb.Helper()
+	s := &Server{tb: tb, addr: addr}
 	s.mu.Lock()
 	err := s.listen(h)
 	s.mu.Unlock()
@@ -50,7 +57,7 @@ func Start(tb testing.TB, h http.Handler) *Server {
 	return s
 }
 
-// Addr is host:port.
+// Addr is host:port, as it listens.
 func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -59,6 +66,13 @@ func (s *Server) Addr() string {
 
 // URL is http://host:port.
 func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Port is the port it listens on, the same after a Restart.
+func (s *Server) Port() int {
+	_, port, _ := net.SplitHostPort(s.Addr())
+	n, _ := strconv.Atoi(port)
+	return n
+}
 
 // Restart serves h (nil: the handler it served before) on the same address again. It may be
 // called from any goroutine; a failure to listen is reported with tb.Errorf. Once the test

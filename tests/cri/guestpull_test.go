@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/initdata"
+	"github.com/veil-runtime/veil/internal/faultserver"
 	"github.com/veil-runtime/veil/policy/genpolicy"
 	"github.com/veil-runtime/veil/shim/pod"
 	"github.com/veil-runtime/veil/tests/internal/busyboximage"
@@ -80,9 +80,10 @@ spec:
 
 // gatewayRegistry serves the test registry's content on every host address (the pod reaches
 // it on the CNI bridge's gateway): a reverse proxy that, once tamper is set, answers
-// manifest requests of veil-test/tampered with the busybox image's manifest.
+// manifest requests of veil-test/tampered with the busybox image's manifest. It runs on a
+// faultserver, so that a test can kill it in the middle of a blob and start it again.
 type gatewayRegistry struct {
-	srv    *http.Server
+	srv    *faultserver.Server
 	port   int
 	tamper atomic.Bool
 	log    requestLog // every request, with its origin
@@ -90,25 +91,20 @@ type gatewayRegistry struct {
 
 func startGatewayRegistry(t testing.TB) *gatewayRegistry {
 	t.Helper()
-	l, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	target, err := url.Parse(env.registry.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gatewayRegistry{port: l.Addr().(*net.TCPAddr).Port}
+	g := &gatewayRegistry{}
 	proxy := httputil.NewSingleHostReverseProxy(target)
-	g.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	g.srv = faultserver.StartOn(t, "0.0.0.0:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.log.record(r)
 		if g.tamper.Load() && strings.HasPrefix(r.URL.Path, "/v2/veil-test/tampered/manifests/") {
 			r.URL.Path = "/v2/veil-test/busybox/manifests/latest"
 		}
 		proxy.ServeHTTP(w, r)
-	})}
-	go func() { _ = g.srv.Serve(l) }()
-	t.Cleanup(func() { _ = g.srv.Close() })
+	}))
+	g.port = g.srv.Port()
 	return g
 }
 
