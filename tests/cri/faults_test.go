@@ -3,15 +3,18 @@
 package cri
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/veil-runtime/veil/internal/faultserver"
+	"github.com/veil-runtime/veil/tests/internal/busyboximage"
 )
 
 // faultsPodYAML is the pod of TestGuestPullFaults: one container of the encrypted image (its
@@ -141,4 +144,91 @@ func TestGuestPullFaults(t *testing.T) {
 	}
 	waitLog(t, cid, "plain-ok")
 	podReady("both came back")
+}
+
+// diskFullPodYAML is the pod of TestGuestPullDiskFull: an image larger than the pod's
+// scratch disk, and a small one.
+const diskFullPodYAML = `apiVersion: v1
+kind: Pod
+metadata:
+  name: diskfull
+spec:
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  containers:
+  - name: big
+    image: %s
+    command: ["sh", "-c", "ls -l /big.bin; echo big-ok; exec sleep 3600"]
+  - name: small
+    image: %s
+    command: ["sh", "-c", "echo small-ok; exec sleep 3600"]
+`
+
+// TestGuestPullDiskFull (issue 12): a confidential pod (sim TEE, guest pull) whose encrypted
+// scratch disk, where the guest keeps its image cache, is 64 MiB, runs a container of an
+// image with a 96 MiB layer. The start fails with the disk's ENOSPC and the layer named; the
+// pod stays ready, and the guest kept nothing of the failed pull: a small image then pulls
+// onto the same disk and its container starts.
+func TestGuestPullDiskFull(t *testing.T) {
+	_, gw, _, _ := simPullPod(t, 0)
+	cfg, err := os.ReadFile(env.Path(pullConfigName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = bytes.Replace(cfg, []byte("[hypervisor]\n"), []byte("[hypervisor]\nscratch_disk_mib = 64\n"), 1)
+	if err := os.WriteFile(env.Path(pullConfigName), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	big, err := busyboximage.RandomFileLayer("big.bin", 96<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := busyboximage.Static()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := busyboximage.Image(busyboximage.Shell(), base, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigRef, smallRef := env.registryHost+"/veil-test/diskfull-big:v1", env.registryHost+"/veil-test/diskfull-small:v1"
+	if err := busyboximage.Push(bigRef, img); err != nil {
+		t.Fatal(err)
+	}
+	pushSecretImage(t, smallRef, secretTar(t))
+	_, layers := imageBlobs(t, bigRef)
+	bigLayer := layers[len(layers)-1]
+	guestBig, guestSmall := gw+"/veil-test/diskfull-big:v1", gw+"/veil-test/diskfull-small:v1"
+	for _, ref := range []string{guestBig, guestSmall} {
+		pullFor(t, pullHandler, ref)
+	}
+	veilTOML := fmt.Sprintf("[image]\ninsecure_registries = [%q]\n", gw)
+	podID, podCfg := runGenpolicyPod(t, "diskfull", fmt.Sprintf(diskFullPodYAML, bigRef, smallRef), veilTOML, true)
+
+	cmd := []string{"sh", "-c", "ls -l /big.bin; echo big-ok; exec sleep 3600"}
+	cid := crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "big", 0, guestBig, nil, cmd), guestBig), podCfg)
+	began := time.Now()
+	_, errOut, err := env.crictl(3*time.Minute, "start", cid)
+	t.Logf("start big: %v after %v", err, time.Since(began).Round(time.Millisecond))
+	if err == nil {
+		t.Fatal("a container whose 96 MiB layer cannot fit on a 64 MiB scratch disk started")
+	}
+	for _, want := range []string{bigLayer, "no space left on device"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("disk full: the error does not say %q: %q", want, errOut)
+		}
+	}
+	t.Logf("disk full: %s", lineWith(errOut, bigLayer))
+	if st := crictl(t, "inspectp", "-o", "go-template", "--template", "{{.status.state}}", podID); st != "SANDBOX_READY" {
+		t.Fatalf("after the full disk: pod state %q", st)
+	}
+	crictl(t, "rm", "-f", cid)
+
+	cmd = []string{"sh", "-c", "echo small-ok; exec sleep 3600"}
+	cid = crictl(t, "create", podID, userImage(t, policyContainerConfig(t, "small", 0, guestSmall, nil, cmd), guestSmall), podCfg)
+	if _, errOut, err = env.crictl(3*time.Minute, "start", cid); err != nil {
+		t.Fatalf("a small image after the full disk: %v: %s", err, errOut)
+	}
+	waitLog(t, cid, "small-ok")
 }
