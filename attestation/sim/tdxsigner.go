@@ -52,6 +52,7 @@ const (
 type TDXSigner struct {
 	Root, Intermediate, PCK *x509.Certificate
 	attKey                  *ecdsa.PrivateKey
+	rootKey, interKey       *ecdsa.PrivateKey // nil when loaded from an authority file
 	template                []byte // quote header and TD quote body: the fields a platform fixes
 	qeCertData              []byte // QE report certification data (QE report, signature, auth data, PCK chain)
 }
@@ -141,6 +142,7 @@ func (s *TDXSigner) makeChain(r io.Reader, samplePCK *x509.Certificate, now time
 		return nil, fmt.Errorf("sim: PCK certificate: %w", err)
 	}
 	s.Root, s.Intermediate, s.PCK = root, inter, pck
+	s.rootKey, s.interKey = keys[0], keys[1]
 	return keys[2], nil
 }
 
