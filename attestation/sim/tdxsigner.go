@@ -53,8 +53,8 @@ type TDXSigner struct {
 	Root, Intermediate, PCK *x509.Certificate
 	attKey                  *ecdsa.PrivateKey
 	rootKey, interKey       *ecdsa.PrivateKey // nil when loaded from an authority file
-	template                []byte // quote header and TD quote body: the fields a platform fixes
-	qeCertData              []byte // QE report certification data (QE report, signature, auth data, PCK chain)
+	template                []byte            // quote header and TD quote body: the fields a platform fixes
+	qeCertData              []byte            // QE report certification data (QE report, signature, auth data, PCK chain)
 }
 
 // newTDXSigner re-signs go-tdx-guest's sample quote recipe with a new chain: P-256 root,
