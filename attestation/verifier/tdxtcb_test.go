@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,5 +316,78 @@ func TestTDXModuleIdentity(t *testing.T) {
 	svn[1] = 0 // no module identity: bytes 0 and 1 count against the platform levels
 	if got, err = matchTDXTCB(info, qeID, body, qe, exts); err != nil || got.Status != "OutOfDate" || got.Module != "" {
 		t.Fatalf("module version 0: %+v, %v", got, err)
+	}
+}
+
+// pcsServer is Intel PCS for a test: it serves a collateral directory's files, with their
+// headers, by URL, and counts the requests.
+type pcsServer struct {
+	dir string
+	n   atomic.Int32
+}
+
+func (s *pcsServer) Get(_ context.Context, link string) (http.Header, []byte, error) {
+	s.n.Add(1)
+	rel, err := collateralPath(link)
+	if err != nil {
+		return nil, nil, err
+	}
+	file := filepath.Join(s.dir, rel)
+	body, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, errors.New("GET " + link + ": 404 Not Found")
+	}
+	h, err := readHeaderDump(file + ".headers")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, err
+	}
+	return http.Header(h), body, nil
+}
+
+// Online, the collateral comes from PCS's URLs (TCB info, QE identity, PCK CRL, root CA CRL);
+// a collateral directory takes precedence and a file missing from it is fetched.
+func TestTDXTCBOnline(t *testing.T) {
+	a := simAuthority(t)
+	rd := [64]byte{10}
+	in := Input{TEE: "tdx", Evidence: simTDXEvidence(t, a, sim.TDXLaunch{}, rd), ReportData: rd}
+	pcsSrv := &pcsServer{dir: simPCSDir(t, a, nil)}
+	v, err := New(Config{Now: fixedNow, SimTDXRoots: a.TDXRoots(), CheckRevocations: true, FetchCollateral: true, Getter: pcsSrv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(context.Background(), in)
+	if err != nil || c.TDX.TCBStatus != "UpToDate" {
+		t.Fatalf("Verify online = %v, status %v", err, c)
+	}
+	if pcsSrv.n.Load() != 4 {
+		t.Fatalf("%d PCS requests, want 4 (TCB info, QE identity, PCK CRL, root CA CRL)", pcsSrv.n.Load())
+	}
+	// PCS revokes the PCK; a directory with the old collateral minus its PCK CRL still sees it.
+	pcsSrv.dir = simPCSDir(t, a, func(f *pcsFiles) { f.pckCRL.Revoked = []*big.Int{a.TDX.PCK.SerialNumber} })
+	dir := simPCSDir(t, a, nil)
+	if err := os.Remove(filepath.Join(dir, "sgx/certification/v4/pckcrl?ca=platform&encoding=der")); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []Config{
+		{Now: fixedNow, SimTDXRoots: a.TDXRoots(), CheckRevocations: true, FetchCollateral: true, Getter: pcsSrv},
+		{Now: fixedNow, SimTDXRoots: a.TDXRoots(), CheckRevocations: true, FetchCollateral: true, Getter: pcsSrv, CollateralDir: dir},
+	} {
+		v, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(context.Background(), in); !errors.Is(err, ErrRevoked) || !strings.Contains(err.Error(), "PCK CRL https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=platform&encoding=der") {
+			t.Fatalf("Verify after PCS revoked the PCK (dir %q) = %v", cfg.CollateralDir, err)
+		}
+	}
+	// The directory's collateral wins: an OutOfDate TCB info there, UpToDate at PCS.
+	pcsSrv.dir = simPCSDir(t, a, nil)
+	dir = simPCSDir(t, a, func(f *pcsFiles) { f.info.Levels[0].Status = "OutOfDate" })
+	v, err = New(Config{Now: fixedNow, SimTDXRoots: a.TDXRoots(), FetchCollateral: true, Getter: pcsSrv, CollateralDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Verify(context.Background(), in); err != nil || c.TDX.TCBStatus != "OutOfDate" {
+		t.Fatalf("Verify with the directory's TCB info = %v, %+v", err, c)
 	}
 }
