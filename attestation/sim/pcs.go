@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/google/go-tdx-guest/pcs"
@@ -265,4 +267,60 @@ func (q *QEIdentity) JSON() []byte {
 		"mrsigner": hex.EncodeToString(q.MRSigner), "isvprodid": q.ISVProdID, "tcbLevels": levels(q.Levels, "qe"),
 	})
 	return b
+}
+
+// Where PCS's responses go in a collateral directory (verifier.Config.CollateralDir): each URL's
+// path and query.
+const (
+	pcsTCBInfoPath    = "tdx/certification/v4/tcb?fmspc="
+	pcsQEIdentityPath = "tdx/certification/v4/qe/identity"
+	pcsPCKCRLPath     = "sgx/certification/v4/pckcrl?ca=platform&encoding=der"
+	pcsRootCRLPath    = "IntelSGXRootCA.der"
+)
+
+// WriteDir writes a collateral directory as curl -D FILE.headers -o FILE would from Intel PCS:
+// info and qe signed by p, with their issuer chains in the headers; the PCK CRL and the root CA
+// CRL of p's TDX signer made from pckCRL and rootCRL.
+func (p *PCS) WriteDir(dir string, info *TCBInfo, qe *QEIdentity, pckCRL, rootCRL CRLOptions) error {
+	tcb, err := p.Sign("tcbInfo", info.JSON())
+	if err != nil {
+		return err
+	}
+	id, err := p.Sign("enclaveIdentity", qe.JSON())
+	if err != nil {
+		return err
+	}
+	pck, err := p.PCKCRL(pckCRL)
+	if err != nil {
+		return err
+	}
+	root, err := p.RootCRL(rootCRL)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		path, header string
+		body         []byte
+	}{
+		{pcsTCBInfoPath + info.FMSPC, "TCB-Info-Issuer-Chain: " + p.IssuerChain(), tcb},
+		{pcsQEIdentityPath, "SGX-Enclave-Identity-Issuer-Chain: " + p.IssuerChain(), id},
+		{pcsPCKCRLPath, "SGX-PCK-CRL-Issuer-Chain: " + p.PCKCRLIssuerChain(), pck},
+		{pcsRootCRLPath, "", root},
+	} {
+		file := filepath.Join(dir, filepath.FromSlash(f.path))
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			return fmt.Errorf("sim: PCS collateral: %w", err)
+		}
+		if err := os.WriteFile(file, f.body, 0o644); err != nil {
+			return fmt.Errorf("sim: PCS collateral: %w", err)
+		}
+		if f.header == "" {
+			continue
+		}
+		h := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + f.header + "\r\n\r\n"
+		if err := os.WriteFile(file+".headers", []byte(h), 0o644); err != nil {
+			return fmt.Errorf("sim: PCS collateral: %w", err)
+		}
+	}
+	return nil
 }

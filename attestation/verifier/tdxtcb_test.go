@@ -37,7 +37,7 @@ func simPCSOf(t testing.TB, a *sim.Authority) *sim.PCS {
 }
 
 // pcsFiles is what simPCSDir writes: a TCB info and QE identity signed by pcs (default: the
-// evidence's authority's), a PCK CRL and a root CA CRL.
+// evidence's authority's), a PCK CRL and a root CA CRL (of pcs's chain).
 type pcsFiles struct {
 	info            *sim.TCBInfo
 	qe              *sim.QEIdentity
@@ -66,48 +66,24 @@ func simPCSDir(t *testing.T, a *sim.Authority, edit func(f *pcsFiles)) string {
 	if edit != nil {
 		edit(f)
 	}
-	own := simPCSOf(t, a)
 	dir := t.TempDir()
-	write := func(link string, body []byte, header string) {
-		rel, err := collateralPath(link)
+	if err := f.pcs.WriteDir(dir, f.info, f.qe, f.pckCRL, f.rootCRL); err != nil {
+		t.Fatal(err)
+	}
+	if f.signedInfo != nil {
+		rel, err := collateralPath(pcs.TcbInfoURL(info.FMSPC))
 		if err != nil {
 			t.Fatal(err)
 		}
 		file := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		body, err := os.ReadFile(file)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(file, body, 0o644); err != nil {
+		if err := os.WriteFile(file, f.signedInfo(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if header != "" {
-			h := "HTTP/1.1 200 OK\r\n" + header + "\r\n\r\n"
-			if err := os.WriteFile(file+".headers", []byte(h), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
-	body, err := f.pcs.Sign("tcbInfo", f.info.JSON())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.signedInfo != nil {
-		body = f.signedInfo(body)
-	}
-	write(pcs.TcbInfoURL(info.FMSPC), body, "TCB-Info-Issuer-Chain: "+f.pcs.IssuerChain())
-	if body, err = f.pcs.Sign("enclaveIdentity", f.qe.JSON()); err != nil {
-		t.Fatal(err)
-	}
-	write(pcs.QeIdentityURL(), body, "SGX-Enclave-Identity-Issuer-Chain: "+f.pcs.IssuerChain())
-	der, err := own.PCKCRL(f.pckCRL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(pcs.PckCrlURL("platform"), der, "SGX-PCK-CRL-Issuer-Chain: "+own.PCKCRLIssuerChain())
-	if der, err = own.RootCRL(f.rootCRL); err != nil {
-		t.Fatal(err)
-	}
-	write(a.TDX.Root.CRLDistributionPoints[0], der, "")
 	return dir
 }
 
