@@ -102,11 +102,11 @@ func (v *verifier) tdxTCBCheck(ctx context.Context, c *tdxCheck, now time.Time) 
 	case v.cfg.CollateralDir != "":
 		var next HTTPSGetter
 		if v.cfg.FetchCollateral {
-			next = v.cfg.Getter
+			next = v.pcs
 		}
 		g = tdxDirGetter{ctx: ctx, dir: v.cfg.CollateralDir, next: next}
 	case v.cfg.FetchCollateral:
-		g = tdxGetter{ctx: ctx, g: v.cfg.Getter}
+		g = tdxGetter{ctx: ctx, g: v.pcs}
 	default:
 		return nil
 	}

@@ -320,23 +320,34 @@ func (s *pcsServer) Get(_ context.Context, link string) (http.Header, []byte, er
 	return http.Header(h), body, nil
 }
 
-// Online, the collateral comes from PCS's URLs (TCB info, QE identity, PCK CRL, root CA CRL);
-// a collateral directory takes precedence and a file missing from it is fetched.
+// Online, the collateral comes from PCS's URLs (TCB info, QE identity, PCK CRL, root CA CRL),
+// kept a day; a collateral directory takes precedence and a file missing from it is fetched.
 func TestTDXTCBOnline(t *testing.T) {
 	a := simAuthority(t)
 	rd := [64]byte{10}
 	in := Input{TEE: "tdx", Evidence: simTDXEvidence(t, a, sim.TDXLaunch{}, rd), ReportData: rd}
 	pcsSrv := &pcsServer{dir: simPCSDir(t, a, nil)}
-	v, err := New(Config{Now: fixedNow, SimTDXRoots: a.TDXRoots(), CheckRevocations: true, FetchCollateral: true, Getter: pcsSrv})
+	var mu sync.Mutex
+	now := fixedNow()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	v, err := New(Config{Now: clock, SimTDXRoots: a.TDXRoots(), CheckRevocations: true, FetchCollateral: true, Getter: pcsSrv})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := v.Verify(context.Background(), in)
-	if err != nil || c.TDX.TCBStatus != "UpToDate" {
-		t.Fatalf("Verify online = %v, status %v", err, c)
-	}
-	if pcsSrv.n.Load() != 4 {
-		t.Fatalf("%d PCS requests, want 4 (TCB info, QE identity, PCK CRL, root CA CRL)", pcsSrv.n.Load())
+	// Fetched once (TCB info, QE identity, PCK CRL, root CA CRL), kept a day at most.
+	for i, want := range []int32{4, 4, 8} {
+		if i == 2 {
+			mu.Lock()
+			now = now.Add(25 * time.Hour)
+			mu.Unlock()
+		}
+		c, err := v.Verify(context.Background(), in)
+		if err != nil || c.TDX.TCBStatus != "UpToDate" {
+			t.Fatalf("Verify online = %v, status %v", err, c)
+		}
+		if pcsSrv.n.Load() != want {
+			t.Fatalf("verification %d: %d PCS requests in all, want %d", i+1, pcsSrv.n.Load(), want)
+		}
 	}
 	// PCS revokes the PCK; a directory with the old collateral minus its PCK CRL still sees it.
 	pcsSrv.dir = simPCSDir(t, a, func(f *pcsFiles) { f.pckCRL.Revoked = []*big.Int{a.TDX.PCK.SerialNumber} })

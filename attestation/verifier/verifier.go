@@ -131,6 +131,7 @@ type verifier struct {
 	cfg   Config
 	cache *chainCache
 	crls  *crlSource
+	pcs   *pcsCache // Intel PCS responses fetched online (FetchCollateral)
 }
 
 // New returns a verifier for "snp" and "tdx" evidence.
@@ -163,6 +164,9 @@ func New(cfg Config) (Verifier, error) {
 		size = 256
 	}
 	v := &verifier{cfg: cfg}
+	if cfg.FetchCollateral {
+		v.pcs = newPCSCache(cfg.Getter, cfg.Now)
+	}
 	if cfg.CheckRevocations {
 		var g HTTPSGetter
 		if cfg.FetchCollateral {
