@@ -57,6 +57,7 @@ type SNPSigner struct {
 	ARK, ASK, VCEK *x509.Certificate
 	vcekKey        *ecdsa.PrivateKey
 	arkKey         *rsa.PrivateKey // nil when loaded from an authority file
+	askKey         *rsa.PrivateKey // nil when loaded from an authority file
 	tcb            TCB
 	vlek           bool // VCEK is a VLEK and ASK an ASVK (VLEKSigner)
 }
@@ -101,7 +102,7 @@ func newSNPSigner(r io.Reader, line string, tcb TCB, now time.Time) (*SNPSigner,
 	if err != nil {
 		return nil, fmt.Errorf("sim: VCEK: %w", err)
 	}
-	return &SNPSigner{ProductLine: line, ARK: arkCert, ASK: askCert, VCEK: vcekCert, vcekKey: vcekKey, arkKey: arkKey, tcb: tcb}, nil
+	return &SNPSigner{ProductLine: line, ARK: arkCert, ASK: askCert, VCEK: vcekCert, vcekKey: vcekKey, arkKey: arkKey, askKey: askKey, tcb: tcb}, nil
 }
 
 func caTemplate(r io.Reader, name pkix.Name, now time.Time, years int, crl string) *x509.Certificate {

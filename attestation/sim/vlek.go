@@ -3,7 +3,6 @@ package sim
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
@@ -19,19 +18,20 @@ import (
 )
 
 // VLEKSigner returns a signer under the same ARK whose reports are signed by a VLEK, as a
-// cloud provider's platform signs them: an ASVK ("SEV-VLEK-<line>", RSA-4096, signed by the ARK)
-// in the ASK field, and a VLEK (P-384, KDS extensions with the TCB, the product name and a CSP_ID
+// cloud provider's platform signs them: an ASVK ("SEV-VLEK-<line>", signed by the ARK; it reuses
+// the ASK's RSA-4096 key, which saves tests a key generation and changes nothing a verifier
+// checks) in the ASK field, and a VLEK (P-384, KDS extensions with the TCB, the product name and a CSP_ID
 // instead of the HWID, signed by the ASVK) in the VCEK field. Its reports carry SIGNER_INFO
 // SIGNING_KEY = VLEK and its certificate table the VLEK. Only a signer made by NewAuthority has
 // the ARK key this needs. The roots a verifier needs: ARK and ASVK (RootsPEM).
 func (s *SNPSigner) VLEKSigner(r io.Reader, cspID string, now time.Time) (*SNPSigner, error) {
-	if s.arkKey == nil {
+	if s.arkKey == nil || s.askKey == nil {
 		return nil, errors.New("sim: this SNP signer has no ARK key (loaded from an authority file), so it cannot make a VLEK")
 	}
-	asvkKey, err := rsa.GenerateKey(r, 4096)
-	if err != nil {
-		return nil, fmt.Errorf("sim: ASVK key: %w", err)
+	if s.vlek {
+		return nil, errors.New("sim: this SNP signer is a VLEK signer already")
 	}
+	asvkKey := s.askKey
 	vlekKey, err := ecdsa.GenerateKey(elliptic.P384(), r)
 	if err != nil {
 		return nil, fmt.Errorf("sim: VLEK key: %w", err)
@@ -61,7 +61,7 @@ func (s *SNPSigner) VLEKSigner(r io.Reader, cspID string, now time.Time) (*SNPSi
 		return nil, fmt.Errorf("sim: VLEK: %w", err)
 	}
 	return &SNPSigner{ProductLine: s.ProductLine, ARK: s.ARK, ASK: asvkCert, VCEK: vlekCert, vcekKey: vlekKey,
-		arkKey: s.arkKey, tcb: s.tcb, vlek: true}, nil
+		arkKey: s.arkKey, askKey: asvkKey, tcb: s.tcb, vlek: true}, nil
 }
 
 // vlekSignerInfo sets SIGNER_INFO SIGNING_KEY = VLEK in a report of a VLEK signer.
