@@ -169,7 +169,8 @@ func TestAppraiseTDX(t *testing.T) {
 }
 
 // allowed_tcb_statuses: evidence whose tcb_status claim is absent (not checked against Intel's
-// TCB info) or not in the list is contraindicated; without the key nothing is checked.
+// TCB info) or not in the list is contraindicated; without the key a missing claim passes and
+// only UpToDate is allowed.
 func TestAppraiseTDXTCBStatus(t *testing.T) {
 	good := sim.TDXLaunch{MRTD: goodMeasurement}
 	tests := []struct {
@@ -179,7 +180,14 @@ func TestAppraiseTDXTCBStatus(t *testing.T) {
 		wantReason   string
 	}{
 		{name: "not required, not checked", want: StatusAffirming},
-		{name: "not required, out of date", status: "OutOfDate", want: StatusAffirming},
+		{name: "default, up to date", status: "UpToDate", want: StatusAffirming},
+		{name: "default, out of date", status: "OutOfDate", want: StatusContraindicated,
+			wantReason: "TCB status OutOfDate is not allowed (by default only UpToDate"},
+		{name: "default, hardening needed", status: "SWHardeningNeeded", want: StatusContraindicated,
+			wantReason: "TCB status SWHardeningNeeded is not allowed (by default only UpToDate"},
+		{name: "out of date, allowed", status: "OutOfDate", allowed: []string{"UpToDate", "OutOfDate"}, want: StatusAffirming},
+		{name: "out of date, not allowed", status: "OutOfDate", allowed: []string{"UpToDate", "SWHardeningNeeded"}, want: StatusContraindicated,
+			wantReason: "TCB status OutOfDate is not allowed (allowed: UpToDate, SWHardeningNeeded)"},
 		{name: "required, not checked", allowed: []string{"UpToDate"}, want: StatusContraindicated,
 			wantReason: "TCB status not checked against Intel's TCB info"},
 		{name: "up to date", status: "UpToDate", allowed: []string{"UpToDate"}, want: StatusAffirming},

@@ -150,6 +150,15 @@ tcb_violations contains sprintf("TEE_TCB_SVN %s is below the minimum %s", [c.tcb
 	substring(c.tcb_svn, 2 * i, 2) < substring(ref.minimum_tee_tcb_svn, 2 * i, 2)
 }
 
+# Without allowed_tcb_statuses a status the verifier found (collateral_dir, fetch_collateral)
+# must be UpToDate: other statuses are allowed only when listed.
+tcb_violations contains sprintf("TCB status %s is not allowed (by default only UpToDate; list others in tdx.allowed_tcb_statuses)", [c.tcb_status]) if {
+	input.tee == "tdx"
+	count(ref.allowed_tcb_statuses) == 0
+	object.get(c, "tcb_status", "") != ""
+	c.tcb_status != "UpToDate"
+}
+
 tcb_violations contains "TCB status not checked against Intel's TCB info (the verifier needs collateral_dir or fetch_collateral)" if {
 	input.tee == "tdx"
 	count(ref.allowed_tcb_statuses) > 0

@@ -69,7 +69,9 @@ type TDXReference struct {
 	AllowSimulated bool `json:"allow_simulated,omitempty" toml:"allow_simulated"`
 	// AllowedTCBStatuses are the TCB statuses (Intel's names: UpToDate, SWHardeningNeeded, …)
 	// accepted in the tcb_status claim. Non-empty: evidence without the claim (not checked
-	// against Intel's TCB info) or with another status is contraindicated. Empty: not checked.
+	// against Intel's TCB info) or with another status is contraindicated. Empty: evidence
+	// without the claim passes, and a claim other than UpToDate is contraindicated. Revoked is
+	// refused by the verifier and cannot be listed.
 	AllowedTCBStatuses []string `json:"allowed_tcb_statuses,omitempty" toml:"allowed_tcb_statuses"`
 }
 
@@ -157,6 +159,9 @@ func (rv *ReferenceValues) Validate() error {
 		for _, s := range t.AllowedTCBStatuses {
 			if !contains(tdxTCBStatuses, s) {
 				errs = append(errs, fmt.Errorf("tdx.allowed_tcb_statuses: unknown TCB status %q (known: %s)", s, strings.Join(tdxTCBStatuses, ", ")))
+			}
+			if s == "Revoked" {
+				errs = append(errs, errors.New("tdx.allowed_tcb_statuses: Revoked cannot be allowed (the verifier refuses a revoked TCB)"))
 			}
 		}
 	}

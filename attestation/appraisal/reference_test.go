@@ -40,6 +40,8 @@ minimum_tee_tcb_svn = "03000400000000000000000000000000"
 			check: func(r *ReferenceValues) bool { return len(r.TDX.AllowedTCBStatuses) == 2 }},
 		{name: "unknown tcb status", format: "json", in: `{"tdx":{"allowed_tcb_statuses":["UpToDate","Fine"]}}`,
 			wantErr: `tdx.allowed_tcb_statuses: unknown TCB status "Fine"`},
+		{name: "revoked tcb status", format: "toml", in: "[tdx]\nallowed_tcb_statuses = [\"UpToDate\", \"Revoked\"]\n",
+			wantErr: "tdx.allowed_tcb_statuses: Revoked cannot be allowed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

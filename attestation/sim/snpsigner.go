@@ -57,7 +57,9 @@ type SNPSigner struct {
 	ARK, ASK, VCEK *x509.Certificate
 	vcekKey        *ecdsa.PrivateKey
 	arkKey         *rsa.PrivateKey // nil when loaded from an authority file
+	askKey         *rsa.PrivateKey // nil when loaded from an authority file
 	tcb            TCB
+	vlek           bool // VCEK is a VLEK and ASK an ASVK (VLEKSigner)
 }
 
 // TCB returns the TCB the signer's VCEK certifies and its reports carry.
@@ -100,7 +102,7 @@ func newSNPSigner(r io.Reader, line string, tcb TCB, now time.Time) (*SNPSigner,
 	if err != nil {
 		return nil, fmt.Errorf("sim: VCEK: %w", err)
 	}
-	return &SNPSigner{ProductLine: line, ARK: arkCert, ASK: askCert, VCEK: vcekCert, vcekKey: vcekKey, arkKey: arkKey, tcb: tcb}, nil
+	return &SNPSigner{ProductLine: line, ARK: arkCert, ASK: askCert, VCEK: vcekCert, vcekKey: vcekKey, arkKey: arkKey, askKey: askKey, tcb: tcb}, nil
 }
 
 func caTemplate(r io.Reader, name pkix.Name, now time.Time, years int, crl string) *x509.Certificate {
@@ -213,6 +215,7 @@ func (s *SNPSigner) Report(l SNPLaunch, reportData [64]byte) ([]byte, error) {
 	raw[0x1E8], raw[0x1E9], raw[0x1EA] = 21, 55, 1 // CURRENT build, minor, major
 	raw[0x1EC], raw[0x1ED], raw[0x1EE] = 21, 55, 1 // COMMITTED
 	le64(raw[0x1F0:], tcb)                         // LAUNCH_TCB
+	s.vlekSignerInfo(raw)
 	if err := s.SignReport(raw); err != nil {
 		return nil, err
 	}
@@ -233,10 +236,10 @@ func (s *SNPSigner) SignReport(raw []byte) error {
 	return abi.SetSignature(r, sv, raw)
 }
 
-// CertChain returns the certificate table a sim host supplies: the VCEK only. A verifier
+// CertChain returns the certificate table a sim host supplies: the VCEK (VLEK) only. A verifier
 // takes the ASK and ARK from its own configuration, never from the evidence.
 func (s *SNPSigner) CertChain() []evidence.CertTableEntry {
-	return []evidence.CertTableEntry{{Type: evidence.CertVCEK, GUID: evidence.GUIDOfCertType(evidence.CertVCEK), Data: s.VCEK.Raw}}
+	return []evidence.CertTableEntry{s.certTableEntry()}
 }
 
 func sign(r io.Reader, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) (*x509.Certificate, error) {

@@ -52,8 +52,9 @@ const (
 type TDXSigner struct {
 	Root, Intermediate, PCK *x509.Certificate
 	attKey                  *ecdsa.PrivateKey
-	template                []byte // quote header and TD quote body: the fields a platform fixes
-	qeCertData              []byte // QE report certification data (QE report, signature, auth data, PCK chain)
+	rootKey, interKey       *ecdsa.PrivateKey // nil when loaded from an authority file
+	template                []byte            // quote header and TD quote body: the fields a platform fixes
+	qeCertData              []byte            // QE report certification data (QE report, signature, auth data, PCK chain)
 }
 
 // newTDXSigner re-signs go-tdx-guest's sample quote recipe with a new chain: P-256 root,
@@ -141,6 +142,7 @@ func (s *TDXSigner) makeChain(r io.Reader, samplePCK *x509.Certificate, now time
 		return nil, fmt.Errorf("sim: PCK certificate: %w", err)
 	}
 	s.Root, s.Intermediate, s.PCK = root, inter, pck
+	s.rootKey, s.interKey = keys[0], keys[1]
 	return keys[2], nil
 }
 

@@ -134,6 +134,12 @@ func tdxRaw(c *Claims, t *TDXClaims, h *pb.Header) map[string]any {
 	}
 	if t.TCBStatus != "" {
 		raw["tcb_status"] = t.TCBStatus
+		raw["tcb_date"] = t.TCBDate
+		ids := make([]any, len(t.AdvisoryIDs))
+		for i, id := range t.AdvisoryIDs {
+			ids[i] = id
+		}
+		raw["advisory_ids"] = ids
 	}
 	return raw
 }

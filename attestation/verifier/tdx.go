@@ -28,9 +28,9 @@ type tdxCheck struct {
 	chain     []*x509.Certificate // PCK, intermediate, root
 	pool      *x509.CertPool
 	simulated bool
-	// tcbStatus is "UpToDate" when go-tdx-guest checked the quote against Intel's TCB info and
-	// QE identity (it accepts no other status); "" when no collateral was used.
-	tcbStatus string
+	// tcb is the quote's TCB status by Intel's TCB info and QE identity; nil when no
+	// collateral was used.
+	tcb *tdxTCB
 }
 
 func (v *verifier) verifyTDX(ctx context.Context, in Input) (*Claims, error) {
@@ -52,7 +52,11 @@ func (v *verifier) verifyTDX(ctx context.Context, in Input) (*Claims, error) {
 		}
 		c.pool, c.simulated = v.cfg.SimTDXRoots, true
 	}
-	if err := v.tdxChainAndSignature(ctx, c); err != nil {
+	now := v.cfg.Now()
+	if err := v.tdxChainAndSignature(c, now); err != nil {
+		return nil, err
+	}
+	if err := v.tdxTCBCheck(ctx, c, now); err != nil {
 		return nil, err
 	}
 	body := c.quote.GetTdQuoteBody()
@@ -69,44 +73,61 @@ func (v *verifier) verifyTDX(ctx context.Context, in Input) (*Claims, error) {
 }
 
 // tdxChainAndSignature checks the PCK chain to c.pool (or finds it in the cache), the QE report
-// and the quote signature, with go-tdx-guest; collateral only when configured.
-func (v *verifier) tdxChainAndSignature(ctx context.Context, c *tdxCheck) error {
-	now := v.cfg.Now()
+// and the quote signature, with go-tdx-guest.
+func (v *verifier) tdxChainAndSignature(c *tdxCheck, now time.Time) error {
 	simulated := []byte{0}
 	if c.simulated {
 		simulated[0] = 1
 	}
 	key := cacheKey([]byte("tdx"), c.chain[0].Raw, c.chain[1].Raw, c.chain[2].Raw, simulated)
-	collateral := v.cfg.FetchCollateral || v.cfg.CollateralDir != ""
-	if e, ok := v.cache.get(key, now); ok && !collateral {
+	if e, ok := v.cache.get(key, now); ok {
 		if err := quoteSignatures(c.quote, e.leaf); err != nil {
 			return fmt.Errorf("%w: TDX quote: %w", ErrUntrusted, err)
 		}
 		return nil
 	}
-	opts := &tdxverify.Options{
-		TrustedRoots:     c.pool,
-		GetCollateral:    collateral,
-		CheckRevocations: v.cfg.CheckRevocations,
-		Now:              now,
+	if err := tdxverify.TdxQuote(c.quote, &tdxverify.Options{TrustedRoots: c.pool, Now: now}); err != nil {
+		return fmt.Errorf("%w: TDX quote: %w", ErrUntrusted, err)
 	}
+	v.cacheTDXChain(key, c, now)
+	return nil
+}
+
+// tdxTCBCheck checks the quote against Intel's PCS collateral (tdxPCSCollateral) from the
+// collateral directory or PCS and sets c.tcb. A Revoked status refuses the evidence; every
+// other status goes into the claims for appraisal to judge.
+func (v *verifier) tdxTCBCheck(ctx context.Context, c *tdxCheck, now time.Time) error {
+	var g pcsGetter
 	switch {
 	case v.cfg.CollateralDir != "":
 		var next HTTPSGetter
 		if v.cfg.FetchCollateral {
-			next = v.cfg.Getter
+			next = v.pcs
 		}
-		opts.Getter = tdxDirGetter{ctx: ctx, dir: v.cfg.CollateralDir, next: next}
+		g = tdxDirGetter{ctx: ctx, dir: v.cfg.CollateralDir, next: next}
 	case v.cfg.FetchCollateral:
-		opts.Getter = tdxGetter{ctx: ctx, g: v.cfg.Getter}
+		g = tdxGetter{ctx: ctx, g: v.pcs}
+	default:
+		return nil
 	}
-	if err := tdxverify.TdxQuote(c.quote, opts); err != nil {
-		return fmt.Errorf("%w: TDX quote: %w", ErrUntrusted, err)
+	exts, err := pcs.PckCertificateExtensions(c.chain[0])
+	if err != nil {
+		return fmt.Errorf("%w: TDX PCK certificate extensions: %w", ErrMalformed, err)
 	}
-	if collateral {
-		c.tcbStatus = string(pcs.TcbComponentStatusUpToDate)
+	col, err := v.tdxPCSCollateral(ctx, g, c, exts, now)
+	if err != nil {
+		return fmt.Errorf("%w: TDX collateral: %w", ErrUntrusted, err)
 	}
-	v.cacheTDXChain(key, c, now)
+	qe := c.quote.GetSignedData().GetCertificationData().GetQeReportCertificationData().GetQeReport()
+	tcb, err := matchTDXTCB(&col.tcbInfo, &col.qeIdentity, c.quote.GetTdQuoteBody(), qe, exts)
+	if err != nil {
+		return fmt.Errorf("%w: TDX TCB: %w", ErrUntrusted, err)
+	}
+	if tcb.Status == statusRevoked {
+		return fmt.Errorf("%w: %w: TDX TCB status is Revoked (platform %s, TDX module %q, QE %s; advisories %v)",
+			ErrUntrusted, ErrRevoked, tcb.Platform, tcb.Module, tcb.QE, tcb.AdvisoryIDs)
+	}
+	c.tcb = tcb
 	return nil
 }
 
@@ -176,10 +197,15 @@ type TDXClaims struct {
 	SeamAttributes                           []byte
 	// FMSPC is the platform's FMSPC from the PCK certificate, hex.
 	FMSPC string
-	// TCBStatus is the platform's TCB status by Intel's TCB info: "UpToDate" when the quote was
-	// checked against Intel PCS collateral (FetchCollateral, CollateralDir; go-tdx-guest refuses
-	// every other status), "" when it was not.
+	// TCBStatus is the quote's TCB status by Intel's TCB info and QE identity (Intel's names:
+	// UpToDate, SWHardeningNeeded, ConfigurationNeeded, ConfigurationAndSWHardeningNeeded,
+	// OutOfDate, OutOfDateConfigurationNeeded; Revoked is refused), when the quote was checked
+	// against Intel PCS collateral (FetchCollateral, CollateralDir); "" when it was not.
 	TCBStatus string
+	// TCBDate is the date of the matching TCB level; AdvisoryIDs the Intel security advisories
+	// of the matching levels (platform, TDX module, QE). Set with TCBStatus.
+	TCBDate     string
+	AdvisoryIDs []string
 }
 
 func tdxClaims(c *tdxCheck, initDataChecked bool) *Claims {
@@ -197,7 +223,9 @@ func tdxClaims(c *tdxCheck, initDataChecked bool) *Claims {
 	if exts, err := pcs.PckCertificateExtensions(c.chain[0]); err == nil {
 		t.FMSPC = exts.FMSPC
 	}
-	t.TCBStatus = c.tcbStatus
+	if c.tcb != nil {
+		t.TCBStatus, t.TCBDate, t.AdvisoryIDs = c.tcb.Status, c.tcb.TCBDate, c.tcb.AdvisoryIDs
+	}
 	claims := &Claims{
 		TEE: "tdx", Simulated: c.simulated, Measurement: t.MRTD, HostData: t.MRConfigID,
 		ReportData: b.GetReportData(), InitDataChecked: initDataChecked,

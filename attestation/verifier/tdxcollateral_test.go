@@ -62,12 +62,12 @@ func pcsDir(t *testing.T, skip string, edit func(name string, body []byte) []byt
 	return dir
 }
 
-// noLevel is where go-tdx-guest stops with its sample quote and sample collateral, after it has
-// verified the collateral (issuer chains, signatures, expiry, CRLs): the quote's TEE_TCB_SVN is
-// below every TCB level of Intel's sample TCB info, so no status (UpToDate or other) applies.
-const noLevel = "failed TCB status check: no matching TCB level found"
+// noLevel is where Veil stops with go-tdx-guest's sample quote and Intel's sample collateral,
+// after it has verified the collateral (issuer chains, signatures, expiry, CRLs): the quote's
+// TEE_TCB_SVN is below every TCB level of Intel's sample TCB info, so no status applies.
+const noLevel = "no matching TCB level in the TCB info for FMSPC 50806f000000"
 
-// Offline TDX collateral: go-tdx-guest checks the sample quote against Intel's TCB info, QE
+// Offline TDX collateral: Veil checks the sample quote against Intel's TCB info, QE
 // identity and CRLs from the directory; missing, forged or expired collateral is refused.
 func TestTDXCollateralOffline(t *testing.T) {
 	ev, rd := sampleTDXEvidence(t)
@@ -87,7 +87,7 @@ func TestTDXCollateralOffline(t *testing.T) {
 		{name: "no PCK CRL", dir: pcsDir(t, "pckcrl", nil), now: pcsSampleTime, revoke: true, want: "PCK CRL"},
 		{name: "no PCK CRL, revocations off", dir: pcsDir(t, "pckcrl", nil), now: pcsSampleTime, want: noLevel},
 		{name: "no issuer chain", dir: pcsDir(t, "qe/identity.headers", nil), now: pcsSampleTime, want: "Sgx-Enclave-Identity-Issuer-Chain"},
-		{name: "forged TCB info", now: pcsSampleTime, want: "tcbInfo response verification failed", dir: pcsDir(t, "", func(name string, body []byte) []byte {
+		{name: "forged TCB info", now: pcsSampleTime, want: "tcb?fmspc=50806f000000: bad signature", dir: pcsDir(t, "", func(name string, body []byte) []byte {
 			if strings.Contains(name, "tcb?fmspc") {
 				return []byte(strings.Replace(string(body), `"tcbStatus":"OutOfDate"`, `"tcbStatus":"UpToDate"`, 1))
 			}
@@ -145,11 +145,18 @@ func TestTDXTCBStatusClaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, status := range []string{"", "UpToDate"} {
-		c := tdxClaims(&tdxCheck{quote: q, chain: chain, tcbStatus: status}, false)
+	for _, status := range []string{"", "UpToDate", "SWHardeningNeeded"} {
+		check := &tdxCheck{quote: q, chain: chain}
+		if status != "" {
+			check.tcb = &tdxTCB{Status: status, TCBDate: "2024-03-13T00:00:00Z", AdvisoryIDs: []string{"INTEL-SA-00837"}}
+		}
+		c := tdxClaims(check, false)
 		got, ok := c.Raw["tcb_status"]
 		if c.TDX.TCBStatus != status || ok != (status != "") || ok && got != status {
 			t.Errorf("status %q: TCBStatus %q, raw %v (%v)", status, c.TDX.TCBStatus, got, ok)
+		}
+		if ids, _ := c.Raw["advisory_ids"].([]any); ok && (len(ids) != 1 || ids[0] != "INTEL-SA-00837" || c.Raw["tcb_date"] != "2024-03-13T00:00:00Z") {
+			t.Errorf("status %q: advisory_ids %v, tcb_date %v", status, c.Raw["advisory_ids"], c.Raw["tcb_date"])
 		}
 	}
 	// Without collateral (the default) the real sample verifies and has no tcb_status.

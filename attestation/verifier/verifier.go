@@ -95,14 +95,16 @@ type Config struct {
 	SimSNPRoots *snp.Roots
 	SimTDXRoots *x509.CertPool
 	// FetchCollateral lets the verifier fetch what the evidence lacks: the VCEK and ASK/ARK from
-	// AMD's KDS, TDX collateral (TCB info, QE identity) from Intel's PCS. Off by default.
+	// AMD's KDS, TDX collateral (TCB info, QE identity) from Intel's PCS; with TDX collateral the
+	// verifier finds the quote's TCB status (claim tcb_status; Revoked refuses). Off by default.
 	FetchCollateral bool
 	// CheckRevocations checks revocations. SNP: the CRL of the chain's product line (AMD KDS
 	// form: DER, signed by the ARK) must be signed by the trusted ARK, current (thisUpdate ≤
 	// now ≤ nextUpdate), and list neither the ASK/ASVK nor the VCEK/VLEK; it comes from
-	// CollateralDir, else (FetchCollateral) from KDS, kept until its nextUpdate. TDX:
-	// go-tdx-guest's checks of the PCK chain against Intel's root CA and PCK CRLs (from
-	// CollateralDir or PCS). It needs FetchCollateral or CollateralDir.
+	// CollateralDir, else (FetchCollateral) from KDS, kept until its nextUpdate. TDX: the PCK
+	// CRL (signed by the PCK chain's intermediate, current) must not list the PCK certificate,
+	// the root CA CRL (signed by the root, current) neither the intermediate nor the TCB signing
+	// certificate (from CollateralDir or PCS). It needs FetchCollateral or CollateralDir.
 	CheckRevocations bool
 	// CollateralDir is a directory of collateral mirroring the vendors' URL paths (path, then
 	// "?query" if any), for offline checks: DIR/vcek/v1/<product line>/crl is the CRL
@@ -129,6 +131,7 @@ type verifier struct {
 	cfg   Config
 	cache *chainCache
 	crls  *crlSource
+	pcs   *pcsCache // Intel PCS responses fetched online (FetchCollateral)
 }
 
 // New returns a verifier for "snp" and "tdx" evidence.
@@ -161,6 +164,9 @@ func New(cfg Config) (Verifier, error) {
 		size = 256
 	}
 	v := &verifier{cfg: cfg}
+	if cfg.FetchCollateral {
+		v.pcs = newPCSCache(cfg.Getter, cfg.Now)
+	}
 	if cfg.CheckRevocations {
 		var g HTTPSGetter
 		if cfg.FetchCollateral {
