@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/veil-runtime/veil/attestation/appraisal"
+	"github.com/veil-runtime/veil/attestation/kbs"
 	"github.com/veil-runtime/veil/attestation/kbs/builtin"
 	"github.com/veil-runtime/veil/attestation/snp"
 	"github.com/veil-runtime/veil/attestation/tdx"
@@ -43,6 +44,11 @@ func newAttestation(ctx context.Context, cfg *Config, lay Layout) (*builtin.Serv
 	ap, err := builtin.NewAppraiser(ctx, string(policy), ref)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", policyFile, err)
+	}
+	if lay.TokenKeyConfigured {
+		if err := kbs.CheckKeyFileMode("token key file", lay.TokenKey); err != nil {
+			return nil, err
+		}
 	}
 	key, err := os.ReadFile(lay.TokenKey)
 	if err != nil {
