@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/veil-runtime/veil/attestation/kbswire/admin"
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/token"
@@ -300,6 +301,44 @@ func TestTokenKeyFile(t *testing.T) {
 		_, err := Prepare(t.Context(), &Config{Data: filepath.Join(t.TempDir(), "data"), TokenKeyFile: file})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("token key file %s: %v, want %q", filepath.Base(file), err, want)
+		}
+	}
+}
+
+// Replicas sharing one data volume (deploy/kbs/overlays/replicas) start at once: each writes
+// the default policies it finds missing under a temporary name of its own, so every start
+// succeeds and no file is left half-written or behind.
+func TestReplicasFirstStartTogether(t *testing.T) {
+	dir := t.TempDir()
+	sessionKey, tokenKey := replicaKeys(t, dir)
+	adminPub := filepath.Join(dir, "admin-public-key.pem")
+	if _, err := admin.GenerateKeyPair(filepath.Join(dir, "admin-private-key.pem"), adminPub); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		data := filepath.Join(t.TempDir(), "data")
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		for r := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, err := Prepare(t.Context(), &Config{Data: data, SessionKeyFile: sessionKey, TokenKeyFile: tokenKey,
+					AdminPublicKeys: []string{adminPub}})
+				if err == nil {
+					d.store.Close()
+				}
+				errs[r] = err
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		left, _ := filepath.Glob(filepath.Join(data, "*", ".*tmp*"))
+		top, _ := filepath.Glob(filepath.Join(data, ".*tmp*"))
+		if len(left)+len(top) > 0 {
+			t.Fatalf("round %d: left behind %q", i, append(left, top...))
 		}
 	}
 }
