@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -14,7 +12,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
-	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 )
 
 // The logs of a full handshake, at debug level, hold no nonce, session id, token, key or
@@ -73,84 +70,4 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s:\n%s", want, r.body)
 		}
 	}
-}
-
-// serve calls the handler directly, for the fuzz targets.
-func serve(env *kbstest.Env, method, path string, body []byte, hdr map[string]string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(method, "http://kbs"+path, bytes.NewReader(body))
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	rec := httptest.NewRecorder()
-	env.KBS.ServeHTTP(rec, req)
-	return rec
-}
-
-// checkReply fails unless a reply is a 200 or a well-formed refusal with the protocol's status.
-func checkReply(t *testing.T, rec *httptest.ResponseRecorder, allowOK bool) {
-	t.Helper()
-	if rec.Code == http.StatusOK {
-		if !allowOK {
-			t.Fatalf("accepted: %s", rec.Body)
-		}
-		return
-	}
-	e := reply{status: rec.Code, body: rec.Body.Bytes()}.errInfo(t)
-	if e.Kind() == "" || (rec.Code == 404) != (e.Kind() == protocol.InvalidRequestPath) || rec.Code != 401 && rec.Code != 404 {
-		t.Fatalf("refusal %d %+v", rec.Code, e)
-	}
-	if strings.Contains(rec.Body.String(), string(secret)) {
-		t.Fatal("a refusal carries the resource")
-	}
-}
-
-func FuzzAuth(f *testing.F) {
-	env := kbstest.NewServer(f, nil)
-	f.Add([]byte(`{"version":"0.4.0","tee":"sample","extra-params":{}}`))
-	f.Add([]byte(`{"version":"0.1.0","tee":"snp"}`))
-	f.Add([]byte(`null`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		checkReply(t, serve(env, "POST", "/kbs/v0/auth", body, nil), true)
-	})
-}
-
-func FuzzAttest(f *testing.F) {
-	env := kbstest.NewServer(f, nil)
-	g := &guest{jwk: []byte(`{"kty":"EC","crv":"P-256","alg":"ECDH-ES+A256KW","x":"AA","y":"AA"}`)}
-	f.Add([]byte(`{"init-data":null,"runtime-data":{"nonce":"x","tee-pubkey":{}},"tee-evidence":{"primary_evidence":{},"additional_evidence":""}}`))
-	f.Add([]byte(`{"runtime-data":{"nonce":"x","tee-pubkey":` + string(g.jwk) + `},"tee-evidence":{"primary_evidence":{"svn":"1","report_data":"AAAA"}}}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		auth := serve(env, "POST", "/kbs/v0/auth", []byte(`{"version":"0.4.0","tee":"sample"}`), nil)
-		hdr := map[string]string{"Cookie": auth.Header().Get("Set-Cookie")}
-		checkReply(t, serve(env, "POST", "/kbs/v0/attest", body, hdr), false)
-	})
-}
-
-func FuzzResourcePath(f *testing.F) {
-	env := kbstest.NewServer(f, nil)
-	if err := env.Store.Put(f.Context(), protocol.ResourcePath{Repository: "default", Type: "key", Tag: "1"}, secret); err != nil {
-		f.Fatal(err)
-	}
-	f.Add("default/key/1", "")
-	f.Add("../../etc/passwd", "Bearer x")
-	f.Add("default/key/1", "Bearer "+env.AdminToken(f))
-	f.Fuzz(func(t *testing.T, path, auth string) {
-		if _, err := url.ParseRequestURI("/kbs/v0/resource/" + path); err != nil || strings.ContainsAny(path, " \t\r\n#?") || strings.ContainsAny(auth, "\r\n") {
-			return // not a request line or header that HTTP can carry
-		}
-		hdr := map[string]string{"Authorization": auth}
-		checkReply(t, serve(env, "GET", "/kbs/v0/resource/"+path, nil, hdr), false)
-	})
-}
-
-func FuzzAdminBody(f *testing.F) {
-	env := kbstest.NewServer(f, nil)
-	bearer := map[string]string{"Authorization": "Bearer " + env.AdminToken(f)}
-	f.Add([]byte(`{"policy":"cGFja2FnZSBwb2xpY3kKYWxsb3cgOj0gZmFsc2UK"}`), uint8(0))
-	f.Add([]byte(`{"type":"rego","policy_id":"default","policy":"cGFja2FnZSBwb2xpY3kK"}`), uint8(1))
-	f.Add([]byte("resource bytes"), uint8(2))
-	f.Fuzz(func(t *testing.T, body []byte, which uint8) {
-		path := []string{"/kbs/v0/resource-policy", "/kbs/v0/attestation-policy", "/kbs/v0/resource/fuzz/key/1"}[int(which)%3]
-		checkReply(t, serve(env, "POST", path, body, bearer), true)
-	})
 }

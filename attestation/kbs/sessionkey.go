@@ -181,16 +181,28 @@ func additionalData(hdr []byte, purpose string) []byte {
 	return append(append(make([]byte, 0, len(hdr)+len(purpose)), hdr...), purpose...)
 }
 
-// LoadSessionKeys reads a session key file: the raw current key (32 bytes), optionally
-// followed by the previous one (64 bytes in all). The file must not be readable by group or
-// others.
-func LoadSessionKeys(file string) ([][]byte, error) {
+// CheckKeyFileMode refuses a key file that others may read or write, or that its group may
+// write: 0600, 0400, 0640 and 0440 pass. Group read is allowed because that is how a
+// Kubernetes Secret reaches a container that does not run as root (fsGroup: the files are
+// root's, group-readable by the pod's group; deploy/kbs).
+func CheckKeyFileMode(what, file string) error {
 	fi, err := os.Stat(file)
 	if err != nil {
-		return nil, fmt.Errorf("session key file: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("session key file %s: mode %04o, want 0600 or stricter", file, fi.Mode().Perm())
+	if fi.Mode().Perm()&0o027 != 0 {
+		return fmt.Errorf("%s %s: mode %04o, want no access for others and no write for the group (0600, 0640 or 0440)",
+			what, file, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// LoadSessionKeys reads a session key file: the raw current key (32 bytes), optionally
+// followed by the previous one (64 bytes in all). Others must have no access to the file
+// (CheckKeyFileMode).
+func LoadSessionKeys(file string) ([][]byte, error) {
+	if err := CheckKeyFileMode("session key file", file); err != nil {
+		return nil, err
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {

@@ -47,6 +47,18 @@ func CertTableEntries(table []byte) ([]evidence.CertTableEntry, error) {
 	if len(table) == 0 {
 		return nil, nil
 	}
+	// go-sev-guest adds offset and length in uint32, so a range that wraps passes its check
+	// and panics (FuzzCertTable): check each entry's range without overflow first.
+	hdr, err := abi.ParseSnpCertTableHeader(table)
+	if err != nil {
+		return nil, fmt.Errorf("snp certificate table: %w", err)
+	}
+	for i, e := range hdr {
+		if uint64(e.Offset)+uint64(e.Length) > uint64(len(table)) {
+			return nil, fmt.Errorf("snp certificate table: entry %d (offset %d, length %d) lies outside the %d-byte table",
+				i, e.Offset, e.Length, len(table))
+		}
+	}
 	var t abi.CertTable
 	if err := t.Unmarshal(table); err != nil {
 		return nil, fmt.Errorf("snp certificate table: %w", err)

@@ -70,7 +70,7 @@ func btoi(b bool) int {
 
 // fileFlags are the flags that name a file (and --data a directory).
 var fileFlags = []string{"tls-cert", "tls-key", "admin-public-key", "resource-policy", "snp-roots", "tdx-roots",
-	"sim-snp-roots", "sim-tdx-roots", "reference-values", "attestation-policy", "config"}
+	"sim-snp-roots", "sim-tdx-roots", "reference-values", "attestation-policy", "config", "session-key-file", "token-key-file"}
 
 // checkFlags parses the container's arguments with veil-kbs's own flag set, each file placed
 // under a temporary root where the volumes put it, and checks what each names.
@@ -106,12 +106,43 @@ func checkFlags(t *testing.T, pod podSpec, c container, v variant) {
 	if cfg.Listen != ":"+port || port != strconv.Itoa(c.Ports[0].ContainerPort) {
 		t.Errorf("--listen=%s: want every address on the container port %d", cfg.Listen, c.Ports[0].ContainerPort)
 	}
+	checkKeys(t, pod, c, root, cfg, v)
 	a := cfg.Attestation
 	if cfg.Data != filepath.Join(root, "/var/lib/veil-kbs") || (cfg.TLSCert != "") != v.tls ||
 		(a.SimSNPRoots != "" || a.SimTDXRoots != "") != v.sim || len(cfg.AdminPublicKeys) != 1 ||
 		a.ReferenceValues == "" || a.FetchCollateral {
 		t.Errorf("flags %q: data %s, TLS %t (want %t), sim roots %t (want %t), %d administrator keys, reference values %q",
 			c.Args, cfg.Data, cfg.TLSCert != "", v.tls, a.SimSNPRoots != "", v.sim, len(cfg.AdminPublicKeys), a.ReferenceValues)
+	}
+}
+
+// keysSecret is the Secret that holds the keys replicas share.
+const keysSecret = "veil-kbs-keys"
+
+// checkKeys: with several replicas, the session key and the token-signing key are files of
+// the Secret veil-kbs-keys, mounted read-only in the pod template (so in every replica),
+// readable by nobody but the pod's user and group; with one, veil-kbs makes its own.
+func checkKeys(t *testing.T, pod podSpec, c container, root string, cfg *daemon.Config, v variant) {
+	t.Helper()
+	if v.replicas <= 1 {
+		if cfg.SessionKeyFile != "" || cfg.TokenKeyFile != "" {
+			t.Errorf("one replica with key files %q, %q", cfg.SessionKeyFile, cfg.TokenKeyFile)
+		}
+		return
+	}
+	for flag, f := range map[string]string{"session-key-file": cfg.SessionKeyFile, "token-key-file": cfg.TokenKeyFile} {
+		if f == "" {
+			t.Errorf("%d replicas without --%s: each would make its own key", v.replicas, flag)
+			continue
+		}
+		_, vol := mountOf(pod, c, strings.TrimPrefix(f, root))
+		if vol == nil || vol.Secret == nil || vol.Secret.SecretName != keysSecret {
+			t.Errorf("--%s=%s is not a file of the Secret %s", flag, f, keysSecret)
+			continue
+		}
+		if m := vol.Secret.DefaultMode; m == nil || *m&0o027 != 0 {
+			t.Errorf("Secret %s mounted with mode %v: veil-kbs refuses key files others may read", keysSecret, m)
+		}
 	}
 }
 

@@ -27,6 +27,8 @@ type object struct {
 			Metadata struct{ Labels, Annotations map[string]string }
 			Spec     podSpec
 		}
+		// PersistentVolumeClaim
+		AccessModes []string
 		// Service
 		Type  string
 		Ports []struct {
@@ -83,8 +85,9 @@ type volume struct {
 	EmptyDir              *struct{}
 	HostPath              *struct{ Path, Type string }
 	Secret                *struct {
-		SecretName string
-		Items      []struct{ Key, Path string }
+		SecretName  string
+		DefaultMode *int
+		Items       []struct{ Key, Path string }
 	}
 	ConfigMap *struct {
 		Name  string
@@ -162,6 +165,10 @@ func base(t *testing.T) []object {
 type variant struct {
 	tls, sim bool
 	data     string // the data volume's kind: pvc, emptyDir, hostPath
+	// replicas is the Deployment's (0: 1). More than one needs the keys shared: the Secret
+	// veil-kbs-keys mounted in the pod template (so in every replica) and the flags pointing
+	// at its files, and a ReadWriteMany claim for the data.
+	replicas int
 }
 
 func TestBase(t *testing.T) {
@@ -201,7 +208,14 @@ func checkKBS(t *testing.T, objs []object, v variant) {
 	}
 	d := deps[0]
 	pod := d.Spec.Template.Spec
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != "Recreate" ||
+	replicas, strategy := max(v.replicas, 1), "Recreate"
+	if replicas > 1 {
+		strategy = "RollingUpdate"
+		if len(pvcs) != 1 || !slices.Equal(pvcs[0].Spec.AccessModes, []string{"ReadWriteMany"}) {
+			t.Errorf("%d replicas without one ReadWriteMany claim for their data", replicas)
+		}
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != replicas || d.Spec.Strategy.Type != strategy ||
 		!subset(d.Spec.Selector.MatchLabels, d.Spec.Template.Metadata.Labels) || len(pod.Containers) != 1 {
 		t.Fatalf("Deployment: %s", d.raw)
 	}

@@ -18,6 +18,7 @@ func TestRendered(t *testing.T) {
 		".":                 {tls: true, data: "pvc"},
 		"overlays/hostpath": {tls: true, data: "hostPath"},
 		"overlays/sim-http": {sim: true, data: "emptyDir"},
+		"overlays/replicas": {tls: true, data: "pvc", replicas: 2},
 	} {
 		t.Run(dir, func(t *testing.T) { checkKBS(t, kustomize(t, dir), v) })
 	}

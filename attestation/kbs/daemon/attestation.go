@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/containerd/log"
 
 	"github.com/veil-runtime/veil/attestation/appraisal"
+	"github.com/veil-runtime/veil/attestation/kbs"
 	"github.com/veil-runtime/veil/attestation/kbs/builtin"
 	"github.com/veil-runtime/veil/attestation/snp"
 	"github.com/veil-runtime/veil/attestation/tdx"
@@ -44,6 +46,11 @@ func newAttestation(ctx context.Context, cfg *Config, lay Layout) (*builtin.Serv
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", policyFile, err)
 	}
+	if lay.TokenKeyConfigured {
+		if err := kbs.CheckKeyFileMode("token key file", lay.TokenKey); err != nil {
+			return nil, err
+		}
+	}
 	key, err := os.ReadFile(lay.TokenKey)
 	if err != nil {
 		return nil, fmt.Errorf("token key: %w", err)
@@ -77,11 +84,21 @@ func fileOrDefault(ctx context.Context, configured, def string, content []byte) 
 }
 
 func writeAtomic(file string, data []byte) error {
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	// A temporary name of its own: replicas sharing a data volume may write the same
+	// default at their first start.
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp-*")
+	if err != nil {
 		return fmt.Errorf("write %s: %w", file, err)
 	}
-	if err := os.Rename(tmp, file); err != nil {
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", file, err)
 	}

@@ -36,6 +36,10 @@ type Config struct {
 	// the previous key; mode 0600), shared by replicas. Empty: a random key rotated every
 	// session_ttl.
 	SessionKeyFile string `toml:"session_key_file"`
+	// TokenKeyFile is the P-256 key (PKCS #8 or SEC 1 PEM; no access for others) that signs
+	// attestation tokens, shared by replicas so that each accepts the others' tokens. Empty:
+	// DATA/token-signing-key.pem, made on first start.
+	TokenKeyFile string `toml:"token_key_file"`
 	// MaxSpentNonces bounds the record of spent challenge nonces (default 1,000,000).
 	MaxSpentNonces int `toml:"max_spent_nonces"`
 	// AuthRate and AuthBurst are each client's token bucket on auth and on attest (defaults
@@ -128,6 +132,7 @@ func ParseFlags(name string, args []string) (*Config, error) {
 	fs.StringVar(&c.ResourcePolicy, "resource-policy", "", "Rego resource policy file")
 	fs.DurationVar(&sessionTTL, "session-ttl", 0, "session lifetime (default 5m)")
 	fs.StringVar(&c.SessionKeyFile, "session-key-file", "", "key sealing the session cookies (32 bytes, optionally then the previous key; mode 0600); default a random key rotated every session-ttl")
+	fs.StringVar(&c.TokenKeyFile, "token-key-file", "", "P-256 key (PEM) signing the attestation tokens, shared by replicas; default DATA/token-signing-key.pem, made on first start")
 	fs.IntVar(&c.MaxSpentNonces, "max-spent-nonces", 0, "bound of the record of spent challenge nonces (default 1000000)")
 	fs.Float64Var(&c.AuthRate, "auth-rate", 0, "requests per second of each client on auth and on attest (default 10; negative: no limit)")
 	fs.IntVar(&c.AuthBurst, "auth-burst", 0, "burst of each client on auth and on attest (default 50)")
@@ -182,6 +187,7 @@ func (c *Config) merge(o *Config) {
 		c.SessionTTL = o.SessionTTL
 	}
 	set(&c.SessionKeyFile, o.SessionKeyFile)
+	set(&c.TokenKeyFile, o.TokenKeyFile)
 	if o.MaxSpentNonces != 0 {
 		c.MaxSpentNonces = o.MaxSpentNonces
 	}
@@ -229,7 +235,7 @@ func (c *Config) Validate() error {
 		c.MaxSpentNonces < 0 || c.AuthBurst < 0 || c.MaxClients < 0 {
 		errs = append(errs, errors.New("negative session-ttl, token-ttl, max-sessions, max-spent-nonces, auth-burst or max-clients"))
 	}
-	for _, f := range append([]string{c.TLSCert, c.TLSKey, c.ResourcePolicy, c.SessionKeyFile, c.Attestation.SNPRoots,
+	for _, f := range append([]string{c.TLSCert, c.TLSKey, c.ResourcePolicy, c.SessionKeyFile, c.TokenKeyFile, c.Attestation.SNPRoots,
 		c.Attestation.TDXRoots, c.Attestation.SimSNPRoots, c.Attestation.SimTDXRoots, c.Attestation.CollateralDir}, c.AdminPublicKeys...) {
 		if f == "" {
 			continue

@@ -19,6 +19,9 @@ type Layout struct {
 	Dir string
 	// TokenKey is the P-256 key (PKCS #8 PEM, 0600) that signs attestation tokens.
 	TokenKey string
+	// TokenKeyConfigured says that TokenKey is the operator's file (token_key_file), outside
+	// the data directory: Init never makes it.
+	TokenKeyConfigured bool
 	// AdminPrivateKey is the administrator's Ed25519 key (PKCS #8 PEM, 0600), made on first
 	// start when no administrator key is configured. Copy it to the administrator and delete it.
 	AdminPrivateKey string
@@ -62,13 +65,17 @@ func (l Layout) Init(makeAdmin bool) (created []string, err error) {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 	}
-	if _, err := os.Stat(l.TokenKey); errors.Is(err, os.ErrNotExist) {
-		if err := writeTokenKey(l.TokenKey); err != nil {
-			return nil, err
+	// A configured token key is the operator's file: checked and read by the attestation
+	// service, never made here.
+	if !l.TokenKeyConfigured {
+		if _, err := os.Stat(l.TokenKey); errors.Is(err, os.ErrNotExist) {
+			if err := writeTokenKey(l.TokenKey); err != nil {
+				return nil, err
+			}
+			created = append(created, l.TokenKey)
+		} else if err != nil {
+			return nil, fmt.Errorf("token key: %w", err)
 		}
-		created = append(created, l.TokenKey)
-	} else if err != nil {
-		return nil, fmt.Errorf("token key: %w", err)
 	}
 	if !makeAdmin {
 		return created, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/containerd/log"
 
@@ -35,6 +36,12 @@ func Prepare(ctx context.Context, cfg *Config) (*Daemon, error) {
 	lay, err := NewLayout(cfg.Data)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.TokenKeyFile != "" {
+		if lay.TokenKey, err = filepath.Abs(cfg.TokenKeyFile); err != nil {
+			return nil, fmt.Errorf("token key file: %w", err)
+		}
+		lay.TokenKeyConfigured = true
 	}
 	created, err := lay.Init(len(cfg.AdminPublicKeys) == 0)
 	if err != nil {
