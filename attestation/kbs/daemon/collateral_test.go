@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/rand"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -35,10 +36,12 @@ const collInitData = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n"
 // collateralSetup is one sim authority (shared by the test binary) with its roots written out,
 // a PCS signing for its TDX platform, and its guests.
 type collateralSetup struct {
-	auth      *sim.Authority
-	pcs       *sim.PCS
-	roots     string // directory of sim-snp-roots.pem and sim-tdx-root.pem
-	tdx, snp  *sim.Attester
+	auth     *sim.Authority
+	pcs      *sim.PCS
+	roots    string // directory of sim-snp-roots.pem and sim-tdx-root.pem
+	tdx, snp *sim.Attester
+	// tdx2 is a guest on another TDX platform of the same model (its own PCK).
+	tdx2      *sim.Attester
 	initData  *protocol.InitData
 	tdxSerial string // the PCK's serial, hex, as the verifier names it
 }
@@ -60,6 +63,13 @@ func newCollateralSetup(t *testing.T) *collateralSetup {
 	tl := sim.TDXLaunch{MRTD: collMRTD}
 	copy(tl.MRConfigID[:], initdata.TDXMRConfigID(doc.Digest()))
 	if s.tdx, err = sim.NewTDXAttester(s.auth, tl); err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.auth.TDX.Platform(rand.Reader, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.tdx2, err = sim.NewTDXAttester(&sim.Authority{SNP: s.auth.SNP, TDX: other}, tl); err != nil {
 		t.Fatal(err)
 	}
 	sl := sim.SNPLaunch{Measurement: collSNPMeas}
@@ -121,10 +131,21 @@ func (s *collateralSetup) writeCollateral(t *testing.T, c collateral) string {
 	return dir
 }
 
+// kbsSettings are the revocation and TCB settings of a KBS.
+type kbsSettings struct {
+	collateralDir    string
+	checkRevocations bool
+	// flags: set check_revocations and collateral_dir by flags (--check-revocations,
+	// --collateral-dir) instead of in the configuration file.
+	flags bool
+	// allowedTCB is the reference values' tdx.allowed_tcb_statuses.
+	allowedTCB []string
+}
+
 // startKBS writes a veil-kbs configuration file and a TOML reference values file as an operator
 // would, starts veil-kbs from them (ParseFlags --config, the path of cmd/veil-kbs), stores the
 // resource default/key/1 and returns the KBS's URL.
-func (s *collateralSetup) startKBS(t *testing.T, collateralDir string, checkRevocations bool, allowedTCB []string) string {
+func (s *collateralSetup) startKBS(t *testing.T, k kbsSettings) string {
 	t.Helper()
 	dir := t.TempDir()
 	refs := filepath.Join(dir, "reference-values.toml")
@@ -136,19 +157,26 @@ func (s *collateralSetup) startKBS(t *testing.T, collateralDir string, checkRevo
 		return "[" + strings.Join(q, ", ") + "]"
 	}
 	refText := fmt.Sprintf("[snp]\nallow_simulated = true\nmeasurements = [\"%x\"]\n\n"+
-		"[tdx]\nallow_simulated = true\nmr_td = [\"%x\"]\nallowed_tcb_statuses = %s\n", collSNPMeas, collMRTD, quoted(allowedTCB))
+		"[tdx]\nallow_simulated = true\nmr_td = [\"%x\"]\nallowed_tcb_statuses = %s\n", collSNPMeas, collMRTD, quoted(k.allowedTCB))
 	if err := os.WriteFile(refs, []byte(refText), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
-	conf := fmt.Sprintf("data = %q\n\n[attestation]\nsim_snp_roots = %q\nsim_tdx_roots = %q\nreference_values = %q\n"+
-		"check_revocations = %v\ncollateral_dir = %q\n", data, filepath.Join(s.roots, sim.SNPRootsFile),
-		filepath.Join(s.roots, sim.TDXRootFile), refs, checkRevocations, collateralDir)
-	file := filepath.Join(dir, "veil-kbs.toml")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+	conf := fmt.Sprintf("data = %q\n\n[attestation]\nsim_snp_roots = %q\nsim_tdx_roots = %q\nreference_values = %q\n",
+		data, filepath.Join(s.roots, sim.SNPRootsFile), filepath.Join(s.roots, sim.TDXRootFile), refs)
+	args := []string{"--config", filepath.Join(dir, "veil-kbs.toml")}
+	switch {
+	case k.flags && k.checkRevocations:
+		args = append(args, "--check-revocations", "--collateral-dir", k.collateralDir)
+	case k.flags:
+		args = append(args, "--collateral-dir", k.collateralDir)
+	default:
+		conf += fmt.Sprintf("check_revocations = %v\ncollateral_dir = %q\n", k.checkRevocations, k.collateralDir)
+	}
+	if err := os.WriteFile(args[1], []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseFlags("veil-kbs", []string{"--config", file})
+	cfg, err := ParseFlags("veil-kbs", args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +283,7 @@ func answersAuth(t *testing.T, url string) {
 func TestKBSRevocationFromConfig(t *testing.T) {
 	s := newCollateralSetup(t)
 	t.Run("current collateral", func(t *testing.T) {
-		url := s.startKBS(t, s.writeCollateral(t, collateral{}), true, nil)
+		url := s.startKBS(t, kbsSettings{collateralDir: s.writeCollateral(t, collateral{}), checkRevocations: true})
 		a := s.run(t, url, s.tdx)
 		a.served(t, "TDX guest")
 		checkTCBClaims(t, a, "UpToDate", "2024-03-13T00:00:00Z", []string{})
@@ -265,14 +293,17 @@ func TestKBSRevocationFromConfig(t *testing.T) {
 		s.run(t, url, s.snp).served(t, "SNP guest")
 	})
 	t.Run("revoked PCK", func(t *testing.T) {
-		url := s.startKBS(t, s.writeCollateral(t, collateral{revokedPCK: true}), true, nil)
+		url := s.startKBS(t, kbsSettings{collateralDir: s.writeCollateral(t, collateral{revokedPCK: true}), checkRevocations: true})
 		s.run(t, url, s.tdx).refused(t, "TDX guest with a revoked PCK",
 			"TDX PCK certificate (serial "+s.tdxSerial+") was revoked")
 		answersAuth(t, url)
+		// Another platform of the same model (same FMSPC and collateral, its own PCK).
+		s.run(t, url, s.tdx2).served(t, "TDX guest of another platform after the refusal")
 		s.run(t, url, s.snp).served(t, "SNP guest after the refusal")
 	})
+	// This time by flags: --check-revocations --collateral-dir.
 	t.Run("revoked VCEK", func(t *testing.T) {
-		url := s.startKBS(t, s.writeCollateral(t, collateral{revokedVCEK: true}), true, nil)
+		url := s.startKBS(t, kbsSettings{collateralDir: s.writeCollateral(t, collateral{revokedVCEK: true}), checkRevocations: true, flags: true})
 		s.run(t, url, s.snp).refused(t, "SNP guest with a revoked VCEK",
 			"SEV-SNP VCEK (serial "+s.auth.SNP.VCEK.SerialNumber.Text(16)+") was revoked")
 		answersAuth(t, url)
@@ -281,7 +312,7 @@ func TestKBSRevocationFromConfig(t *testing.T) {
 	// check_revocations off is the opt-out (docs/kbs.md): the CRLs of the directory are not
 	// read, so revoked certificates are accepted; the TDX TCB status is still checked.
 	t.Run("check_revocations off", func(t *testing.T) {
-		url := s.startKBS(t, s.writeCollateral(t, collateral{revokedPCK: true, revokedVCEK: true}), false, nil)
+		url := s.startKBS(t, kbsSettings{collateralDir: s.writeCollateral(t, collateral{revokedPCK: true, revokedVCEK: true})})
 		a := s.run(t, url, s.tdx)
 		a.served(t, "TDX guest with a revoked PCK, revocations not checked")
 		checkTCBClaims(t, a, "UpToDate", "2024-03-13T00:00:00Z", []string{})
@@ -299,7 +330,7 @@ func TestKBSTDXTCBStatusFromConfig(t *testing.T) {
 		info.Levels[0].Status, info.Levels[0].Date, info.Levels[0].Advisories = "OutOfDate", "2023-08-09T00:00:00Z", advisories
 	}})
 	t.Run("default reference values", func(t *testing.T) {
-		url := s.startKBS(t, dir, true, nil)
+		url := s.startKBS(t, kbsSettings{collateralDir: dir, checkRevocations: true})
 		a := s.run(t, url, s.tdx)
 		if a.attestErr != nil {
 			t.Fatalf("attest: %v", a.attestErr)
@@ -314,7 +345,7 @@ func TestKBSTDXTCBStatusFromConfig(t *testing.T) {
 		}
 	})
 	t.Run("allowed_tcb_statuses lists OutOfDate", func(t *testing.T) {
-		url := s.startKBS(t, dir, true, []string{"UpToDate", "OutOfDate"})
+		url := s.startKBS(t, kbsSettings{collateralDir: dir, checkRevocations: true, allowedTCB: []string{"UpToDate", "OutOfDate"}})
 		a := s.run(t, url, s.tdx)
 		a.served(t, "TDX guest with an allowed OutOfDate TCB")
 		checkTCBClaims(t, a, "OutOfDate", "2023-08-09T00:00:00Z", advisories)
