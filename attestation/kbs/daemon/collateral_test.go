@@ -354,3 +354,33 @@ func TestKBSTDXTCBStatusFromConfig(t *testing.T) {
 		}
 	})
 }
+
+// An explicit boolean flag wins over the configuration file both ways: --check-revocations=false
+// and --fetch-collateral=false turn off what the file turned on (they used to be ignored).
+func TestBoolFlagsOverrideFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "veil-kbs.toml")
+	conf := fmt.Sprintf("[attestation]\ncheck_revocations = true\nfetch_collateral = true\ncollateral_dir = %q\n", dir)
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args         []string
+		check, fetch bool
+	}{
+		{nil, true, true},
+		{[]string{"--check-revocations=false"}, false, true},
+		{[]string{"--fetch-collateral=false"}, true, false},
+		{[]string{"--check-revocations=false", "--fetch-collateral=false"}, false, false},
+		{[]string{"--check-revocations"}, true, true},
+	} {
+		cfg, err := ParseFlags("veil-kbs", append([]string{"--config", file, "--data", dir}, tc.args...))
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if a := cfg.Attestation; a.CheckRevocations != tc.check || a.FetchCollateral != tc.fetch || a.CollateralDir != dir {
+			t.Errorf("%v: check_revocations %v, fetch_collateral %v, collateral_dir %q; want %v, %v, %q",
+				tc.args, a.CheckRevocations, a.FetchCollateral, a.CollateralDir, tc.check, tc.fetch, dir)
+		}
+	}
+}
