@@ -123,27 +123,38 @@ func (s *TDXSigner) makeChain(r io.Reader, samplePCK *x509.Certificate, now time
 	if err != nil {
 		return nil, err
 	}
-	pub, err := keys[2].PublicKey.Bytes()
+	pck, err := pckCertificate(r, sgx, inter, keys[1], &keys[2].PublicKey, now)
+	if err != nil {
+		return nil, err
+	}
+	s.Root, s.Intermediate, s.PCK = root, inter, pck
+	s.rootKey, s.interKey = keys[0], keys[1]
+	return keys[2], nil
+}
+
+// pckCertificate issues a PCK certificate for pub with the SGX extension sgx (FMSPC, PCEID,
+// TCB), signed by the intermediate inter.
+func pckCertificate(r io.Reader, sgx []pkix.Extension, inter *x509.Certificate, interKey *ecdsa.PrivateKey,
+	pub *ecdsa.PublicKey, now time.Time) (*x509.Certificate, error) {
+	raw, err := pub.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("sim: PCK key: %w", err)
 	}
-	ski := sha1.Sum(pub) // a key identifier (RFC 5280 method 1), not a security function
+	ski := sha1.Sum(raw) // a key identifier (RFC 5280 method 1), not a security function
 	leaf := &x509.Certificate{
 		SerialNumber: serial(r), Subject: intelName("Intel SGX PCK Certificate"), NotBefore: now.Add(-time.Hour),
 		NotAfter: now.AddDate(7, 0, 0), SignatureAlgorithm: x509.ECDSAWithSHA256, BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
 		CRLDistributionPoints: []string{intelPCKCRL}, SubjectKeyId: ski[:], ExtraExtensions: sgx,
 	}
-	pck, err := sign(r, leaf, inter, &keys[2].PublicKey, keys[1])
+	pck, err := sign(r, leaf, inter, pub, interKey)
 	if err != nil {
 		return nil, fmt.Errorf("sim: PCK certificate: %w", err)
 	}
 	if _, err := pcs.PckCertificateExtensions(pck); err != nil {
 		return nil, fmt.Errorf("sim: PCK certificate: %w", err)
 	}
-	s.Root, s.Intermediate, s.PCK = root, inter, pck
-	s.rootKey, s.interKey = keys[0], keys[1]
-	return keys[2], nil
+	return pck, nil
 }
 
 func findExtension(c *x509.Certificate) ([]pkix.Extension, error) {

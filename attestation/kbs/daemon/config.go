@@ -165,6 +165,16 @@ func ParseFlags(name string, args []string) (*Config, error) {
 	c.AdminPublicKeys = admins
 	c.SessionTTL.Duration, c.Attestation.TokenTTL.Duration = sessionTTL, tokenTTL
 	base.merge(&c)
+	// A boolean flag given explicitly wins over the file either way (--check-revocations=false
+	// turns off what the file turned on).
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "fetch-collateral":
+			base.Attestation.FetchCollateral = c.Attestation.FetchCollateral
+		case "check-revocations":
+			base.Attestation.CheckRevocations = c.Attestation.CheckRevocations
+		}
+	})
 	return base, base.Validate()
 }
 
