@@ -43,6 +43,23 @@ func (g tdxDirGetter) Get(link string) (map[string][]string, []byte, error) {
 	return header, body, nil
 }
 
+// Source names the directory's file for link when it holds one, else link (fetched from PCS).
+func (g tdxDirGetter) Source(link string) string {
+	rel, err := collateralPath(link)
+	if err != nil {
+		return link
+	}
+	if file := filepath.Join(g.dir, rel); fileExists(file) {
+		return file
+	}
+	return link
+}
+
+func fileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
+}
+
 // readHeaderDump reads HTTP response headers as curl -D writes them: a status line, then
 // "Name: value" lines. Only the last response of the file counts (curl writes one per redirect).
 func readHeaderDump(file string) (map[string][]string, error) {

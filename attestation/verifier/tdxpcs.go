@@ -37,6 +37,20 @@ type pcsGetter interface {
 	Get(link string) (map[string][]string, []byte, error)
 }
 
+// sourceNamer is a pcsGetter that can say where it got a link from (a collateral directory's
+// file), so that errors name what the operator can look at.
+type sourceNamer interface {
+	Source(link string) string
+}
+
+// sourceOf names where g got link from: the file of a collateral directory, or the link.
+func sourceOf(g pcsGetter, link string) string {
+	if n, ok := g.(sourceNamer); ok {
+		return n.Source(link)
+	}
+	return link
+}
+
 // tdxCollateral is Intel PCS collateral for one quote, verified.
 type tdxCollateral struct {
 	tcbInfo    pcs.TcbInfo
@@ -211,16 +225,17 @@ func tdxRevocation(g pcsGetter, c *tdxCheck, now time.Time, tcbSigners ...*x509.
 	if err != nil {
 		return fmt.Errorf("PCK CRL: %w", err)
 	}
+	src := sourceOf(g, link)
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
-		return fmt.Errorf("PCK CRL %s: %w", link, err)
+		return fmt.Errorf("PCK CRL %s: %w", src, err)
 	}
-	if err := checkIssuedCRL(crl, "PCK CRL "+link, inter, now); err != nil {
+	if err := checkIssuedCRL(crl, "PCK CRL "+src, inter, now); err != nil {
 		return err
 	}
 	if e := revokedEntry(crl, pck); e != nil {
 		return fmt.Errorf("%w: TDX PCK certificate (serial %s) was revoked on %s by the PCK CRL %s (issued %s)", ErrRevoked,
-			pck.SerialNumber.Text(16), e.RevocationTime.UTC().Format(time.RFC3339), link, crl.ThisUpdate.UTC().Format(time.RFC3339))
+			pck.SerialNumber.Text(16), e.RevocationTime.UTC().Format(time.RFC3339), src, crl.ThisUpdate.UTC().Format(time.RFC3339))
 	}
 	if len(root.CRLDistributionPoints) == 0 {
 		return fmt.Errorf("the PCK chain's root %q names no CRL", root.Subject.CommonName)
@@ -230,16 +245,17 @@ func tdxRevocation(g pcsGetter, c *tdxCheck, now time.Time, tcbSigners ...*x509.
 	if err != nil {
 		return fmt.Errorf("root CA CRL: %w", err)
 	}
+	rootSrc := sourceOf(g, rootLink)
 	if crl, err = x509.ParseRevocationList(der); err != nil {
-		return fmt.Errorf("root CA CRL %s: %w", rootLink, err)
+		return fmt.Errorf("root CA CRL %s: %w", rootSrc, err)
 	}
-	if err := checkIssuedCRL(crl, "root CA CRL "+rootLink, root, now); err != nil {
+	if err := checkIssuedCRL(crl, "root CA CRL "+rootSrc, root, now); err != nil {
 		return err
 	}
 	for _, cert := range append([]*x509.Certificate{inter}, tcbSigners...) {
 		if e := revokedEntry(crl, cert); e != nil {
 			return fmt.Errorf("%w: %q (serial %s) was revoked on %s by the root CA CRL %s", ErrRevoked,
-				cert.Subject.CommonName, cert.SerialNumber.Text(16), e.RevocationTime.UTC().Format(time.RFC3339), rootLink)
+				cert.Subject.CommonName, cert.SerialNumber.Text(16), e.RevocationTime.UTC().Format(time.RFC3339), rootSrc)
 		}
 	}
 	return nil
