@@ -11,6 +11,9 @@ go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/bench/ | gre
 echo "== load: 1,000 execs and 600 MiB of one process's output through the agent (every byte counted), agent RSS before and after"
 go test -tags 'e2e load' -run 'TestLoad$' -count 1 -v -timeout 40m ./tests/e2e/ | grep -E '(load_test|^--- |^ok|^FAIL)'
 
+echo "== load through the shim: 1,000 ctr task exec and 200 MiB of one exec's output through containerd's FIFOs, shim RSS before and after"
+VEIL_BIN=$PWD/bin go test -tags 'e2e load' -run 'TestShimLoad$' -count 1 -v -timeout 60m ./tests/shim/ | grep -E '(load_test|^--- |^ok|^FAIL)'
+
 echo "== containerd: ctr run to first output (Veil vs runc), shim RSS, QEMU PSS"
 VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/shim/ | grep -E '^(Benchmark|ok|FAIL)'
 

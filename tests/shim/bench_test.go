@@ -86,7 +86,7 @@ func BenchmarkFootprint(b *testing.B) {
 }
 
 // procKiB reads a "Key: N kB" line of /proc/<pid>/<file>.
-func procKiB(b *testing.B, pid int, file, key string) float64 {
+func procKiB(b testing.TB, pid int, file, key string) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		b.Fatal(err)
