@@ -55,8 +55,8 @@ image-lock: deps
 # then `veil-image verify` rebuilds it in a third clone with a fresh HOME, GOPATH and
 # GOCACHE (modules from the module cache, nothing fetched) and compares every file byte for
 # byte (scripts/repro-check.sh; docs/testing.md has its cost).
-repro-check: deps
-	@scripts/repro-check.sh
+repro-check: agent
+	@VEIL_IMAGE_TOOL=$(BIN)/veil-image scripts/repro-check.sh
 
 # OCI images of the KBS and the node installer (docs/images.md), reproducible and without
 # Docker: static binaries (CGO_ENABLED=0, -trimpath) packed by veil-ociimage into
