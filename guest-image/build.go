@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veil-runtime/veil/guest-image/gobuild"
 	"github.com/veil-runtime/veil/guest-image/kmod"
 	"github.com/veil-runtime/veil/guest-image/manifest"
 )
@@ -44,7 +45,7 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if agentData != nil {
 		agentPath = o.Agent
 	}
-	src, err := readSource(o.Init, agentPath)
+	src, err := readSource(o.Init, initData, agentPath, agentData)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +75,12 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		MkfsDebSHA256: mkfsPkg.SHA256, Modules: normalizeAll(o.Modules), Cmdline: o.Cmdline, ImageVersion: o.ImageVersion}
 	if agentData != nil {
 		in.AgentSHA256 = sha256Hex(agentData)
+	}
+	if src != nil {
+		in.Source = src.Commit
+		if src.Modified {
+			in.Source += gobuild.DirtySuffix
+		}
 	}
 	if simData != nil {
 		in.SimAuthoritySHA256 = sha256Hex(simData)

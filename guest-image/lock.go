@@ -58,7 +58,9 @@ var (
 )
 
 // DefaultLock returns the lock file veil-image was built with.
-func DefaultLock() (*Lock, error) { return ParseLock(defaultLock, "(the lock file built into veil-image)") }
+func DefaultLock() (*Lock, error) {
+	return ParseLock(defaultLock, "(the lock file built into veil-image)")
+}
 
 // ReadLock reads and checks a lock file.
 func ReadLock(path string) (*Lock, error) {

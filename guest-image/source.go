@@ -3,52 +3,57 @@ package guestimage
 import (
 	"debug/buildinfo"
 	"fmt"
+	"path/filepath"
 
+	"github.com/veil-runtime/veil/guest-image/gobuild"
 	"github.com/veil-runtime/veil/guest-image/manifest"
 )
 
-// readSource reads the Go build information of /init and the agent (agent "" when there is
-// none): the commit, the toolchain and the build settings. It returns nil when init carries
-// no VCS stamp (a binary built outside a checkout, such as a benchmark's trivial init), and an
-// error when the two binaries come from different commits or toolchains.
-func readSource(initPath, agentPath string) (*manifest.Source, error) {
+// readSource describes the source of /init and the agent (agent "" when there is none): the
+// commit from the build record gobuild.Build wrote next to them (used only when the binaries'
+// SHA-256 are the ones it records), the toolchain and build settings from the Go build
+// information in the binaries. It returns nil when there is no such record (binaries built
+// otherwise, such as a benchmark's trivial init), and an error when the binaries are not the
+// ones the record describes or come from different toolchains.
+func readSource(initPath string, initData []byte, agentPath string, agentData []byte) (*manifest.Source, error) {
+	rec, err := gobuild.ReadRecord(filepath.Dir(initPath))
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	check := func(path string, data []byte) error {
+		name := filepath.Base(path)
+		if want, ok := rec.SHA256[name]; !ok || want != sha256Hex(data) {
+			return fmt.Errorf("%s is not the %s that %s records (sha256 %s, recorded %q): rebuild with make agent",
+				path, name, filepath.Join(filepath.Dir(initPath), gobuild.RecordFile), sha256Hex(data), want)
+		}
+		return nil
+	}
+	if err := check(initPath, initData); err != nil {
+		return nil, err
+	}
 	ini, err := buildinfo.ReadFile(initPath)
 	if err != nil {
-		return nil, nil // not a Go binary, or built without module information: nothing to record
+		return nil, fmt.Errorf("/init %s: no Go build information: %w", initPath, err)
 	}
-	src := sourceOf(ini)
-	if src.Commit == "" {
-		return nil, nil
-	}
-	src.Init = settings(ini)
-	if agentPath == "" || agentPath == initPath {
+	src := &manifest.Source{Commit: rec.Commit, Modified: rec.Modified, GoVersion: ini.GoVersion, CC: rec.CC, Init: settings(ini)}
+	if agentPath == "" {
 		return src, nil
+	}
+	if filepath.Dir(agentPath) != filepath.Dir(initPath) {
+		return nil, fmt.Errorf("the agent %s is not next to /init %s and its build record", agentPath, initPath)
+	}
+	if err := check(agentPath, agentData); err != nil {
+		return nil, err
 	}
 	ag, err := buildinfo.ReadFile(agentPath)
 	if err != nil {
-		return nil, fmt.Errorf("agent %s: no Go build information (%w), but /init has: build both with make agent", agentPath, err)
+		return nil, fmt.Errorf("agent %s: no Go build information: %w", agentPath, err)
 	}
-	if a := sourceOf(ag); a.Commit != src.Commit || a.Modified != src.Modified || a.GoVersion != src.GoVersion {
-		return nil, fmt.Errorf("/init (%s) is commit %s (modified %t) built with %s, the agent (%s) commit %s (modified %t) built with %s: build both from one checkout (make agent)",
-			initPath, src.Commit, src.Modified, src.GoVersion, agentPath, a.Commit, a.Modified, a.GoVersion)
+	if ag.GoVersion != ini.GoVersion {
+		return nil, fmt.Errorf("/init was built with %s, the agent with %s: build both with make agent", ini.GoVersion, ag.GoVersion)
 	}
 	src.Agent = settings(ag)
 	return src, nil
-}
-
-func sourceOf(bi *buildinfo.BuildInfo) *manifest.Source {
-	s := &manifest.Source{GoVersion: bi.GoVersion}
-	for _, kv := range bi.Settings {
-		switch kv.Key {
-		case "vcs.revision":
-			s.Commit = kv.Value
-		case "vcs.time":
-			s.CommitTime = kv.Value
-		case "vcs.modified":
-			s.Modified = kv.Value == "true"
-		}
-	}
-	return s
 }
 
 func settings(bi *buildinfo.BuildInfo) []string {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"debug/buildinfo"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -46,7 +45,7 @@ func verify(args []string) error {
 	}
 	switch {
 	case m.Source == nil:
-		return fmt.Errorf("the manifest of %s names no source commit (its binaries carry no VCS stamp): it cannot be rebuilt; build images with make image", dir)
+		return fmt.Errorf("the manifest of %s names no source commit (its binaries carry no version stamp of veil-image binaries): it cannot be rebuilt; build images with make image", dir)
 	case m.Source.Modified:
 		return fmt.Errorf("the image in %s was built from a modified tree (commit %s with changes): it cannot be rebuilt; build from a clean checkout", dir, m.Source.Commit)
 	case m.SimAuthority != nil && *simAuth == "":
@@ -55,14 +54,6 @@ func verify(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	if bi, err := buildinfo.ReadFile(os.Args[0]); err == nil {
-		for _, kv := range bi.Settings {
-			if kv.Key == "vcs.revision" && kv.Value != m.Source.Commit {
-				fmt.Printf("verify: note: this veil-image is commit %s, the image's %s; a builder change between them shows as a difference (build veil-image at %s)\n",
-					kv.Value, m.Source.Commit, m.Source.Commit)
-			}
-		}
-	}
 	tmp, err := os.MkdirTemp("", "veil-image-verify-")
 	if err != nil {
 		return err

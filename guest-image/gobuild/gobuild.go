@@ -1,16 +1,24 @@
 // Package gobuild is the one place that says how the guest's Go binaries (veil-agent and
 // veil-init) are built, so that `make agent` and `veil-image binaries` (which `veil-image
 // verify` runs in a fresh clone) give the same bytes from the same commit in any directory:
-// -trimpath (no checkout, GOPATH or module-cache paths), an explicit VCS stamp (vcs.revision,
-// vcs.time and vcs.modified from git: the same in every clone of a commit), the commit as the
-// agent's version (never `git describe`, which depends on the clone's tags), the Go toolchain
-// of the lock file (GOTOOLCHAIN), and a fixed environment (GOOS, GOARCH, GOAMD64, no GOFLAGS
-// or GOEXPERIMENT from the caller). Go writes no timestamps into binaries.
+// -trimpath (no checkout, GOPATH or module-cache paths), -buildvcs=false and instead a stamp of
+// our own, the commit (with "-dirty" for a modified tree) as the agent's version through
+// -ldflags -X (never `git describe`, which depends on the clone's tags; Go's own VCS stamp is
+// not used: Go does not see git worktrees, where .git is a file, and silently leaves it out),
+// the Go toolchain of the lock file (GOTOOLCHAIN), and a fixed environment (GOOS, GOARCH,
+// GOAMD64, no GOFLAGS or GOEXPERIMENT from the caller). Go writes no timestamps into binaries.
+//
+// Build writes a record next to the binaries (RecordFile: the commit, the toolchain and each
+// binary's SHA-256), from which the image builder takes the source commit for the manifest (Go
+// leaves -ldflags out of a -trimpath binary's build information).
 package gobuild
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -56,12 +64,48 @@ type Source struct {
 	Modified bool
 }
 
-// Version is the version stamp: the commit, with "-dirty" when the tree is modified.
+// DirtySuffix ends the version stamp of a build from a modified tree.
+const DirtySuffix = "-dirty"
+
+// Version is the version stamp: the commit, with DirtySuffix when the tree is modified.
 func (s Source) Version() string {
 	if s.Modified {
-		return s.Commit + "-dirty"
+		return s.Commit + DirtySuffix
 	}
 	return s.Commit
+}
+
+// RecordFile is the name of the build record Build writes next to the binaries.
+const RecordFile = "veil-guest-binaries.json"
+
+// Record says what Build built: read by the image builder (ReadRecord) for the manifest.
+type Record struct {
+	// Commit and Modified are the source's (Source).
+	Commit   string `json:"commit"`
+	Modified bool   `json:"modified"`
+	// Go is the toolchain (GOTOOLCHAIN).
+	Go string `json:"go"`
+	// CC is the first line of `$CC --version`: the agent's cgo parts and static libraries
+	// (libc, libseccomp) come from the host's C toolchain, which the lock does not pin.
+	CC string `json:"cc,omitempty"`
+	// SHA256 maps each binary's name to its hex SHA-256.
+	SHA256 map[string]string `json:"sha256"`
+}
+
+// ReadRecord reads dir/RecordFile; it returns nil (no error) when there is none.
+func ReadRecord(dir string) (*Record, error) {
+	b, err := os.ReadFile(filepath.Join(dir, RecordFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, RecordFile), err)
+	}
+	return &r, nil
 }
 
 // ReadSource reads the commit and state of the git checkout dir.
@@ -93,7 +137,7 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 
 // Args returns the arguments of `go` that build b into out, stamped with version.
 func Args(b Binary, version, out string) []string {
-	args := []string{"build", "-trimpath", "-buildvcs=true"}
+	args := []string{"build", "-trimpath", "-buildvcs=false"}
 	if len(b.Tags) > 0 {
 		args = append(args, "-tags", strings.Join(b.Tags, ","))
 	}
@@ -134,14 +178,46 @@ func Build(ctx context.Context, src Source, outDir, goVersion string, log *os.Fi
 	if err != nil {
 		return err
 	}
+	// The old record goes first: a failed build leaves none that claims its binaries.
+	if err := os.Remove(filepath.Join(out, RecordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	rec := Record{Commit: src.Commit, Modified: src.Modified, Go: goVersion, CC: ccVersion(ctx, src.Dir), SHA256: map[string]string{}}
 	for _, b := range Binaries {
-		cmd := exec.CommandContext(ctx, "go", Args(b, src.Version(), filepath.Join(out, b.Name))...)
+		file := filepath.Join(out, b.Name)
+		cmd := exec.CommandContext(ctx, "go", Args(b, src.Version(), file)...)
 		cmd.Dir = src.Dir
 		cmd.Env = Env(os.Environ(), b, goVersion)
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("building %s (go %s) in %s: %w", b.Name, strings.Join(Args(b, src.Version(), b.Name), " "), src.Dir, err)
 		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		rec.SHA256[b.Name] = hex.EncodeToString(sum[:])
 	}
-	return nil
+	j, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, RecordFile), append(j, '\n'), 0o644)
+}
+
+// ccVersion is the first line of the C compiler's --version ("" when there is none).
+func ccVersion(ctx context.Context, dir string) string {
+	cmd := exec.CommandContext(ctx, "go", "env", "CC")
+	cmd.Dir = dir
+	cc, err := cmd.Output()
+	if err != nil || strings.TrimSpace(string(cc)) == "" {
+		return ""
+	}
+	out, err := exec.CommandContext(ctx, strings.Fields(string(cc))[0], "--version").Output()
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
 }

@@ -73,16 +73,17 @@ type Manifest struct {
 // Source describes the source and toolchain of an image's Go binaries (/init and the agent),
 // everything `veil-image verify` needs to rebuild them.
 type Source struct {
-	// Commit is the git commit both binaries were built from (vcs.revision).
+	// Commit is the git commit both binaries were built from (their version stamp).
 	Commit string `json:"commit"`
-	// CommitTime is the commit's time (vcs.time), as Go stamps it.
-	CommitTime string `json:"commitTime,omitempty"`
-	// Modified: the work tree had changes (vcs.modified); such an image cannot be rebuilt.
+	// Modified: the work tree had changes (a "-dirty" stamp); such an image cannot be rebuilt.
 	Modified bool `json:"modified"`
 	// GoVersion is the Go toolchain that built them, e.g. "go1.26.8".
 	GoVersion string `json:"goVersion"`
+	// CC is the C compiler of the agent's cgo parts (first line of its --version); it and
+	// the static C libraries come from the build host, not from the lock file.
+	CC string `json:"cc,omitempty"`
 	// Init and Agent are the build settings Go recorded in each binary (go version -m): flags,
-	// tags, CGO_ENABLED, GOARCH, GOAMD64, the VCS stamp, as "key=value".
+	// tags, CGO_ENABLED, GOARCH, GOAMD64, the version stamp, as "key=value".
 	Init  []string `json:"init"`
 	Agent []string `json:"agent,omitempty"`
 }
