@@ -11,9 +11,9 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/veil-runtime/veil/agent/server.AgentVersion=$(VERSION) \
             -X github.com/veil-runtime/veil/shim/manager.Version=$(VERSION)
 
-# The agent is PID 1 in the guest: one static binary, cgo for runc's nsenter.
-AGENT_TAGS    := netgo,osusergo,seccomp
-AGENT_LDFLAGS := $(LDFLAGS) -s -w -extldflags "-static"
+# The guest image's kernel and mkfs packages and the guest binaries' Go toolchain are pinned
+# by this lock file (docs/guest-image.md); `make image-lock` moves it.
+IMAGE_LOCK := guest-image/image.lock
 
 HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy veil-keyprovider veil-snapshotter
 
@@ -31,15 +31,32 @@ build: deps agent
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(HOST_CMDS))
 
-# veil-init is pid 1 (small, no cgo); veil-agent is the agent it starts.
+# veil-init is pid 1 (small, no cgo); veil-agent is the agent it starts. Both are built by
+# veil-image binaries, the one place that says how (guest-image/gobuild: -trimpath, the
+# commit as version and VCS stamp, the lock's Go toolchain), so that `veil-image verify`
+# rebuilds them the same way.
 agent: deps
 	@mkdir -p $(BIN)
-	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/veil-agent ./cmd/veil-agent
-	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS) -s -w' -o $(BIN)/veil-init ./cmd/veil-init
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/veil-image ./cmd/veil-image
+	$(BIN)/veil-image binaries --src $(CURDIR) --out $(BIN) --lock $(IMAGE_LOCK)
 
-# The guest image (kernel, initrd, manifest), cached by the digest of its inputs.
+# The guest image (kernel, initrd, manifest), cached by the digest of its inputs, with the
+# packages of the lock file.
 image: build
-	$(BIN)/veil-image build --init $(BIN)/veil-init --agent $(BIN)/veil-agent --out $(IMAGE)
+	$(BIN)/veil-image build --lock $(IMAGE_LOCK) --init $(BIN)/veil-init --agent $(BIN)/veil-agent --out $(IMAGE)
+
+# Moves the lock file to the newest 6.12 cloud kernel (and busybox-static) in the archive;
+# review and commit the change.
+.PHONY: image-lock repro-check
+image-lock: deps
+	$(GO) run ./cmd/veil-image lock --update --lock $(IMAGE_LOCK)
+
+# The guest image is reproducible: a clone of HEAD in another directory builds its image,
+# then `veil-image verify` rebuilds it in a third clone with a fresh HOME, GOPATH and
+# GOCACHE (modules from the module cache, nothing fetched) and compares every file byte for
+# byte (scripts/repro-check.sh; docs/testing.md has its cost).
+repro-check: agent
+	@VEIL_IMAGE_TOOL=$(BIN)/veil-image scripts/repro-check.sh
 
 # OCI images of the KBS and the node installer (docs/images.md), reproducible and without
 # Docker: static binaries (CGO_ENABLED=0, -trimpath) packed by veil-ociimage into
@@ -156,7 +173,7 @@ e2e: image containerd containerd16 cri-tools kubernetes cosign
 critest: image containerd cri-tools
 	IMAGE=$(IMAGE) scripts/critest.sh
 
-test: proto-check critest unit e2e
+test: proto-check repro-check critest unit e2e
 
 demo: build image containerd cri-tools crane skopeo cosign
 	@scripts/demo.sh

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veil-runtime/veil/guest-image/gobuild"
 	"github.com/veil-runtime/veil/guest-image/kmod"
 	"github.com/veil-runtime/veil/guest-image/manifest"
 )
@@ -40,6 +41,23 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	agentPath := ""
+	if agentData != nil {
+		agentPath = o.Agent
+	}
+	src, err := readSource(o.Init, initData, agentPath, agentData)
+	if err != nil {
+		return nil, err
+	}
+	if o.Lock == nil {
+		if o.Lock, err = DefaultLock(); err != nil {
+			return nil, err
+		}
+	}
+	if src != nil && src.GoVersion != o.Lock.Go {
+		p.step("warning", "the binaries were built with %s, the lock file %s says %s: the image will not be reproducible from it",
+			src.GoVersion, o.LockName, o.Lock.Go)
+	}
 	unlock, err := lockCache(o.CacheDir)
 	if err != nil {
 		return nil, err
@@ -53,10 +71,16 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := Inputs{FormatVersion: FormatVersion, InitSHA256: sha256Hex(initData), KernelDebSHA256: pkg.SHA256,
+	in := Inputs{FormatVersion: FormatVersion, LockSHA256: o.Lock.Digest(), InitSHA256: sha256Hex(initData), KernelDebSHA256: pkg.SHA256,
 		MkfsDebSHA256: mkfsPkg.SHA256, Modules: normalizeAll(o.Modules), Cmdline: o.Cmdline, ImageVersion: o.ImageVersion}
 	if agentData != nil {
 		in.AgentSHA256 = sha256Hex(agentData)
+	}
+	if src != nil {
+		in.Source = src.Commit
+		if src.Modified {
+			in.Source += gobuild.DirtySuffix
+		}
 	}
 	if simData != nil {
 		in.SimAuthoritySHA256 = sha256Hex(simData)
@@ -76,8 +100,9 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 	}
 	m := &Manifest{FormatVersion: FormatVersion, InputDigest: digest, ImageVersion: o.ImageVersion,
 		KernelRelease: k.release, Cmdline: o.Cmdline, InitSHA256: in.InitSHA256, AgentSHA256: in.AgentSHA256,
-		KernelPackage: PackageRef{Name: pkg.Name, Version: pkg.Version, SHA256: pkg.SHA256}, SimAuthority: simRef,
-		MkfsPackage: &PackageRef{Name: mkfsPkg.Name, Version: mkfsPkg.Version, SHA256: mkfsPkg.SHA256}}
+		KernelPackage: PackageRef{Name: pkg.Name, Version: pkg.Version, SHA256: pkg.SHA256, Filename: pkg.Filename},
+		SimAuthority:  simRef, Source: src, LockSHA256: in.LockSHA256, ModuleNames: in.Modules,
+		MkfsPackage: &PackageRef{Name: mkfsPkg.Name, Version: mkfsPkg.Version, SHA256: mkfsPkg.SHA256, Filename: mkfsPkg.Filename}}
 	spec := initrdSpec{init: initData, agent: agentData, modules: mods, simAuthority: simData, mkfs: mkfsData}
 	if err := writeImage(k, spec, m, o.OutDir, p); err != nil {
 		return nil, err

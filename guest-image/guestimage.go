@@ -3,9 +3,11 @@
 // (sizes, SHA-256 and SHA-384 digests, kernel command line, modules).
 //
 // The kernel is Debian's cloud kernel from bookworm-backports, a
-// confidential-guest kernel (SEV-SNP and TDX guest support). It is fetched
-// with a private apt set-up under the cache directory and unpacked, never
-// installed. The initrd holds only /init (the agent, or any static binary),
+// confidential-guest kernel (SEV-SNP and TDX guest support). The lock file
+// (image.lock, type Lock) pins it and the guest's mke2fs package by pool file
+// and SHA-256; a build fetches exactly those files from the mirror's pool (or
+// the cache) and unpacks them, never installs them. `veil-image lock --update`
+// moves the lock with a private apt set-up under the cache directory. The initrd holds only /init (the agent, or any static binary),
 // the kernel modules the guest needs (decompressed, listed in load order in
 // /etc/veil/modules.list), /etc/veil/image.json, a few empty directories and
 // the /dev/console and /dev/null nodes. It is written as a reproducible newc
@@ -24,7 +26,7 @@ import (
 // FormatVersion is the version of the builder's output format. It is part
 // of the input digest: raise it whenever a change to the builder changes the
 // bytes it writes for the same inputs.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // DefaultCacheDir keeps the apt state, the downloaded kernel packages and
 // the unpacked kernels between builds.
@@ -118,10 +120,11 @@ type Options struct {
 	// CacheDir keeps apt state, kernel packages and unpacked kernels; empty
 	// means DefaultCacheDir.
 	CacheDir string
-	// KernelPackage pins the kernel: "NAME" (its newest version) or
-	// "NAME=VERSION". Empty means the newest package matching
-	// KernelPackagePattern in KernelSuite.
-	KernelPackage string
+	// Lock pins the kernel and mkfs packages (and records the guest binaries' Go
+	// toolchain); nil means DefaultLock, the lock file veil-image was built with.
+	Lock *Lock
+	// LockName names the lock file in errors and progress; empty means LockFile.
+	LockName string
 	// Modules are the kernel modules to load at boot; their dependencies are
 	// added. Nil means DefaultModules; modules the kernel has built in are
 	// skipped.
@@ -162,6 +165,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ImageVersion == "" {
 		o.ImageVersion = "dev"
+	}
+	if o.LockName == "" {
+		o.LockName = LockFile
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard

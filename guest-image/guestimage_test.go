@@ -226,3 +226,13 @@ func writeTestFile(t *testing.T, file string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// testLock is the lock file built into the package (image.lock).
+func testLock(t testing.TB) *Lock {
+	t.Helper()
+	l, err := DefaultLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}

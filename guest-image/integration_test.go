@@ -122,8 +122,8 @@ func checkManifest(t *testing.T, m *Manifest) {
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("modules in load order: %s, want %s", got, want)
 	}
-	if m.MkfsPackage == nil || m.MkfsPackage.Name != MkfsPackage || m.MkfsPackage.Version != MkfsVersion || len(m.MkfsPackage.SHA256) != 64 {
-		t.Errorf("mkfs package %+v: want %s=%s", m.MkfsPackage, MkfsPackage, MkfsVersion)
+	if m.MkfsPackage == nil || m.MkfsPackage.Name != MkfsPackage || m.MkfsPackage.Version != testLock(t).Mkfs.Version || len(m.MkfsPackage.SHA256) != 64 {
+		t.Errorf("mkfs package %+v: want %s=%s", m.MkfsPackage, MkfsPackage, testLock(t).Mkfs.Version)
 	}
 	if m.Cmdline != DefaultCmdline || len(m.Initrd.SHA384) != 96 || len(m.Kernel.SHA256) != 64 {
 		t.Errorf("manifest %s", m.Encode())
@@ -161,8 +161,8 @@ func TestIntegrationConfidentialModules(t *testing.T) {
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("modules in load order: %s, want %s", got, want)
 	}
-	if m.MkfsPackage == nil || m.MkfsPackage.Name != MkfsPackage || m.MkfsPackage.Version != MkfsVersion {
-		t.Errorf("manifest's mkfs package %+v: want %s=%s", m.MkfsPackage, MkfsPackage, MkfsVersion)
+	if m.MkfsPackage == nil || m.MkfsPackage.Name != MkfsPackage || m.MkfsPackage.Version != testLock(t).Mkfs.Version {
+		t.Errorf("manifest's mkfs package %+v: want %s=%s", m.MkfsPackage, MkfsPackage, testLock(t).Mkfs.Version)
 	}
 	if !strings.Contains(progress, "built in, skipped: virtiofs") {
 		t.Error("the built-in virtiofs was not reported as skipped")

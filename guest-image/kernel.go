@@ -23,31 +23,15 @@ func (k *kernelTree) modulesDir() string {
 	return filepath.Join(k.dir, "lib", "modules", k.release)
 }
 
-// fetchKernel refreshes the private package lists, picks the kernel package
-// and makes sure its .deb is in the cache.
+// fetchKernel makes sure the locked kernel package's .deb is in the cache.
 func fetchKernel(ctx context.Context, o Options, p *progress) (*debian.Package, string, error) {
-	f := &debian.Fetcher{Dir: filepath.Join(o.CacheDir, "apt"), Mirror: o.Mirror, Suite: KernelSuite,
-		Progress: p.indented()}
-	p.step("index", "updating package lists: %s", f.SourcesLine())
-	if err := f.Update(ctx); err != nil {
-		return nil, "", fmt.Errorf("updating the package lists of %s: %w", KernelSuite, err)
-	}
-	pkg, err := pickKernel(ctx, f, o.KernelPackage)
+	k := o.Lock.Kernel
+	deb, err := fetchLocked(ctx, k, o.Mirror, o.CacheDir, o.LockName, p)
 	if err != nil {
 		return nil, "", err
 	}
-	p.step("kernel", "%s (%s, sha256 %s)", pkg, mib(int(pkg.Size)), pkg.SHA256)
-	done := p.timer("download")
-	deb, cached, err := f.Download(ctx, pkg, filepath.Join(o.CacheDir, "debs"))
-	if err != nil {
-		return nil, "", err
-	}
-	if cached {
-		p.step("download", "cached: %s", deb)
-	} else {
-		done("%s", deb)
-	}
-	return pkg, deb, nil
+	p.step("kernel", "%s (%s, sha256 %s)", k, mib(int(k.Size)), k.SHA256)
+	return &debian.Package{Name: k.Name, Version: k.Version, Arch: k.Arch, SHA256: k.SHA256, Size: k.Size, Filename: k.Filename}, deb, nil
 }
 
 // pickKernel resolves a pin ("NAME" or "NAME=VERSION") or, without one, the

@@ -32,6 +32,11 @@ func ReadManifest(dir string) (*Manifest, error) { return manifest.Read(dir) }
 // Inputs are everything a build's output depends on.
 type Inputs struct {
 	FormatVersion int `json:"formatVersion"`
+	// LockSHA256 is the hex SHA-256 of the lock file (its canonical encoding).
+	LockSHA256 string `json:"lockSHA256"`
+	// Source is the binaries' source commit (with "-dirty" for a modified tree), when their
+	// build record says it (manifest.Source).
+	Source string `json:"source,omitempty"`
 	// InitSHA256 is the hex SHA-256 of the /init binary.
 	InitSHA256 string `json:"initSHA256"`
 	// AgentSHA256 is the hex SHA-256 of the agent when it is a binary of its own.

@@ -1,11 +1,29 @@
 // Command veil-image builds the guest kernel and initrd of a Veil VM.
 //
-//	veil-image build --out DIR [--agent PATH] [--init PATH] [--cache DIR]
-//	                 [--kernel-package NAME[=VERSION]] [--modules a,b,c] [--force]
-//	                 [--sim-authority FILE]
+//	veil-image build --out DIR [--agent PATH] [--init PATH] [--cache DIR] [--lock FILE]
+//	                 [--modules a,b,c] [--force] [--sim-authority FILE]
 //
 // It writes DIR/vmlinuz, DIR/initrd.img and DIR/manifest.json and prints
-// each step as it goes. See docs/guest-image.md.
+// each step as it goes, with the kernel and mkfs packages of the lock file. See
+// docs/guest-image.md.
+//
+//	veil-image binaries [--src DIR] [--out DIR] [--lock FILE]
+//
+// builds the guest's Go binaries (veil-agent, veil-init) reproducibly (package
+// guest-image/gobuild); `make agent` runs it.
+//
+//	veil-image lock [--update] [--lock FILE] [--kernel-package NAME[=VERSION]]
+//
+// prints the lock file, or with --update resolves the archive's current packages and writes it.
+//
+//	veil-image verify [--src DIR] [--cache DIR] [--sim-authority FILE] IMAGEDIR
+//
+// rebuilds the image from the commit its manifest names, in a fresh clone, and compares every
+// file byte for byte.
+//
+//	veil-image reference-values [--kernel-params "…"] [--initdata FILE]… [--bindings FILE] IMAGEDIR
+//
+// prints the reference values a KBS needs for the image (veil-kbs's reference-values.json).
 //
 //	veil-image sim-authority --out DIR
 //
@@ -37,11 +55,26 @@ func main() {
 }
 
 func run(args []string) error {
-	if len(args) > 0 && args[0] == "sim-authority" {
-		return simAuthority(args[1:])
+	if len(args) > 0 {
+		switch args[0] {
+		case "sim-authority":
+			return simAuthority(args[1:])
+		case "binaries":
+			return binaries(args[1:])
+		case "lock":
+			return lock(args[1:])
+		case "verify":
+			return verify(args[1:])
+		case "reference-values":
+			return referenceValues(args[1:])
+		}
 	}
 	if len(args) == 0 || args[0] != "build" {
 		return errors.New("usage: veil-image build --out DIR [--agent PATH] [flags]; see veil-image build -h\n" +
+			"       veil-image binaries [--src DIR] [--out DIR]\n" +
+			"       veil-image lock [--update]\n" +
+			"       veil-image verify IMAGEDIR\n" +
+			"       veil-image reference-values IMAGEDIR\n" +
 			"       veil-image sim-authority --out DIR")
 	}
 	fs := flag.NewFlagSet("veil-image build", flag.ContinueOnError)
@@ -50,7 +83,7 @@ func run(args []string) error {
 	fs.StringVar(&o.Agent, "agent", "", "static guest agent binary, started by /init (default: veil-agent next to this program, unless --init alone is given)")
 	fs.StringVar(&o.Init, "init", "", "static binary to install as /init (default: veil-init next to this program)")
 	fs.StringVar(&o.CacheDir, "cache", guestimage.DefaultCacheDir, "cache for apt state, kernel packages and unpacked kernels")
-	fs.StringVar(&o.KernelPackage, "kernel-package", "", "kernel package NAME[=VERSION] (default: newest 6.12 cloud kernel in "+guestimage.KernelSuite+")")
+	lockFile := fs.String("lock", "", "lock file pinning the kernel and mkfs packages (default: the "+guestimage.LockFile+" veil-image was built with)")
 	modules := fs.String("modules", strings.Join(guestimage.DefaultModules, ","), "comma-separated kernel modules to load at boot (dependencies are added)")
 	fs.StringVar(&o.Cmdline, "cmdline", guestimage.DefaultCmdline, "kernel command line recorded in the manifest")
 	fs.StringVar(&o.ImageVersion, "image-version", "dev", "label written to /etc/veil/image.json")
@@ -65,6 +98,13 @@ func run(args []string) error {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	o.Modules = splitList(*modules)
+	if *lockFile != "" {
+		l, err := guestimage.ReadLock(*lockFile)
+		if err != nil {
+			return err
+		}
+		o.Lock, o.LockName = l, *lockFile
+	}
 	if o.Init == "" {
 		// The agent is never /init: veil-init mounts the guest's filesystems, loads the
 		// modules and starts it. With --init alone (a benchmark's trivial init) there is no agent.

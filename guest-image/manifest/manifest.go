@@ -1,6 +1,7 @@
 // Package manifest describes a built guest image: the manifest.json that veil-image writes
 // next to the kernel and initrd (their sizes and SHA-256/SHA-384 digests, the kernel command
-// line, the modules, the sim authority's digests), and the names of those files. It reads,
+// line, the modules, the sim authority's digests, the Debian packages, the source commit and Go
+// toolchain of the binaries), and the names of those files. It reads,
 // writes and checks manifests and nothing else, so that what boots an image (the shim, veil-ctl)
 // does not link the builder (package guestimage: apt, cpio, kernel modules).
 package manifest
@@ -41,6 +42,10 @@ type Manifest struct {
 	// Modules are the guest paths of the modules in the initrd, in load
 	// order, as in its /etc/veil/modules.list.
 	Modules []string `json:"modules"`
+	// ModuleNames are the modules the build was asked for (before dependencies), as
+	// normalised names: with Cmdline, ImageVersion, the lock and the binaries, what a rebuild
+	// needs.
+	ModuleNames []string `json:"moduleNames,omitempty"`
 	// KernelPackage is the Debian package the kernel and modules come from.
 	KernelPackage PackageRef `json:"kernelPackage"`
 	// MkfsPackage is the Debian package the guest's mke2fs comes from (the scratch disk's
@@ -58,6 +63,29 @@ type Manifest struct {
 	// SimAuthority describes the sim authority in the initrd; nil: the image cannot be a
 	// sim guest.
 	SimAuthority *SimAuthority `json:"simAuthority,omitempty"`
+	// Source says what the guest binaries were built from and how (read from the Go build
+	// information in the binaries themselves); nil: binaries without it (not Veil's build).
+	Source *Source `json:"source,omitempty"`
+	// LockSHA256 is the hex SHA-256 of the lock file the build read (guest-image/image.lock).
+	LockSHA256 string `json:"lockSHA256,omitempty"`
+}
+
+// Source describes the source and toolchain of an image's Go binaries (/init and the agent),
+// everything `veil-image verify` needs to rebuild them.
+type Source struct {
+	// Commit is the git commit both binaries were built from (their version stamp).
+	Commit string `json:"commit"`
+	// Modified: the work tree had changes (a "-dirty" stamp); such an image cannot be rebuilt.
+	Modified bool `json:"modified"`
+	// GoVersion is the Go toolchain that built them, e.g. "go1.26.8".
+	GoVersion string `json:"goVersion"`
+	// CC is the C compiler of the agent's cgo parts (first line of its --version); it and
+	// the static C libraries come from the build host, not from the lock file.
+	CC string `json:"cc,omitempty"`
+	// Init and Agent are the build settings Go recorded in each binary (go version -m): flags,
+	// tags, CGO_ENABLED, GOARCH, GOAMD64, the version stamp, as "key=value".
+	Init  []string `json:"init"`
+	Agent []string `json:"agent,omitempty"`
 }
 
 // PackageRef names one Debian package file.
@@ -66,6 +94,8 @@ type PackageRef struct {
 	Version string `json:"version"`
 	// SHA256 is the hex SHA-256 of the .deb file.
 	SHA256 string `json:"sha256"`
+	// Filename is the file's path in the Debian archive (pool/…), from the lock file.
+	Filename string `json:"filename,omitempty"`
 }
 
 // Artifact describes one output file.

@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/veil-runtime/veil/attestation/appraisal"
 	"github.com/veil-runtime/veil/attestation/kbs/kbstest"
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/sim"
@@ -67,7 +69,9 @@ func simGuestImage(t testing.TB) (string, *sim.Authority) {
 }
 
 // simMeasurement is the launch measurement the shim's sim PSP reports for a VM of image
-// under a handler without kernel_params: the image's command line plus veil.tee=sim.
+// under a handler without kernel_params: the image's command line plus veil.tee=sim. It is
+// the one `veil-image reference-values` prints for the image (issue 17), which the test
+// checks, so the KBS that accepts the guest accepts it with that command's reference values.
 func simMeasurement(t testing.TB, image string) [48]byte {
 	t.Helper()
 	img, err := sandbox.LoadImage(image)
@@ -78,6 +82,17 @@ func simMeasurement(t testing.TB, image string) [48]byte {
 	m, err := psp.LaunchMeasurement(img.Manifest.Kernel.SHA384, img.Manifest.Initrd.SHA384, cmdline)
 	if err != nil {
 		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(binDir, "veil-image"), "reference-values", image).Output()
+	if err != nil {
+		t.Fatalf("veil-image reference-values %s: %v", image, err)
+	}
+	rv, err := appraisal.ParseReferenceValues(out, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv.SNP == nil || len(rv.SNP.Measurements) != 1 || rv.SNP.Measurements[0] != hex.EncodeToString(m[:]) || !rv.SNP.AllowSimulated {
+		t.Fatalf("veil-image reference-values %s printed %s; the shim's sim PSP reports %x", image, out, m)
 	}
 	return m
 }
