@@ -21,6 +21,9 @@ const (
 	DefaultMemoryMiB = 512
 	DefaultVCPUs     = 1
 	DefaultMachine   = "q35"
+	// DefaultTCGCacheMiB caps the TCG translation cache: QEMU's own default (up to 1 GiB)
+	// lets it grow into most of a pod's memory cost (docs/benchmarks.md).
+	DefaultTCGCacheMiB = 32
 	// DefaultSNPPolicy allows SMT and forbids debugging (bit 17 is reserved and must be 1).
 	DefaultSNPPolicy = 0x30000
 )
@@ -41,6 +44,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Machine == "" {
 		c.Machine = DefaultMachine
+	}
+	if c.TCGCacheMiB == 0 {
+		c.TCGCacheMiB = DefaultTCGCacheMiB
 	}
 	if c.Accel == "" {
 		c.Accel = AccelAuto

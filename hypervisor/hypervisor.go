@@ -88,11 +88,14 @@ type Config struct {
 	VCPUs        uint32   // 0 picks 1
 	Machine      string   // "q35" (default) or "microvm"
 	Accel        Accel
-	Transport    Transport // "" picks vsock when the host has /dev/vhost-vsock, else virtio-serial
-	SharedDirs   []SharedDir
-	Disks        []Disk
-	Network      *Network
-	TEE          TEEConfig
+	// TCGCacheMiB caps QEMU's TCG translation cache under TCG (0 picks DefaultTCGCacheMiB);
+	// KVM has none.
+	TCGCacheMiB uint32
+	Transport   Transport // "" picks vsock when the host has /dev/vhost-vsock, else virtio-serial
+	SharedDirs  []SharedDir
+	Disks       []Disk
+	Network     *Network
+	TEE         TEEConfig
 }
 
 // VM is one launched virtual machine. Start runs once; Wait may be called by many.

@@ -73,7 +73,11 @@ func (b *builder) base() {
 	b.add("-machine", b.machineOption())
 	b.add("-nodefaults", "-no-user-config", "-nographic", "-no-reboot")
 	b.add("-S") // paused until Start has connected to QMP
-	b.add("-accel", string(b.host.Accel))
+	if b.host.Accel == hypervisor.AccelTCG {
+		b.add("-accel", fmt.Sprintf("tcg,tb-size=%d", b.cfg.TCGCacheMiB))
+	} else {
+		b.add("-accel", string(b.host.Accel))
+	}
 	b.add("-cpu", b.cpu())
 	b.add("-m", fmt.Sprintf("%dM", b.cfg.MemoryMiB))
 	b.add("-smp", strconv.Itoa(int(b.cfg.VCPUs)))

@@ -35,7 +35,7 @@ func TestCommandLine(t *testing.T) {
 			name: "default q35 tcg virtio-serial",
 			host: tcg,
 			want: []string{
-				"-machine q35 ", "-accel tcg", "-cpu max", "-m 512M", "-smp 1",
+				"-machine q35 ", "-accel tcg,tb-size=32 ", "-cpu max", "-m 512M", "-smp 1",
 				"-nodefaults -no-user-config -nographic -no-reboot",
 				"-chardev socket,id=qmp,server=on,wait=off,path=/run/veil/vm/pod1/qmp.sock -mon chardev=qmp,mode=control",
 				"-chardev file,id=console,path=/run/veil/vm/pod1/console.log -serial chardev:console",
@@ -63,8 +63,15 @@ func TestCommandLine(t *testing.T) {
 				c.KernelParams = []string{"agent.log=debug", "quiet"}
 				c.MemoryMiB, c.VCPUs = 2048, 4
 			},
-			host: Host{Accel: hypervisor.AccelKVM},
-			want: []string{"-accel kvm", "-cpu host", "-m 2048M", "-smp 4", "-append console=ttyS0 panic=-1 agent.log=debug quiet"},
+			host:   Host{Accel: hypervisor.AccelKVM},
+			want:   []string{"-accel kvm ", "-cpu host", "-m 2048M", "-smp 4", "-append console=ttyS0 panic=-1 agent.log=debug quiet"},
+			absent: []string{"tb-size"},
+		},
+		{
+			name: "tcg translation cache",
+			cfg:  func(c *hypervisor.Config) { c.TCGCacheMiB = 256 },
+			host: tcg,
+			want: []string{"-accel tcg,tb-size=256 "},
 		},
 		{
 			name: "microvm",

@@ -48,6 +48,9 @@ type Hypervisor struct {
 	SizeFromPod bool `toml:"size_from_pod"`
 	// Accel is "auto" (KVM when it really works, else TCG), "kvm" or "tcg".
 	Accel string `toml:"accel"`
+	// TCGCacheMiB caps QEMU's TCG translation cache, in MiB, when the VM runs under TCG
+	// (default hypervisor.DefaultTCGCacheMiB, 32; QEMU's own default grows to 1 GiB).
+	TCGCacheMiB uint32 `toml:"tcg_cache_mib"`
 	// Machine is the QEMU machine type: "q35" (default) or "microvm".
 	Machine string `toml:"machine"`
 	// TEE is "none" (default), "snp", "tdx" or "sim".

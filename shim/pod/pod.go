@@ -112,7 +112,7 @@ func Create(ctx context.Context, cfg *config.Config, ns, id, cgroupsPath, netnsP
 	}
 	opts := sandbox.Options{
 		ID: vmID, ImageDir: h.Image, MemoryMiB: h.MemoryMiB, VCPUs: h.VCPUs,
-		Machine: h.Machine, Accel: hypervisor.Accel(h.Accel), KernelParams: params,
+		Machine: h.Machine, Accel: hypervisor.Accel(h.Accel), TCGCacheMiB: h.TCGCacheMiB, KernelParams: params,
 		TEE:         hypervisor.TEEConfig{Kind: hypervisor.TEE(h.TEE), Firmware: h.Firmware},
 		BootTimeout: h.BootTimeout.Duration,
 		SharedDirs:  []hypervisor.SharedDir{{Tag: api.ShareTag, HostPath: p.SharedDir()}},

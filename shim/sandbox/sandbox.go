@@ -36,6 +36,7 @@ type Options struct {
 	VCPUs        uint32
 	Machine      string
 	Accel        hypervisor.Accel
+	TCGCacheMiB  uint32 // 0 picks hypervisor.DefaultTCGCacheMiB
 	Transport    hypervisor.Transport
 	SharedDirs   []hypervisor.SharedDir
 	Network      *hypervisor.Network // the pod's tap (shim/network); nil: loopback only
@@ -235,6 +236,7 @@ func vmConfig(opts Options) (hypervisor.Config, error) {
 		VCPUs:        opts.VCPUs,
 		Machine:      opts.Machine,
 		Accel:        opts.Accel,
+		TCGCacheMiB:  opts.TCGCacheMiB,
 		Transport:    opts.Transport,
 		SharedDirs:   opts.SharedDirs,
 		Network:      opts.Network,
