@@ -23,7 +23,7 @@ const (
 	DefaultMachine   = "q35"
 	// DefaultTCGCacheMiB caps the TCG translation cache: QEMU's own default (up to 1 GiB)
 	// lets it grow into most of a pod's memory cost (docs/benchmarks.md).
-	DefaultTCGCacheMiB = 32
+	DefaultTCGCacheMiB = 64
 	// DefaultSNPPolicy allows SMT and forbids debugging (bit 17 is reserved and must be 1).
 	DefaultSNPPolicy = 0x30000
 )

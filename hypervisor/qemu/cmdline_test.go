@@ -35,7 +35,7 @@ func TestCommandLine(t *testing.T) {
 			name: "default q35 tcg virtio-serial",
 			host: tcg,
 			want: []string{
-				"-machine q35 ", "-accel tcg,tb-size=32 ", "-cpu max", "-m 512M", "-smp 1",
+				"-machine q35 ", "-accel tcg,tb-size=64 ", "-cpu max", "-m 512M", "-smp 1",
 				"-nodefaults -no-user-config -nographic -no-reboot",
 				"-chardev socket,id=qmp,server=on,wait=off,path=/run/veil/vm/pod1/qmp.sock -mon chardev=qmp,mode=control",
 				"-chardev file,id=console,path=/run/veil/vm/pod1/console.log -serial chardev:console",

@@ -49,7 +49,7 @@ type Hypervisor struct {
 	// Accel is "auto" (KVM when it really works, else TCG), "kvm" or "tcg".
 	Accel string `toml:"accel"`
 	// TCGCacheMiB caps QEMU's TCG translation cache, in MiB, when the VM runs under TCG
-	// (default hypervisor.DefaultTCGCacheMiB, 32; QEMU's own default grows to 1 GiB).
+	// (default hypervisor.DefaultTCGCacheMiB, 64; QEMU's own default grows to 1 GiB).
 	TCGCacheMiB uint32 `toml:"tcg_cache_mib"`
 	// Machine is the QEMU machine type: "q35" (default) or "microvm".
 	Machine string `toml:"machine"`
