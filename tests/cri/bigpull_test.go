@@ -43,21 +43,7 @@ func TestGuestPullOutlivesTimeout(t *testing.T) {
 	gw := fmt.Sprintf("%s:%d", gatewayIP, reg.port)
 	writeGuestPullConfigs(t, gw, reg.port)
 
-	big, err := busyboximage.RandomFileLayer("big.bin", int64(bigImageMiB)<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := busyboximage.Static()
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := busyboximage.Image(busyboximage.Shell(), base, big)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := busyboximage.Push(env.registryHost+"/veil-test/big:v1", img); err != nil {
-		t.Fatal(err)
-	}
+	pushBigImage(t, env.registryHost+"/veil-test/big:v1", int64(bigImageMiB)<<20)
 	ref := gw + "/veil-test/big:v1"
 	pullFor(t, pullHandler, ref)
 
@@ -111,6 +97,27 @@ func TestGuestPullOutlivesTimeout(t *testing.T) {
 	out := waitLog(t, cid, "big-ok")
 	if !strings.Contains(out, fmt.Sprint(int64(bigImageMiB)<<20)) {
 		t.Fatalf("the container does not see the %d MiB file:\n%s", bigImageMiB, out)
+	}
+}
+
+// pushBigImage pushes to ref an image of busybox and a layer holding /big.bin, size bytes of
+// random data (which no compression shrinks).
+func pushBigImage(t testing.TB, ref string, size int64) {
+	t.Helper()
+	big, err := busyboximage.RandomFileLayer("big.bin", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := busyboximage.Static()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := busyboximage.Image(busyboximage.Shell(), base, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := busyboximage.Push(ref, img); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/internal/faultserver"
-	"github.com/veil-runtime/veil/tests/internal/busyboximage"
 )
 
 // faultsPodYAML is the pod of TestGuestPullFaults: one container of the encrypted image (its
@@ -180,22 +179,8 @@ func TestGuestPullDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	big, err := busyboximage.RandomFileLayer("big.bin", 96<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := busyboximage.Static()
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := busyboximage.Image(busyboximage.Shell(), base, big)
-	if err != nil {
-		t.Fatal(err)
-	}
 	bigRef, smallRef := env.registryHost+"/veil-test/diskfull-big:v1", env.registryHost+"/veil-test/diskfull-small:v1"
-	if err := busyboximage.Push(bigRef, img); err != nil {
-		t.Fatal(err)
-	}
+	pushBigImage(t, bigRef, 96<<20)
 	pushSecretImage(t, smallRef, secretTar(t))
 	_, layers := imageBlobs(t, bigRef)
 	bigLayer := layers[len(layers)-1]
