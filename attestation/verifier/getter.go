@@ -45,14 +45,14 @@ func (s sevGetter) GetContext(ctx context.Context, url string) ([]byte, error) {
 	return body, err
 }
 
-// tdxGetter adapts an HTTPSGetter to go-tdx-guest's trust.HTTPSGetter (headers carry the
-// collateral's issuer chains).
+// tdxGetter is the pcsGetter of Intel's PCS itself: an HTTPSGetter (headers carry the
+// collateral's issuer chains), each response named by its URL.
 type tdxGetter struct {
 	ctx context.Context
 	g   HTTPSGetter
 }
 
-func (t tdxGetter) Get(url string) (map[string][]string, []byte, error) {
+func (t tdxGetter) Get(url string) (map[string][]string, []byte, string, error) {
 	h, body, err := t.g.Get(t.ctx, url)
-	return h, body, err
+	return h, body, url, err
 }

@@ -23,41 +23,25 @@ type tdxDirGetter struct {
 	next HTTPSGetter
 }
 
-func (g tdxDirGetter) Get(link string) (map[string][]string, []byte, error) {
+func (g tdxDirGetter) Get(link string) (map[string][]string, []byte, string, error) {
 	rel, err := collateralPath(link)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, link, err
 	}
 	file := filepath.Join(g.dir, rel)
 	body, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) && g.next != nil {
-		return g.next.Get(g.ctx, link)
+		h, body, err := g.next.Get(g.ctx, link)
+		return h, body, link, err
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("collateral for %s: %w", link, err)
+		return nil, nil, file, fmt.Errorf("collateral for %s: %w", link, err)
 	}
 	header, err := readHeaderDump(file + ".headers")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
+		return nil, nil, file, err
 	}
-	return header, body, nil
-}
-
-// Source names the directory's file for link when it holds one, else link (fetched from PCS).
-func (g tdxDirGetter) Source(link string) string {
-	rel, err := collateralPath(link)
-	if err != nil {
-		return link
-	}
-	if file := filepath.Join(g.dir, rel); fileExists(file) {
-		return file
-	}
-	return link
-}
-
-func fileExists(name string) bool {
-	_, err := os.Stat(name)
-	return err == nil
+	return header, body, file, nil
 }
 
 // readHeaderDump reads HTTP response headers as curl -D writes them: a status line, then

@@ -32,23 +32,10 @@ const (
 )
 
 // pcsGetter is how the collateral reaches the verifier: tdxDirGetter (the collateral
-// directory, falling back to PCS when fetching is on) or tdxGetter (PCS).
+// directory, falling back to PCS when fetching is on) or tdxGetter (PCS). src names where the
+// response came from (the directory's file, or link), for errors an operator can act on.
 type pcsGetter interface {
-	Get(link string) (map[string][]string, []byte, error)
-}
-
-// sourceNamer is a pcsGetter that can say where it got a link from (a collateral directory's
-// file), so that errors name what the operator can look at.
-type sourceNamer interface {
-	Source(link string) string
-}
-
-// sourceOf names where g got link from: the file of a collateral directory, or the link.
-func sourceOf(g pcsGetter, link string) string {
-	if n, ok := g.(sourceNamer); ok {
-		return n.Source(link)
-	}
-	return link
+	Get(link string) (header map[string][]string, body []byte, src string, err error)
 }
 
 // tdxCollateral is Intel PCS collateral for one quote, verified.
@@ -116,7 +103,7 @@ func (v *verifier) tdxPCSCollateral(ctx context.Context, g pcsGetter, c *tdxChec
 // the object *raw (decoded with the response into into) by *sig. It returns the signing
 // certificate.
 func signedPCSObject(g pcsGetter, link, header string, roots *x509.CertPool, now time.Time, raw *json.RawMessage, sig *string, into any) (*x509.Certificate, error) {
-	h, body, err := g.Get(link)
+	h, body, src, err := g.Get(link)
 	if err != nil {
 		return nil, err
 	}
@@ -125,13 +112,13 @@ func signedPCSObject(g pcsGetter, link, header string, roots *x509.CertPool, now
 		return nil, err
 	}
 	if err := json.Unmarshal(body, into); err != nil {
-		return nil, fmt.Errorf("%s: %w", link, err)
+		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	if len(*raw) == 0 {
-		return nil, fmt.Errorf("%s: the response has no signed object", link)
+		return nil, fmt.Errorf("%s: the response has no signed object", src)
 	}
 	if err := pcsSignature(signer, *raw, *sig); err != nil {
-		return nil, fmt.Errorf("%s: %w", link, err)
+		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	return signer, nil
 }
@@ -221,11 +208,10 @@ func tdxRevocation(g pcsGetter, c *tdxCheck, now time.Time, tcbSigners ...*x509.
 		ca = "processor"
 	}
 	link := pcs.PckCrlURL(ca)
-	_, der, err := g.Get(link)
+	_, der, src, err := g.Get(link)
 	if err != nil {
 		return fmt.Errorf("PCK CRL: %w", err)
 	}
-	src := sourceOf(g, link)
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
 		return fmt.Errorf("PCK CRL %s: %w", src, err)
@@ -241,11 +227,10 @@ func tdxRevocation(g pcsGetter, c *tdxCheck, now time.Time, tcbSigners ...*x509.
 		return fmt.Errorf("the PCK chain's root %q names no CRL", root.Subject.CommonName)
 	}
 	rootLink := root.CRLDistributionPoints[0]
-	_, der, err = g.Get(rootLink)
+	_, der, rootSrc, err := g.Get(rootLink)
 	if err != nil {
 		return fmt.Errorf("root CA CRL: %w", err)
 	}
-	rootSrc := sourceOf(g, rootLink)
 	if crl, err = x509.ParseRevocationList(der); err != nil {
 		return fmt.Errorf("root CA CRL %s: %w", rootSrc, err)
 	}
