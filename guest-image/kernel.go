@@ -31,7 +31,7 @@ func fetchKernel(ctx context.Context, o Options, p *progress) (*debian.Package, 
 		return nil, "", err
 	}
 	p.step("kernel", "%s (%s, sha256 %s)", k, mib(int(k.Size)), k.SHA256)
-	return &debian.Package{Name: k.Name, Version: k.Version, Arch: k.Arch, SHA256: k.SHA256, Size: k.Size, Filename: k.Filename}, deb, nil
+	return k.Package(), deb, nil
 }
 
 // pickKernel resolves a pin ("NAME" or "NAME=VERSION") or, without one, the

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+
+	"github.com/veil-runtime/veil/guest-image/debian"
 )
 
 // LockFile is the lock file's path in the repository. `make image` passes it to veil-image
@@ -50,6 +52,11 @@ type LockedPackage struct {
 
 // String returns "name=version".
 func (p LockedPackage) String() string { return p.Name + "=" + p.Version }
+
+// Package is the archive's description of the locked file (the inverse of locked).
+func (p LockedPackage) Package() *debian.Package {
+	return &debian.Package{Name: p.Name, Version: p.Version, Arch: p.Arch, SHA256: p.SHA256, Size: p.Size, Filename: p.Filename}
+}
 
 var (
 	sha256Re   = regexp.MustCompile(`^[0-9a-f]{64}$`)

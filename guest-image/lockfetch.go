@@ -2,6 +2,8 @@ package guestimage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -61,17 +63,15 @@ func fetchLocked(ctx context.Context, pkg LockedPackage, mirror, cacheDir, lockN
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
-	n, err := io.Copy(tmp, io.LimitReader(resp.Body, pkg.Size+1))
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(resp.Body, pkg.Size+1))
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return "", fmt.Errorf("fetching locked package %s from %s: %w", pkg, url, err)
 	}
-	sum, err := debian.FileSHA256(tmp.Name())
-	if err != nil {
-		return "", err
-	}
+	sum := hex.EncodeToString(h.Sum(nil))
 	if n != pkg.Size || sum != pkg.SHA256 {
 		return "", fmt.Errorf("refusing %s from %s: %d bytes with sha256 %s, the lock file %s says %d bytes with sha256 %s",
 			pkg, url, n, sum, lockName, pkg.Size, pkg.SHA256)

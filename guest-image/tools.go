@@ -34,7 +34,7 @@ func fetchMkfs(ctx context.Context, o Options, p *progress) (*debian.Package, []
 	if err != nil {
 		return nil, nil, err
 	}
-	pkg := &debian.Package{Name: l.Name, Version: l.Version, Arch: l.Arch, SHA256: l.SHA256, Size: l.Size, Filename: l.Filename}
+	pkg := l.Package()
 	dir := filepath.Join(o.CacheDir, "tools", pkg.SHA256[:16])
 	if _, err := debian.Unpack(ctx, deb, dir); err != nil {
 		return nil, nil, err

@@ -9,47 +9,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 )
-
-// Download makes sure the package's .deb is in dir and returns its path. A
-// file already there whose SHA-256 matches the index is used as it is;
-// otherwise "apt-get download" fetches it (through apt, which checks it
-// against the signed index) and its SHA-256 is checked again.
-func (f *Fetcher) Download(ctx context.Context, p *Package, dir string) (file string, cached bool, err error) {
-	file = filepath.Join(dir, path.Base(p.Filename))
-	if sum, err := FileSHA256(file); err == nil && sum == p.SHA256 {
-		return file, true, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", false, fmt.Errorf("creating download directory: %w", err)
-	}
-	tmp, err := os.MkdirTemp(dir, ".download-")
-	if err != nil {
-		return "", false, fmt.Errorf("creating download directory: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	if _, err := f.run(ctx, tmp, "apt-get", "download", "--", p.String()); err != nil {
-		return "", false, fmt.Errorf("downloading %s: %w", p, err)
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if len(debs) != 1 {
-		return "", false, fmt.Errorf("downloading %s: apt-get left %d .deb files, want 1", p, len(debs))
-	}
-	sum, err := FileSHA256(debs[0])
-	if err != nil {
-		return "", false, err
-	}
-	if sum != p.SHA256 {
-		return "", false, fmt.Errorf("downloaded %s has SHA-256 %s, the index says %s", p, sum, p.SHA256)
-	}
-	if err := os.Rename(debs[0], file); err != nil {
-		return "", false, fmt.Errorf("storing %s: %w", p, err)
-	}
-	return file, false, nil
-}
 
 // Unpack extracts the files of a .deb into dir with dpkg-deb, without
 // installing anything or running maintainer scripts. It unpacks into a
