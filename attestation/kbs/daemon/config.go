@@ -164,22 +164,16 @@ func ParseFlags(name string, args []string) (*Config, error) {
 	}
 	c.AdminPublicKeys = admins
 	c.SessionTTL.Duration, c.Attestation.TokenTTL.Duration = sessionTTL, tokenTTL
-	base.merge(&c)
-	// A boolean flag given explicitly wins over the file either way (--check-revocations=false
-	// turns off what the file turned on).
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "fetch-collateral":
-			base.Attestation.FetchCollateral = c.Attestation.FetchCollateral
-		case "check-revocations":
-			base.Attestation.CheckRevocations = c.Attestation.CheckRevocations
-		}
-	})
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	base.merge(&c, given)
 	return base, base.Validate()
 }
 
-// merge copies the values set in o over c.
-func (c *Config) merge(o *Config) {
+// merge copies the values set in o (the flags) over c (the file): a value other than its
+// zero, and a boolean flag when given (--check-revocations=false turns off what the file
+// turned on).
+func (c *Config) merge(o *Config, given map[string]bool) {
 	set := func(dst *string, v string) {
 		if v != "" {
 			*dst = v
@@ -223,8 +217,12 @@ func (c *Config) merge(o *Config) {
 	if oa.TokenTTL.Duration != 0 {
 		a.TokenTTL = oa.TokenTTL
 	}
-	a.FetchCollateral = a.FetchCollateral || oa.FetchCollateral
-	a.CheckRevocations = a.CheckRevocations || oa.CheckRevocations
+	if given["fetch-collateral"] {
+		a.FetchCollateral = oa.FetchCollateral
+	}
+	if given["check-revocations"] {
+		a.CheckRevocations = oa.CheckRevocations
+	}
 	set(&a.CollateralDir, oa.CollateralDir)
 }
 
