@@ -182,7 +182,7 @@ func Build(ctx context.Context, src Source, outDir, goVersion string, log *os.Fi
 	if err := os.Remove(filepath.Join(out, RecordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	rec := Record{Commit: src.Commit, Modified: src.Modified, Go: goVersion, CC: ccVersion(ctx, src.Dir), SHA256: map[string]string{}}
+	rec := Record{Commit: src.Commit, Modified: src.Modified, Go: goVersion, CC: ccVersion(ctx, src.Dir, goVersion), SHA256: map[string]string{}}
 	for _, b := range Binaries {
 		file := filepath.Join(out, b.Name)
 		cmd := exec.CommandContext(ctx, "go", Args(b, src.Version(), file)...)
@@ -206,10 +206,12 @@ func Build(ctx context.Context, src Source, outDir, goVersion string, log *os.Fi
 	return os.WriteFile(filepath.Join(out, RecordFile), append(j, '\n'), 0o644)
 }
 
-// ccVersion is the first line of the C compiler's --version ("" when there is none).
-func ccVersion(ctx context.Context, dir string) string {
+// ccVersion is the first line of the --version of the C compiler a cgo build of Env uses
+// ("" when there is none).
+func ccVersion(ctx context.Context, dir, goVersion string) string {
 	cmd := exec.CommandContext(ctx, "go", "env", "CC")
 	cmd.Dir = dir
+	cmd.Env = Env(os.Environ(), Binary{Cgo: true}, goVersion)
 	cc, err := cmd.Output()
 	if err != nil || strings.TrimSpace(string(cc)) == "" {
 		return ""
