@@ -315,7 +315,9 @@ container_ok(c) if {
 		a := c.mounts[m.destination]
 		a.type == m.type
 		mount_source_ok(a, m.source)
-		count(a.options - {o | some o in m.options}) == 0 # sets: see mount_allowed
+		every o in a.options { # a set: see mount_allowed
+			o in m.options
+		}
 	}
 	k := p.capabilities # the common case: see caps_ok
 	sort(k.bounding) == c.security.capabilities
@@ -337,8 +339,12 @@ container_ok(c) if {
 	not p.apparmorProfile # labels_v
 	not p.selinuxLabel
 	not l.mountLabel
-	count(c.security.masked_paths - {x | some x in l.maskedPaths}) == 0
-	count(c.security.readonly_paths - {x | some x in l.readonlyPaths}) == 0
+	every x in c.security.masked_paths {
+		x in l.maskedPaths
+	}
+	every x in c.security.readonly_paths {
+		x in l.readonlyPaths
+	}
 	not l.devices
 	every d in object.get(l, ["resources", "devices"], []) { # device_cgroup_v
 		d.allow == false
@@ -399,8 +405,8 @@ mount_allowed(c, m) if {
 # which the agent opens inside the share without following a link the host made; any other
 # mount's source matches the entry's pattern.
 mount_source_ok(a, src) if {
+	a.volume == true
 	a.empty_dir == ""
-	a.volume
 	startswith(src, volume_prefix)
 	regex.match(`^[0-9]+$`, trim_prefix(src, volume_prefix))
 }
@@ -408,8 +414,8 @@ mount_source_ok(a, src) if {
 volume_prefix := concat("", [shared_dir, "/", container_id, "/mounts/"])
 
 mount_source_ok(a, src) if {
+	a.volume == false
 	a.empty_dir == ""
-	not a.volume
 	regex.match(a.source, src)
 }
 

@@ -116,3 +116,44 @@ func BenchmarkReadStdout(b *testing.B) {
 	ctx := context.Background()
 	measure(b, func() policy.Decision { d, _ := e.Judge(ctx, "ReadStdout", req); return d })
 }
+
+// BenchmarkCreateContainerVsDecode is issue 14's goal for the policy: the CreateContainer
+// decision ÷ one encoding/json decode of the same request, measured in the same run. The
+// request is read once as the agent's interceptor reads it (policy.ReadRequest, which decodes
+// the spec that the handler then runs); the decision is what the policy adds to that,
+// JudgeRequest: converting the request into OPA's values and evaluating the baseline. Each
+// iteration times one decode (policy.DecodeSpec, the agent's own) and one decision back to
+// back, so that the machine's load weighs on both alike; decision/decode is the ratio of
+// their medians (goal ≤ 1).
+func BenchmarkCreateContainerVsDecode(b *testing.B) {
+	data, c := benchData()
+	e := baselineEngine(b, data)
+	req := policytest.CreateContainer("c1", policytest.Spec(c))
+	r := policy.ReadRequest("CreateContainer", req)
+	ctx := context.Background()
+	if d, err := e.JudgeRequest(ctx, r); !d.Allow {
+		b.Fatalf("denied: %s (%v)", d.Reason, err)
+	}
+	decode := make([]time.Duration, 0, b.N)
+	decide := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := policy.DecodeSpec(req.OciSpec); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		e.JudgeRequest(ctx, r)
+		decode = append(decode, t1.Sub(t0))
+		decide = append(decide, time.Since(t1))
+	}
+	b.StopTimer()
+	slices.Sort(decode)
+	slices.Sort(decide)
+	p50 := func(t []time.Duration) float64 { return float64(t[len(t)/2].Nanoseconds()) / 1e3 }
+	b.ReportMetric(p50(decode), "decode-p50-µs")
+	b.ReportMetric(p50(decide), "decision-p50-µs")
+	b.ReportMetric(p50(decide)/p50(decode), "decision/decode")
+	b.ReportMetric(1, "goal-decision/decode")
+}
