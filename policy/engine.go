@@ -155,11 +155,19 @@ func compile(filename, text string) (*compiled, error) {
 // policy's state patch, for Commit once the request has been carried out. It always returns a
 // Decision; a non-nil error says why the decision is a denial that the policy itself did not
 // make (unknown method, bad request, evaluation error), and Decision.Allow is then false.
+// It is ReadRequest followed by JudgeRequest.
 func (e *Engine) Judge(ctx context.Context, method string, req proto.Message) (Decision, error) {
+	return e.JudgeRequest(ctx, ReadRequest(method, req))
+}
+
+// JudgeRequest is Judge for a request already read (its spec decoded once, by the caller that
+// then runs it): the decision is the policy's own cost, the conversion of the request into
+// OPA's values and the evaluation.
+func (e *Engine) JudgeRequest(ctx context.Context, r *Request) (Decision, error) {
 	start := time.Now()
-	d, err := e.decide(ctx, method, req)
+	d, err := e.decide(ctx, r)
 	if e.log != nil {
-		e.log.record(start, d, req)
+		e.log.record(start, d, r.Message)
 	}
 	return d, err
 }
@@ -191,7 +199,8 @@ func (e *Engine) Decide(ctx context.Context, method string, req proto.Message) (
 	return d, nil
 }
 
-func (e *Engine) decide(ctx context.Context, method string, req proto.Message) (Decision, error) {
+func (e *Engine) decide(ctx context.Context, r *Request) (Decision, error) {
+	method, req := r.Method, r.Message
 	m, ok := lookup(method)
 	if !ok {
 		return deny(Decision{Method: method, Rule: "unknown"}, "%q is not a method of the agent API", method)
@@ -205,7 +214,10 @@ func (e *Engine) decide(ctx context.Context, method string, req proto.Message) (
 		d.Reason = fmt.Sprintf("the policy has no rule %s", m.Rule)
 		return d.final(), nil
 	}
-	reqValue, err := requestValue(req)
+	if r.err != nil {
+		return deny(d, "%w", r.err)
+	}
+	reqValue, err := requestValue(r)
 	if err != nil {
 		return deny(d, "%w", err)
 	}

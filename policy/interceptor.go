@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/containerd/ttrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -13,8 +14,8 @@ import (
 
 // Decider judges requests and records what the allowed ones changed; *Engine is one.
 type Decider interface {
-	// Judge decides on req without changing any state.
-	Judge(ctx context.Context, method string, req proto.Message) (Decision, error)
+	// JudgeRequest decides on r without changing any state.
+	JudgeRequest(ctx context.Context, r *Request) (Decision, error)
 	// Commit applies an allowed decision's state change once its request was carried out.
 	Commit(d Decision) error
 }
@@ -22,7 +23,8 @@ type Decider interface {
 var _ Decider = (*Engine)(nil)
 
 // Interceptor returns a ttrpc unary server interceptor that decodes each request into the
-// type its method takes (from the service descriptor), asks d to judge it, and then either
+// type its method takes (from the service descriptor) and its OCI spec, if it carries one
+// (ReadRequest; the handler finds that spec with SpecFrom), asks d to judge it, and then either
 // calls the handler with exactly the request that was judged, or returns PermissionDenied
 // with "<RequestType> denied by policy: <reason>". The policy's state changes only when the
 // handler succeeded (judge, act, then commit). For the methods whose denial withholds rather
@@ -44,14 +46,19 @@ func Interceptor(d Decider) ttrpc.UnaryServerInterceptor {
 		if err := unmarshal(req); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "decode %s: %v", m.Rule, err)
 		}
-		dec, err := d.Judge(ctx, m.Name, req)
+		r := ReadRequest(m.Name, req) // the spec decoded once: judged here, run by the handler
+		dec, err := d.JudgeRequest(ctx, r)
 		if errors.Is(err, ErrMalformedRequest) {
 			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", m.Rule, err)
 		}
 		if !dec.Allow && !dec.Withhold {
 			return nil, dec.Err()
 		}
-		resp, err := handler(context.WithValue(ctx, decisionKey{}, dec), judged(req))
+		hctx := context.WithValue(ctx, decisionKey{}, dec)
+		if r.Spec != nil {
+			hctx = context.WithValue(hctx, specKey{}, r.Spec)
+		}
+		resp, err := handler(hctx, judged(req))
 		if err != nil {
 			return resp, err
 		}
@@ -66,6 +73,17 @@ func Interceptor(d Decider) ttrpc.UnaryServerInterceptor {
 }
 
 type decisionKey struct{}
+
+type specKey struct{}
+
+// SpecFrom returns the OCI spec of the request a handler serves, decoded once by the
+// Interceptor (DecodeSpec) and judged by the policy as this very value: the handler runs it
+// instead of decoding oci_spec again. It is the handler's to use (and change) for this
+// request only. False outside the Interceptor or when the request carries no spec.
+func SpecFrom(ctx context.Context) (*specs.Spec, bool) {
+	s, ok := ctx.Value(specKey{}).(*specs.Spec)
+	return s, ok && s != nil
+}
 
 // DecisionFrom returns the decision the Interceptor made on the request a handler serves (its
 // Obligations are the handler's to enforce); false outside the Interceptor.

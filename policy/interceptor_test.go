@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/containerd/ttrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -342,5 +343,43 @@ func TestDecideConcurrent(t *testing.T) {
 	wg.Wait()
 	if c, _ := e.State()["containers"].(map[string]any); len(c) != 8 {
 		t.Fatalf("state has %d containers, want 8", len(c))
+	}
+}
+
+// The handler runs the spec the policy judged, decoded once (SpecFrom): a spec that the
+// policy saw one way cannot reach the handler another way, and a request without a spec
+// leaves the handler to read oci_spec itself.
+func TestInterceptorHandsOverTheJudgedSpec(t *testing.T) {
+	const rules = `package agent_policy
+
+CreateContainerRequest if input.request.oci_spec.annotations.entry == "web"
+
+CreateContainerRequest if input.request.oci_spec == null
+`
+	icpt := policy.Interceptor(mustEngine(t, rules))
+	call := func(spec string) (got *specs.Spec, ok bool, err error) {
+		payload, _ := proto.Marshal(&api.CreateContainerRequest{ContainerId: "c1", OciSpec: []byte(spec)})
+		handler := func(ctx context.Context, _ func(any) error) (any, error) {
+			got, ok = policy.SpecFrom(ctx)
+			return &api.Empty{}, nil
+		}
+		_, err = icpt(context.Background(), func(v any) error { return proto.Unmarshal(payload, v.(proto.Message)) },
+			&ttrpc.UnaryServerInfo{FullMethod: "/" + api.ServiceName + "/CreateContainer"}, handler)
+		return got, ok, err
+	}
+	// encoding/json matches keys case-insensitively and the last duplicate wins: the policy
+	// and the handler both see "web".
+	got, ok, err := call(`{"annotations":{"entry":"debug"},"ANNOTATIONS":{"entry":"web"}}`)
+	if err != nil || !ok || got.Annotations["entry"] != "web" {
+		t.Fatalf("handler got spec %+v (%v), err %v; want the judged spec with entry web", got, ok, err)
+	}
+	if _, _, err := call(`{"annotations":{"entry":"debug"}}`); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a denied spec: err %v, want PermissionDenied", err)
+	}
+	if got, ok, err := call(""); err != nil || ok || got != nil {
+		t.Fatalf("no spec: handler got %+v (%v), err %v; want none", got, ok, err)
+	}
+	if _, _, err := call(`{"annotations":`); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a spec that is not JSON: err %v, want InvalidArgument", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -344,6 +345,18 @@ func TestBadSpecs(t *testing.T) {
 			err := m.Create(testCtx(t), id, tc.spec(), false, nil)
 			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Create: %v, want InvalidArgument mentioning %q", err, tc.want)
+			}
+			assertGone(t, m, id)
+			// CreateSpec, from the spec the policy judged, checks it as Create does.
+			var s *specs.Spec
+			if raw := tc.spec(); raw != nil {
+				if json.Unmarshal(raw, &s) != nil {
+					return // not a spec at all: only Create sees bytes
+				}
+			}
+			err = m.CreateSpec(testCtx(t), id, s, false, nil)
+			if !errdefs.IsInvalidArgument(err) || (s != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("CreateSpec: %v, want InvalidArgument mentioning %q", err, tc.want)
 			}
 			assertGone(t, m, id)
 		})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/storage"
@@ -138,7 +139,22 @@ func (m *Manager) IDs() []string {
 // (storage.Table.PrepareContainer), creates the libcontainer container in cgroup /veil/<id>
 // and runs its init up to the point where Start lets it exec. stdin keeps a stdin pipe open
 // for WriteStdin. On any failure nothing is left behind: no state, cgroup, mount or process.
-func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin bool, storages []*api.Storage) (retErr error) {
+func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin bool, storages []*api.Storage) error {
+	return m.create(ctx, id, func() (*specs.Spec, error) { return parseSpec(specJSON) }, stdin, storages)
+}
+
+// CreateSpec is Create from a spec already decoded (the one the policy judged,
+// policy.SpecFrom), checked as Create checks it. The manager then owns spec: it fills in
+// what the guest decides (cgroup, bind sources) and the caller must not use it again.
+func (m *Manager) CreateSpec(ctx context.Context, id string, spec *specs.Spec, stdin bool, storages []*api.Storage) error {
+	if spec == nil {
+		return invalid("is empty")
+	}
+	return m.create(ctx, id, func() (*specs.Spec, error) { return checkSpec(spec) }, stdin, storages)
+}
+
+// create is Create with the spec from decode, called once the id is reserved.
+func (m *Manager) create(ctx context.Context, id string, decode func() (*specs.Spec, error), stdin bool, storages []*api.Storage) (retErr error) {
 	if err := ValidateID("container_id", id); err != nil {
 		return err
 	}
@@ -153,7 +169,7 @@ func (m *Manager) Create(ctx context.Context, id string, specJSON []byte, stdin 
 			m.release(id)
 		}
 	}()
-	spec, err := parseSpec(specJSON)
+	spec, err := decode()
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,11 @@ func parseSpec(b []byte) (*specs.Spec, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("oci_spec is not valid JSON: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
+	return checkSpec(&s)
+}
+
+// checkSpec checks a decoded OCI spec of a CreateContainer request.
+func checkSpec(s *specs.Spec) (*specs.Spec, error) {
 	switch {
 	case s.Root == nil || s.Root.Path == "":
 		return nil, invalid("root.path is missing")
@@ -55,7 +60,7 @@ func parseSpec(b []byte) (*specs.Spec, error) {
 	if _, err := rlimits(s.Process.Rlimits); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return s, nil
 }
 
 // libcontainerConfig turns a checked spec into the libcontainer configuration of container id.

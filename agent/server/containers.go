@@ -9,6 +9,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	"github.com/veil-runtime/veil/agent/container"
+	"github.com/veil-runtime/veil/policy"
 )
 
 // checkIDs validates a container id and an exec id (empty for the init process).
@@ -29,7 +30,11 @@ func (s *Server) CreateContainer(ctx context.Context, req *api.CreateContainerRe
 	if err != nil {
 		return nil, err
 	}
-	err = s.containers.Create(ctx, req.GetContainerId(), req.GetOciSpec(), req.GetStdin(), req.GetStorages())
+	if spec, ok := policy.SpecFrom(ctx); ok { // the spec the policy judged, decoded once
+		err = s.containers.CreateSpec(ctx, req.GetContainerId(), spec, req.GetStdin(), req.GetStorages())
+	} else {
+		err = s.containers.Create(ctx, req.GetContainerId(), req.GetOciSpec(), req.GetStdin(), req.GetStorages())
+	}
 	if err != nil {
 		return nil, err
 	}
