@@ -17,8 +17,9 @@ IMAGE_LOCK := guest-image/image.lock
 
 HOST_CMDS := veil-image veil-ctl containerd-shim-veil-v2 veil-kbs veil-kbs-client veil-genpolicy veil-ociimage veil-deploy veil-keyprovider veil-snapshotter
 
-# Unit tests: everything but the VM suites under tests/.
-UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/)
+# Unit tests: everything but the VM suites under tests/ (their helper packages under
+# tests/internal are unit-tested too).
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v /tests/ ; $(GO) list ./tests/internal/...)
 
 .PHONY: all deps build agent image containerd containerd16 cri-tools kubernetes crane skopeo cosign demo-k8s critest install proto proto-check unit e2e test demo bench fuzz lint clean
 

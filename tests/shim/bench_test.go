@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veil-runtime/veil/tests/internal/procmem"
 )
 
 const firstOutputSamples = 3
@@ -78,6 +80,14 @@ func BenchmarkFootprint(b *testing.B) {
 	b.ReportMetric(procKiB(b, shims[0], "status", "RssAnon:")/1024, "shim-anon-MiB")
 	b.ReportMetric(procKiB(b, shims[0], "status", "RssFile:")/1024, "shim-file-MiB")
 	b.ReportMetric(procKiB(b, qemus[0], "smaps_rollup", "Pss:")/1024, "qemu-PSS-MiB")
+	// What holds QEMU's PSS: the guest's RAM it touched, TCG's translation cache, the rest.
+	split, err := procmem.SplitQEMUProcess(qemus[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(split.GuestRAM)/1024, "qemu-guest-RAM-MiB")
+	b.ReportMetric(float64(split.TCGCache)/1024, "qemu-TCG-cache-MiB")
+	b.ReportMetric(float64(split.Other)/1024, "qemu-other-MiB")
 	var fsd float64
 	for _, pid := range procsMatching("virtiofsd", vmOf(id)) {
 		fsd += procKiB(b, pid, "smaps_rollup", "Pss:")
