@@ -148,8 +148,11 @@ func BenchmarkExec(b *testing.B) {
 
 	execRT := map[string][]time.Duration{}  // ExecProcess round trip
 	totalRT := map[string][]time.Duration{} // ExecProcess to WaitProcess's answer
-	for i := 0; i < execSamples; i++ {      // interleaved, so that load drifts hit every program alike
-		for _, args := range programs {
+	// Interleaved and rotated, so that load drifts and what one exec leaves behind hit every
+	// program alike.
+	for i := 0; i < execSamples; i++ {
+		for k := range programs {
+			args := programs[(i+k)%len(programs)]
 			execID := fmt.Sprintf("%s-%d", filepath.Base(args[0]), i)
 			start := time.Now()
 			if _, err := sb.Agent.ExecProcess(c, &api.ExecProcessRequest{ContainerId: "c", ExecId: execID,
