@@ -19,6 +19,7 @@ import (
 	"github.com/veil-runtime/veil/agent/network"
 	"github.com/veil-runtime/veil/agent/scratch"
 	"github.com/veil-runtime/veil/agent/server"
+	"github.com/veil-runtime/veil/agent/startup"
 	"github.com/veil-runtime/veil/agent/storage"
 	"github.com/veil-runtime/veil/agent/transport"
 	"github.com/veil-runtime/veil/attestation/attester"
@@ -54,25 +55,44 @@ type Options struct {
 	// ImagesDir is where image_guest_pull storages are cached and overlaid; "" means
 	// api.ImagesDir.
 	ImagesDir string
+	// Start, when set, records the steps of the start (package startup); Run logs them once
+	// the first request has been answered.
+	Start *startup.Trace
 }
 
 // Run serves the agent API until ctx is cancelled, DestroySandbox has run, or every listener
 // has failed. It returns nil in the first two cases.
 func Run(ctx context.Context, opts Options) error {
-	if opts.Guest {
-		if err := prepareGuest(ctx); err != nil {
-			return err
-		}
-	}
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDir
 	}
+	tr := opts.Start
 	// Every decision, under the initial policy and under any that SetPolicy installs (Replace
 	// keeps the engine's options), goes to one bounded log, which ReadDecisionLog returns
 	// when the policy allows it.
 	decisions := policy.NewDecisionLog(0)
-	// Nothing is served before the policy is known: a bad initdata ends the agent here.
+	// The transports open and the guest is prepared (the scratch disk: mke2fs under TCG takes
+	// seconds) while the policy is read, checked and compiled: none of the three needs the
+	// others. Nothing is served before all three are done: a bad initdata ends the agent here.
+	started := startConcurrently(ctx, opts)
 	launched, att, err := loadPolicy(ctx, opts, policy.WithDecisionLog(decisions))
+	tr.Mark("policy")
+	ls, startErr := started.wait()
+	if startErr == nil {
+		tr.Mark("prepared")
+	}
+	if startErr != nil { // the guest's failure is the one reported, as before the overlap
+		if err != nil {
+			log.G(ctx).WithError(err).Error("policy not loaded either")
+		}
+		err = startErr
+	}
+	serving := false
+	defer func() { // a failure before Serve closes what was opened
+		if !serving {
+			closeAll(ls)
+		}
+	}()
 	if err != nil {
 		return err
 	}
@@ -98,23 +118,23 @@ func Run(ctx context.Context, opts Options) error {
 	srv.SetUnsealer(unsealer(ctx, launched, hub))
 	srv.SetPolicyEngine(engine)
 	srv.SetDecisionLog(decisions)
-	// server.Interceptor is outermost: it recovers panics and converts errors for the policy
-	// interceptor too, whose PermissionDenied statuses it passes through unchanged.
-	ts, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(server.Interceptor, policy.Interceptor(engine)))
+	// server.Interceptor is outermost but for the start trace's (which only notes when the
+	// first answer left): it recovers panics and converts errors for the policy interceptor
+	// too, whose PermissionDenied statuses it passes through unchanged.
+	ts, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(firstRequest(ctx, tr),
+		server.Interceptor, policy.Interceptor(engine)))
 	if err != nil {
 		return fmt.Errorf("create ttrpc server: %w", err)
 	}
 	srv.Register(ts)
-	ls, err := listen(ctx, opts.Listen)
-	if err != nil {
-		return err
-	}
 	// Calls in flight must not see the stop signal: they get shutdownTimeout to finish.
 	serveCtx := context.WithoutCancel(ctx)
 	failed := make(chan error, len(ls))
+	serving = true
 	for _, l := range ls {
 		go func() { failed <- ts.Serve(serveCtx, l) }()
 	}
+	tr.Mark("serving")
 	log.G(ctx).WithField("version", server.AgentVersion).Infof("agent serving on %d transports", len(ls))
 
 	runErr := wait(ctx, srv, failed, len(ls))

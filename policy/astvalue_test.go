@@ -66,7 +66,7 @@ func sampleScalar(fd protoreflect.FieldDescriptor, j int) protoreflect.Value {
 // TestProtoValueMatchesProtoJSON checks the direct conversion of every request (and reply)
 // type against protojson followed by a JSON decode.
 func TestProtoValueMatchesProtoJSON(t *testing.T) {
-	for _, e := range methodTable {
+	for _, e := range methodTable() {
 		for _, full := range []bool{false, true} {
 			m := e.input.New()
 			if full {

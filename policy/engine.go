@@ -35,6 +35,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"google.golang.org/protobuf/proto"
 )
@@ -62,9 +63,62 @@ type Engine struct {
 	stateMu  sync.Mutex // serialises state updates (readers use the atomic snapshot)
 }
 
-// compiled is one policy, its queries prepared once.
+// compiled is one policy: its module compiled (so a policy that does not compile is refused
+// at once), and each rule's query prepared when the first request of that rule comes (so the
+// agent's start pays only for the module, and for the rules the host calls).
 type compiled struct {
-	queries map[string]*rego.PreparedEvalQuery // by rule name; only the rules the policy defines
+	compiler *ast.Compiler
+	store    storage.Store
+	queries  map[string]*ruleQuery // by rule name; only the rules the policy defines
+	prepMu   sync.Mutex            // one preparation at a time: they share the compiler
+}
+
+// ruleQuery is the query data.agent_policy.<rule>, prepared once.
+type ruleQuery struct {
+	ref  ast.Ref
+	once sync.Once
+	pq   *rego.PreparedEvalQuery
+	err  error
+}
+
+// query returns the prepared query of rule (nil when the policy has no such rule).
+func (c *compiled) query(rule string) (*rego.PreparedEvalQuery, error) {
+	q := c.queries[rule]
+	if q == nil {
+		return nil, nil
+	}
+	q.once.Do(func() {
+		c.prepMu.Lock()
+		defer c.prepMu.Unlock()
+		pq, err := rego.New(
+			rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(q.ref)))),
+			rego.Compiler(c.compiler),
+			rego.Store(c.store),
+		).PrepareForEval(context.Background())
+		if err != nil {
+			q.err = fmt.Errorf("prepare rule %s: %w", rule, err)
+			return
+		}
+		q.pq = &pq
+	})
+	return q.pq, q.err
+}
+
+// capabilities are OPA's built-ins but excludedBuiltins, made once (OPA builds and sorts the
+// list on every call): the compilers only read them.
+var capabilities = sync.OnceValue(func() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	caps.Builtins = slices.DeleteFunc(caps.Builtins, func(b *ast.Builtin) bool { return excludedBuiltins[b.Name] })
+	return caps
+})
+
+// ruleRef is data.agent_policy.<rule>, built without the parser.
+func ruleRef(rule ...string) ast.Ref {
+	ref := ast.Ref{ast.DefaultRootDocument, ast.StringTerm(Package)}
+	for _, r := range rule {
+		ref = append(ref, ast.StringTerm(r))
+	}
+	return ref
 }
 
 // Option configures an Engine.
@@ -114,38 +168,25 @@ func compile(filename, text string) (*compiled, error) {
 	if mod == nil {
 		return nil, fmt.Errorf("parse policy: %s: empty module, want package %s", filename, Package)
 	}
-	if want := ast.MustParseRef("data." + Package); !mod.Package.Path.Equal(want) {
+	if want := ruleRef(); !mod.Package.Path.Equal(want) {
 		return nil, fmt.Errorf("policy %s:%d: package is %v, want package %s",
 			filename, mod.Package.Location.Row, mod.Package.Path, Package)
 	}
-	caps := ast.CapabilitiesForThisVersion()
-	caps.Builtins = slices.DeleteFunc(slices.Clone(caps.Builtins), func(b *ast.Builtin) bool {
-		return excludedBuiltins[b.Name]
-	})
-	compiler := ast.NewCompiler().WithCapabilities(caps)
+	compiler := ast.NewCompiler().WithCapabilities(capabilities())
 	compiler.Compile(map[string]*ast.Module{filename: mod})
 	if compiler.Failed() {
 		return nil, fmt.Errorf("compile policy: %w", compiler.Errors)
 	}
-	store := inmem.New()
-	c := &compiled{queries: map[string]*rego.PreparedEvalQuery{}}
-	for _, m := range methodTable {
+	c := &compiled{compiler: compiler, store: inmem.New(), queries: map[string]*ruleQuery{}}
+	for _, m := range methodTable() {
 		if _, done := c.queries[m.Rule]; done {
 			continue
 		}
-		ref := ast.MustParseRef("data." + Package + "." + m.Rule)
+		ref := ruleRef(m.Rule)
 		if len(compiler.GetRules(ref)) == 0 {
 			continue // missing rule: every request of this type is denied
 		}
-		pq, err := rego.New(
-			rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(ref)))),
-			rego.Compiler(compiler),
-			rego.Store(store),
-		).PrepareForEval(context.Background())
-		if err != nil {
-			return nil, fmt.Errorf("prepare rule %s: %w", m.Rule, err)
-		}
-		c.queries[m.Rule] = &pq
+		c.queries[m.Rule] = &ruleQuery{ref: ref}
 	}
 	return c, nil
 }
@@ -209,7 +250,10 @@ func (e *Engine) decide(ctx context.Context, r *Request) (Decision, error) {
 	if req == nil || req.ProtoReflect().Descriptor().FullName() != m.input.Descriptor().FullName() {
 		return deny(d, "request is not a %s", m.Rule)
 	}
-	pq := e.compiled.Load().queries[m.Rule]
+	pq, err := e.compiled.Load().query(m.Rule)
+	if err != nil {
+		return deny(d, "%w", err)
+	}
 	if pq == nil {
 		d.Reason = fmt.Sprintf("the policy has no rule %s", m.Rule)
 		return d.final(), nil

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -74,8 +75,9 @@ func (e methodEntry) withhold(resp any) (any, error) {
 	return resp, nil
 }
 
-// methodTable is built once from the service descriptor.
-var methodTable = buildMethods()
+// methodTable is built once from the service descriptor, on first use: the agent binary is
+// also every container process's init (libcontainer re-executes it), which needs no policy.
+var methodTable = sync.OnceValue(buildMethods)
 
 type methodEntry struct {
 	Method
@@ -114,7 +116,7 @@ func Methods() []Method {
 	ms := api.ServiceDescriptor().Methods()
 	out := make([]Method, 0, ms.Len())
 	for i := 0; i < ms.Len(); i++ {
-		out = append(out, methodTable[string(ms.Get(i).Name())].Method)
+		out = append(out, methodTable()[string(ms.Get(i).Name())].Method)
 	}
 	return out
 }
@@ -136,6 +138,6 @@ func lookup(name string) (methodEntry, bool) {
 		}
 		name = rest
 	}
-	e, ok := methodTable[name]
+	e, ok := methodTable()[name]
 	return e, ok
 }

@@ -26,14 +26,16 @@ import (
 	"github.com/veil-runtime/veil/agent/unseal"
 )
 
-// idPattern is the form of container and exec ids.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+// idPattern is the form of container and exec ids. It is compiled on first use: its bounded
+// repeat makes a large program, and this package is initialised in every container process
+// (libcontainer re-executes the agent as their init).
+var idPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`) })
 
 // ValidateID returns an InvalidArgument error naming what (for example "container_id") unless
 // id has the form of a container or exec id.
 func ValidateID(what, id string) error {
-	if !idPattern.MatchString(id) {
-		return fmt.Errorf("%s %q must match %s: %w", what, id, idPattern, errdefs.ErrInvalidArgument)
+	if !idPattern().MatchString(id) {
+		return fmt.Errorf("%s %q must match %s: %w", what, id, idPattern(), errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

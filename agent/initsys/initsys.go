@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/agent/startup"
 )
 
 // Config says what Run does. DefaultConfig returns the one of a Veil guest.
@@ -149,8 +150,10 @@ func boot(ctx context.Context, cfg Config) error {
 
 // startAgent starts the agent in its own session with the console as stdio.
 func startAgent(cfg Config) (int, error) {
+	// The agent counts its start from here (agent/startup): the moment of the exec.
+	env := append(append([]string{}, cfg.AgentEnv...), startup.EnvValue())
 	pid, err := syscall.ForkExec(cfg.AgentPath, cfg.AgentArgs, &syscall.ProcAttr{
-		Env:   cfg.AgentEnv,
+		Env:   env,
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})

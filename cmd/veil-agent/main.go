@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"time"
 
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -21,14 +22,16 @@ import (
 	"github.com/veil-runtime/veil/agent/initsys"
 	"github.com/veil-runtime/veil/agent/pause"
 	"github.com/veil-runtime/veil/agent/server"
+	"github.com/veil-runtime/veil/agent/startup"
 )
 
 func main() {
+	entered := startup.Now()    // the Go runtime and every package initialiser have run
 	container.InitIfRequested() // first: libcontainer's re-exec as "init" never returns
 	if pause.Requested() {
 		pause.Run() // never returns
 	}
-	os.Exit(run())
+	os.Exit(run(entered))
 }
 
 // listenFlags collects repeated --listen flags.
@@ -37,7 +40,7 @@ type listenFlags []string
 func (l *listenFlags) String() string     { return strings.Join(*l, ",") }
 func (l *listenFlags) Set(v string) error { *l = append(*l, v); return nil }
 
-func run() int {
+func run(entered time.Duration) int {
 	var listen listenFlags
 	flag.Var(&listen, "listen", "serve on this transport (repeatable): unix:PATH, vsock:PORT or virtio-serial:NAME;\n"+
 		"none means every guest transport that exists")
@@ -59,7 +62,9 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
 	defer stop()
-	err = agent.Run(ctx, agent.Options{Listen: listen, StateDir: *stateDir, Guest: *guest})
+	start := startup.FromEnv()
+	start.MarkAt("main", entered)
+	err = agent.Run(ctx, agent.Options{Listen: listen, StateDir: *stateDir, Guest: *guest, Start: start})
 	if err != nil {
 		log.G(ctx).WithError(err).Error("agent failed")
 		if *guest {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-runtime/veil/shim/sandbox"
 	"github.com/veil-runtime/veil/tests/internal/procmem"
 )
 
@@ -46,21 +47,40 @@ func firstOutput(b *testing.B, runtime, id string) time.Duration {
 	return d
 }
 
-// BenchmarkRunToFirstOutput: Veil and runc side by side, interleaved, medians of 3.
+// bootToAgentReady times sandbox.Boot of the image the shim boots: QEMU start to the agent
+// answering Check, the baseline of issue 14's goal (ctr run to first output ÷ this ≤ 1.2).
+func bootToAgentReady(b *testing.B, id string) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	sb, err := sandbox.Boot(ctx, sandbox.Options{ID: id, ImageDir: imageDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := time.Since(start)
+	sb.Close(context.Background())
+	return d
+}
+
+// BenchmarkRunToFirstOutput: Veil and runc side by side, and a boot of the same image to
+// agent-ready, interleaved, medians of 3; veil÷boot is Veil's run over the boot.
 func BenchmarkRunToFirstOutput(b *testing.B) {
 	runcOK := true
 	if _, err := exec.LookPath("runc"); err != nil {
 		runcOK = false
 		b.Log("runc not installed (apt-get install runc): reporting Veil only")
 	}
-	var veil, runc []time.Duration
+	var veil, runc, boot []time.Duration
 	for i := 0; i < firstOutputSamples; i++ {
+		boot = append(boot, bootToAgentReady(b, fmt.Sprintf("bench-boot-%d-%d", os.Getpid(), i)))
 		veil = append(veil, firstOutput(b, runtime, fmt.Sprintf("bench-veil-%d-%d", os.Getpid(), i)))
 		if runcOK {
 			runc = append(runc, firstOutput(b, "io.containerd.runc.v2", fmt.Sprintf("bench-runc-%d-%d", os.Getpid(), i)))
 		}
 	}
 	b.ReportMetric(median(veil).Seconds(), "veil-s")
+	b.ReportMetric(median(boot).Seconds(), "boot-s")
+	b.ReportMetric(median(veil).Seconds()/median(boot).Seconds(), "veil÷boot")
 	if runcOK {
 		b.ReportMetric(median(runc).Seconds(), "runc-s")
 	}
