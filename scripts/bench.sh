@@ -6,7 +6,11 @@ cd "$(dirname "$0")/.."
 export VEIL_IMAGE=${IMAGE:-$PWD/build/image}
 
 echo "== VM: boot to agent-ready vs a bare boot (same kernel, trivial init), health check, footprint"
-go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/bench/ | grep -E '^(Benchmark|ok|FAIL)'
+go test -tags e2e -run '^$' -bench . -skip 'VeilKernel$' -benchtime 1x -count 1 ./tests/bench/ | grep -E '^(Benchmark|ok|FAIL)'
+
+echo "== VM: the veil kernel (make image-veil) vs Debian's cloud kernel: veil boot to agent-ready ÷ bare Debian boot (goal ≤ 0.5), bare veil ÷ bare Debian, sizes, build time"
+VEIL_IMAGE_VEIL=${IMAGE_VEIL:-$PWD/build/image-veil} go test -tags e2e -run '^$' -bench 'VeilKernel$' -benchtime 1x -count 1 -timeout 30m ./tests/bench/ | grep -E '^(Benchmark|ok|FAIL)'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== load: 1,000 execs and 600 MiB of one process's output through the agent (every byte counted), agent RSS before and after"
 go test -tags 'e2e load' -run 'TestLoad$' -count 1 -v -timeout 40m ./tests/e2e/ | grep -E '(load_test|^--- |^ok|^FAIL)'
