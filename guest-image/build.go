@@ -180,6 +180,9 @@ func writeImage(k *kernelTree, spec initrdSpec, m *Manifest, dir string, p *prog
 		return fmt.Errorf("reading kernel image: %w", err)
 	}
 	m.Modules = modPaths
+	if m.Modules == nil {
+		m.Modules = []string{} // the veil kernel's images load none: an empty list, not null
+	}
 	m.Kernel = manifest.DescribeBytes(KernelFile, kernel)
 	m.Initrd = manifest.DescribeBytes(InitrdFile, initrd)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
