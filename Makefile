@@ -42,9 +42,19 @@ agent: deps
 	$(BIN)/veil-image binaries --src $(CURDIR) --out $(BIN) --lock $(IMAGE_LOCK)
 
 # The guest image (kernel, initrd, manifest), cached by the digest of its inputs, with the
-# packages of the lock file.
+# packages of the lock file. KERNEL=debian (the default: Debian's cloud kernel package) or
+# KERNEL=veil (Veil's own minimal kernel, built from the locked source package with
+# guest-image/kernel/veil.config: tens of minutes on 2 cores the first time, then cached in
+# /var/cache/veil/image/veil-kernel). `make image-veil` builds the veil-kernel image into
+# build/image-veil.
+KERNEL ?= debian
+IMAGE_VEIL ?= $(CURDIR)/build/image-veil
 image: build
-	$(BIN)/veil-image build --lock $(IMAGE_LOCK) --init $(BIN)/veil-init --agent $(BIN)/veil-agent --out $(IMAGE)
+	$(BIN)/veil-image build --kernel $(KERNEL) --lock $(IMAGE_LOCK) --init $(BIN)/veil-init --agent $(BIN)/veil-agent --out $(IMAGE)
+
+.PHONY: image-veil
+image-veil: build
+	$(BIN)/veil-image build --kernel veil --lock $(IMAGE_LOCK) --init $(BIN)/veil-init --agent $(BIN)/veil-agent --out $(IMAGE_VEIL)
 
 # Moves the lock file to the newest 6.12 cloud kernel (and busybox-static) in the archive;
 # review and commit the change.
@@ -184,8 +194,8 @@ demo: build image containerd cri-tools crane skopeo cosign
 demo-k8s: image containerd cri-tools kubernetes
 	@scripts/demo-k8s.sh
 
-bench: image containerd cri-tools kubernetes skopeo cosign
-	@scripts/bench.sh
+bench: image image-veil containerd cri-tools kubernetes skopeo cosign
+	@IMAGE_VEIL=$(IMAGE_VEIL) scripts/bench.sh
 
 # Every fuzz target for FUZZTIME each (default 10s), with its executions per second
 # (docs/testing.md).

@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/veil-runtime/veil/guest-image/debian"
 	"github.com/veil-runtime/veil/guest-image/gobuild"
+	"github.com/veil-runtime/veil/guest-image/kernel"
 	"github.com/veil-runtime/veil/guest-image/kmod"
 	"github.com/veil-runtime/veil/guest-image/manifest"
 )
@@ -58,12 +61,25 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		p.step("warning", "the binaries were built with %s, the lock file %s says %s: the image will not be reproducible from it",
 			src.GoVersion, o.LockName, o.Lock.Go)
 	}
-	unlock, err := lockCache(o.CacheDir)
+	lock, err := lockCache(o.CacheDir)
 	if err != nil {
 		return nil, err
 	}
+	unlock := sync.OnceFunc(lock)
 	defer unlock()
-	pkg, deb, err := fetchKernel(ctx, o, p)
+	var (
+		pkg *debian.Package
+		deb string
+		kin kernel.Inputs
+	)
+	switch o.Kernel {
+	case kernel.Debian:
+		pkg, deb, err = fetchKernel(ctx, o, p)
+	case kernel.Veil:
+		pkg, deb, kin, err = fetchKernelSource(ctx, o, p)
+	default:
+		_, err = kernel.ParseKind(string(o.Kernel))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +88,11 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		return nil, err
 	}
 	in := Inputs{FormatVersion: FormatVersion, LockSHA256: o.Lock.Digest(), InitSHA256: sha256Hex(initData), KernelDebSHA256: pkg.SHA256,
-		MkfsDebSHA256: mkfsPkg.SHA256, Modules: normalizeAll(o.Modules), Cmdline: o.Cmdline, ImageVersion: o.ImageVersion}
+		MkfsDebSHA256: mkfsPkg.SHA256, Modules: normalizeAll(o.Modules), Cmdline: o.Cmdline, ImageVersion: o.ImageVersion,
+		Kernel: string(o.Kernel)}
+	if o.Kernel == kernel.Veil {
+		in.KernelBuild = kin.Key()
+	}
 	if agentData != nil {
 		in.AgentSHA256 = sha256Hex(agentData)
 	}
@@ -90,18 +110,32 @@ func Build(ctx context.Context, opts Options) (*Manifest, error) {
 		p.step("cached", "%s already holds this build (input digest %s); nothing to do", o.OutDir, digest)
 		return m, nil
 	}
-	k, err := unpackKernel(ctx, o, deb, pkg, p)
-	if err != nil {
-		return nil, err
-	}
-	mods, err := resolveModules(k, o.Modules, p)
-	if err != nil {
-		return nil, err
+	var (
+		k    *kernelTree
+		mods []kmod.Module
+		kcfg *manifest.KernelConfig
+	)
+	if o.Kernel == kernel.Veil {
+		// The kernel build can take tens of minutes: it has a lock of its own, and other
+		// builds sharing the cache directory need not wait for it (what it reads from the
+		// cache is the locked source package, which nothing changes).
+		unlock()
+		if k, kcfg, err = buildVeilKernel(ctx, o, deb, p); err != nil {
+			return nil, err
+		}
+	} else {
+		if k, err = unpackKernel(ctx, o, deb, pkg, p); err != nil {
+			return nil, err
+		}
+		if mods, err = resolveModules(k, o.Modules, p); err != nil {
+			return nil, err
+		}
 	}
 	m := &Manifest{FormatVersion: FormatVersion, InputDigest: digest, ImageVersion: o.ImageVersion,
 		KernelRelease: k.release, Cmdline: o.Cmdline, InitSHA256: in.InitSHA256, AgentSHA256: in.AgentSHA256,
 		KernelPackage: PackageRef{Name: pkg.Name, Version: pkg.Version, SHA256: pkg.SHA256, Filename: pkg.Filename},
-		SimAuthority:  simRef, Source: src, LockSHA256: in.LockSHA256, ModuleNames: in.Modules,
+		KernelKind:    string(o.Kernel), KernelConfig: kcfg,
+		SimAuthority: simRef, Source: src, LockSHA256: in.LockSHA256, ModuleNames: in.Modules,
 		MkfsPackage: &PackageRef{Name: mkfsPkg.Name, Version: mkfsPkg.Version, SHA256: mkfsPkg.SHA256, Filename: mkfsPkg.Filename}}
 	spec := initrdSpec{init: initData, agent: agentData, modules: mods, simAuthority: simData, mkfs: mkfsData}
 	if err := writeImage(k, spec, m, o.OutDir, p); err != nil {
@@ -146,6 +180,9 @@ func writeImage(k *kernelTree, spec initrdSpec, m *Manifest, dir string, p *prog
 		return fmt.Errorf("reading kernel image: %w", err)
 	}
 	m.Modules = modPaths
+	if m.Modules == nil {
+		m.Modules = []string{} // the veil kernel's images load none: an empty list, not null
+	}
 	m.Kernel = manifest.DescribeBytes(KernelFile, kernel)
 	m.Initrd = manifest.DescribeBytes(InitrdFile, initrd)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -21,12 +21,14 @@ package guestimage
 import (
 	"io"
 	"strings"
+
+	"github.com/veil-runtime/veil/guest-image/kernel"
 )
 
 // FormatVersion is the version of the builder's output format. It is part
 // of the input digest: raise it whenever a change to the builder changes the
 // bytes it writes for the same inputs.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // DefaultCacheDir keeps the apt state, the downloaded kernel packages and
 // the unpacked kernels between builds.
@@ -40,6 +42,10 @@ const KernelSuite = "bookworm-backports"
 // out the -unsigned and -dbg packages). Without a pinned package the build
 // takes the newest version of any package it matches.
 const KernelPackagePattern = `^linux-image-6\.12\.[0-9]+\+[a-z0-9.]+-cloud-amd64$`
+
+// KernelSourcePackage is the source package of the 6.12 series, locked at the kernel's
+// version: the veil kernel is built from it (package kernel).
+const KernelSourcePackage = "linux-source-6.12"
 
 // DefaultModules are the kernel modules the guest loads at boot, before
 // their dependencies are added. Debian's cloud kernel builds in virtio-pci,
@@ -65,7 +71,8 @@ const KernelPackagePattern = `^linux-image-6\.12\.[0-9]+\+[a-z0-9.]+-cloud-amd64
 //     the CPU has them. The guest has no modprobe, so the crypto API cannot load a template on
 //     demand: each must be loaded at boot.
 //
-// ConfidentialModules are not in this list.
+// ConfidentialModules are not in this list. The veil kernel (Options.Kernel) builds all of
+// these in, and the confidential-guest drivers too: its images load no modules.
 var DefaultModules = []string{"vmw_vsock_virtio_transport", "overlay", "virtio_blk", "virtio_net", "bridge",
 	"dm_crypt", "xts", "aesni_intel", "dm_integrity", "authenc", "sha256_ssse3"}
 
@@ -120,14 +127,22 @@ type Options struct {
 	// CacheDir keeps apt state, kernel packages and unpacked kernels; empty
 	// means DefaultCacheDir.
 	CacheDir string
+	// Kernel is the kernel the image boots: kernel.Debian (empty), Debian's cloud kernel
+	// package, or kernel.Veil, Veil's own built from the locked source package with
+	// KernelFragment (slow the first time; cached under CacheDir/veil-kernel).
+	Kernel kernel.Kind
+	// KernelFragment is the veil kernel's config fragment; nil means kernel.Fragment, the one
+	// veil-image was built with. KernelFile names it in errors (default kernel.FragmentFile).
+	KernelFragment []byte
+	KernelFile     string
 	// Lock pins the kernel and mkfs packages (and records the guest binaries' Go
 	// toolchain); nil means DefaultLock, the lock file veil-image was built with.
 	Lock *Lock
 	// LockName names the lock file in errors and progress; empty means LockFile.
 	LockName string
 	// Modules are the kernel modules to load at boot; their dependencies are
-	// added. Nil means DefaultModules; modules the kernel has built in are
-	// skipped.
+	// added. Nil means DefaultModules for Debian's kernel and none for the veil
+	// kernel, which has no modules; modules the kernel has built in are skipped.
 	Modules []string
 	// Cmdline is the kernel command line for the manifest; empty means
 	// DefaultCmdline.
@@ -157,8 +172,17 @@ func (o Options) withDefaults() Options {
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir
 	}
+	if o.Kernel == "" {
+		o.Kernel = kernel.Debian
+	}
 	if o.Modules == nil {
 		o.Modules = DefaultModules
+		if o.Kernel == kernel.Veil {
+			o.Modules = []string{}
+		}
+	}
+	if o.KernelFragment == nil {
+		o.KernelFragment = kernel.Fragment
 	}
 	if o.Cmdline == "" {
 		o.Cmdline = DefaultCmdline

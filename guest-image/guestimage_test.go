@@ -3,12 +3,14 @@ package guestimage
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/veil-runtime/veil/guest-image/kernel"
 	"github.com/veil-runtime/veil/guest-image/kmod"
 	"github.com/veil-runtime/veil/guest-image/manifest"
 )
@@ -44,6 +46,8 @@ func TestInputsDigest(t *testing.T) {
 		"cmdline": func(in *Inputs) { in.Cmdline = "console=hvc0" },
 		"version": func(in *Inputs) { in.ImageVersion = "1.0" },
 		"sim":     func(in *Inputs) { in.SimAuthoritySHA256 = "cd" },
+		"kind":    func(in *Inputs) { in.Kernel = "veil" },
+		"build":   func(in *Inputs) { in.KernelBuild = "de" },
 	}
 	for name, change := range changes {
 		in := base
@@ -51,6 +55,26 @@ func TestInputsDigest(t *testing.T) {
 		if in.Digest() == d {
 			t.Errorf("changing %s does not change the digest", name)
 		}
+	}
+}
+
+// TestVeilKernelModules: the veil kernel has no modules; by default an image of it loads none,
+// and asking for some is refused (before anything is fetched) naming them.
+func TestVeilKernelModules(t *testing.T) {
+	if m := (Options{Kernel: kernel.Veil}).withDefaults().Modules; m == nil || len(m) != 0 {
+		t.Errorf("default modules of the veil kernel: %q, want none", m)
+	}
+	if m := (Options{}).withDefaults().Modules; len(m) != len(DefaultModules) {
+		t.Errorf("default modules of Debian's kernel: %q, want DefaultModules", m)
+	}
+	init := staticBinary(t)
+	if init == "" {
+		t.Skip("no busybox-static for an /init")
+	}
+	_, err := Build(context.Background(), Options{OutDir: t.TempDir(), Init: init, CacheDir: t.TempDir(), Kernel: kernel.Veil,
+		Modules: []string{"overlay"}, Mirror: "http://127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "the veil kernel has no modules") || !strings.Contains(err.Error(), "overlay") {
+		t.Errorf("Build of the veil kernel with modules: %v", err)
 	}
 }
 

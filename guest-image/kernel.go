@@ -14,11 +14,17 @@ import (
 
 // kernelTree is an unpacked kernel package.
 type kernelTree struct {
-	dir     string // root of the unpacked package
+	dir     string // root of the unpacked package; empty for the veil kernel
 	release string // e.g. 6.12.95+deb12-cloud-amd64
+	image   string // the veil kernel's bzImage
 }
 
-func (k *kernelTree) vmlinuz() string { return filepath.Join(k.dir, "boot", "vmlinuz-"+k.release) }
+func (k *kernelTree) vmlinuz() string {
+	if k.image != "" {
+		return k.image
+	}
+	return filepath.Join(k.dir, "boot", "vmlinuz-"+k.release)
+}
 func (k *kernelTree) modulesDir() string {
 	return filepath.Join(k.dir, "lib", "modules", k.release)
 }

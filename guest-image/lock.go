@@ -22,8 +22,8 @@ const LockFile = "guest-image/image.lock"
 var defaultLock []byte
 
 // Lock pins everything a build takes from outside the repository: the Go toolchain of the
-// guest binaries and the two Debian packages in the image (the kernel and the guest's
-// mke2fs), each by name, version, pool file name and SHA-256. A build fetches exactly these
+// guest binaries and the Debian packages of the image (the kernel, the kernel's source for the
+// veil kernel, and the guest's mke2fs), each by name, version, pool file name and SHA-256. A build fetches exactly these
 // files and refuses one whose digest differs; moving to a newer kernel is a commit of a new
 // lock file (veil-image lock --update, or make image-lock).
 type Lock struct {
@@ -31,6 +31,9 @@ type Lock struct {
 	Go string `json:"go"`
 	// Kernel is the kernel package (KernelSuite, KernelPackagePattern).
 	Kernel LockedPackage `json:"kernel"`
+	// KernelSource is the source package of the same kernel version (KernelSourcePackage),
+	// which the veil kernel is built from (package kernel).
+	KernelSource LockedPackage `json:"kernelSource"`
 	// Mkfs is the package of the guest's mke2fs (ToolsSuite, MkfsPackage).
 	Mkfs LockedPackage `json:"mkfs"`
 }
@@ -101,7 +104,7 @@ func (l *Lock) Validate() error {
 	for _, p := range []struct {
 		field string
 		pkg   LockedPackage
-	}{{"kernel", l.Kernel}, {"mkfs", l.Mkfs}} {
+	}{{"kernel", l.Kernel}, {"kernelSource", l.KernelSource}, {"mkfs", l.Mkfs}} {
 		if p.pkg.Name == "" || p.pkg.Version == "" || p.pkg.Arch == "" || p.pkg.Suite == "" {
 			errs = append(errs, fmt.Errorf("%s: name, version, arch and suite are required", p.field))
 		}
@@ -117,6 +120,13 @@ func (l *Lock) Validate() error {
 	}
 	if l.Kernel.Name != "" && !regexp.MustCompile(KernelPackagePattern).MatchString(l.Kernel.Name) {
 		errs = append(errs, fmt.Errorf("kernel: %q does not match %s", l.Kernel.Name, KernelPackagePattern))
+	}
+	if l.KernelSource.Name != "" && l.KernelSource.Name != KernelSourcePackage {
+		errs = append(errs, fmt.Errorf("kernelSource: package %q, the builder takes %s", l.KernelSource.Name, KernelSourcePackage))
+	}
+	if l.KernelSource.Version != "" && l.KernelSource.Version != l.Kernel.Version {
+		errs = append(errs, fmt.Errorf("kernelSource: version %s, the kernel's is %s: the veil kernel is built from the source of the locked kernel (%s moves both)",
+			l.KernelSource.Version, l.Kernel.Version, UpdateCommand))
 	}
 	if l.Mkfs.Name != "" && l.Mkfs.Name != MkfsPackage {
 		errs = append(errs, fmt.Errorf("mkfs: package %q, the builder takes %s", l.Mkfs.Name, MkfsPackage))

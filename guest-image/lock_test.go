@@ -37,6 +37,11 @@ func TestParseLockErrors(t *testing.T) {
 		{"filename", `"filename": "pool/main/l/`, `"filename": "../../etc/`, "kernel: filename"},
 		{"kernel name", `"name": "linux-image-6.12.95+deb12-cloud-amd64"`, `"name": "linux-image-amd64"`, "does not match"},
 		{"mkfs name", `"name": "busybox-static"`, `"name": "e2fsprogs"`, "mkfs: package \"e2fsprogs\""},
+		{"source name", `"name": "linux-source-6.12"`, `"name": "linux-source-6.1"`, `kernelSource: package "linux-source-6.1"`},
+		{"source version", `"version": "6.12.95-1~bpo12+1",
+    "arch": "all"`, `"version": "6.12.94-1~bpo12+1",
+    "arch": "all"`, "kernelSource: version 6.12.94-1~bpo12+1, the kernel's is 6.12.95-1~bpo12+1"},
+		{"source sha", `"sha256": "a7`, `"sha256": "A7`, "kernelSource: sha256"},
 	}
 	for _, tt := range tests {
 		bad := strings.Replace(good, tt.from, tt.to, 1)

@@ -124,6 +124,10 @@ func UpdateLock(ctx context.Context, u LockUpdate) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
+	src, err := kf.Find(ctx, KernelSourcePackage, k.Version)
+	if err != nil {
+		return nil, fmt.Errorf("finding the kernel's source package %s at its version %s: %w", KernelSourcePackage, k.Version, err)
+	}
 	tf := &debian.Fetcher{Dir: filepath.Join(u.CacheDir, "apt-tools"), Mirror: u.Mirror, Suite: ToolsSuite, Progress: p.indented()}
 	p.step("index", "updating package lists: %s", tf.SourcesLine())
 	if err := tf.Update(ctx); err != nil {
@@ -133,7 +137,7 @@ func UpdateLock(ctx context.Context, u LockUpdate) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finding the guest's mkfs package %s: %w", MkfsPackage, err)
 	}
-	l := &Lock{Go: u.Go, Kernel: locked(k, KernelSuite), Mkfs: locked(m, ToolsSuite)}
+	l := &Lock{Go: u.Go, Kernel: locked(k, KernelSuite), KernelSource: locked(src, KernelSuite), Mkfs: locked(m, ToolsSuite)}
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}

@@ -41,8 +41,14 @@ type Inputs struct {
 	InitSHA256 string `json:"initSHA256"`
 	// AgentSHA256 is the hex SHA-256 of the agent when it is a binary of its own.
 	AgentSHA256 string `json:"agentSHA256,omitempty"`
-	// KernelDebSHA256 is the hex SHA-256 of the kernel package file.
+	// KernelDebSHA256 is the hex SHA-256 of the kernel package file (for the veil kernel,
+	// of the source package file).
 	KernelDebSHA256 string `json:"kernelDebSHA256"`
+	// Kernel is the kernel kind (kernel.Debian or kernel.Veil).
+	Kernel string `json:"kernel"`
+	// KernelBuild is the veil kernel's build key (kernel.Inputs.Key: the source package,
+	// the fragment, the compiler and linker, the fixed build settings).
+	KernelBuild string `json:"kernelBuild,omitempty"`
 	// MkfsDebSHA256 is the hex SHA-256 of the package file of the guest's mke2fs.
 	MkfsDebSHA256 string `json:"mkfsDebSHA256,omitempty"`
 	// Modules are the requested module names (before dependencies).

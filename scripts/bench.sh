@@ -13,7 +13,11 @@ keep() { tee -a "$raw" | grep -E "$1"; }
 
 echo "== VM: boot to agent-ready vs a bare boot (same kernel, trivial init), health check, footprint;"
 echo "   the agent's start (agent÷boot: exec to its first answer ÷ boot to agent-ready, goal ≤ 0.05) and an exec broken down"
-VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -benchtime 1x -count 1 ./tests/bench/ | keep '^(Benchmark|ok|FAIL)'
+VEIL_BIN=$PWD/bin go test -tags e2e -run '^$' -bench . -skip 'VeilKernel$' -benchtime 1x -count 1 ./tests/bench/ | keep '^(Benchmark|ok|FAIL)'
+
+echo "== VM: the veil kernel (make image-veil) vs Debian's cloud kernel: veil boot to agent-ready ÷ bare Debian boot (goal ≤ 0.5), bare veil ÷ bare Debian, sizes, build time"
+VEIL_IMAGE_VEIL=${IMAGE_VEIL:-$PWD/build/image-veil} go test -tags e2e -run '^$' -bench 'VeilKernel$' -benchtime 1x -count 1 -timeout 30m ./tests/bench/ | keep '^(Benchmark|ok|FAIL)'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== load: 1,000 execs and 600 MiB of one process's output through the agent (every byte counted), agent RSS before and after"
 go test -tags 'e2e load' -run 'TestLoad$' -count 1 -v -timeout 40m ./tests/e2e/ | keep '(load_test|^--- |^ok|^FAIL)'

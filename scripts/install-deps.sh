@@ -6,10 +6,11 @@ set -euo pipefail
 # Debian packages: QEMU (TCG guests, virtiofsd), the busybox used for test root filesystems,
 # protoc for the agent API, libseccomp for the static agent, kmod/xz/cpio for the guest image,
 # runc for the side-by-side benchmark against the shim, curl and python3 for the demo, CNI
-# plugins for the CRI suite's pod network.
+# plugins for the CRI suite's pod network; flex, bison, bc, libelf-dev and libssl-dev (with
+# gcc, make, cpio and xz-utils) to build the veil guest kernel (veil-image build --kernel veil).
 debs=(qemu-system-x86 qemu-utils busybox-static protobuf-compiler libseccomp-dev kmod xz-utils
       cpio gcc libc6-dev make ca-certificates iproute2 runc curl python3
-      containernetworking-plugins)
+      containernetworking-plugins flex bison bc libelf-dev libssl-dev)
 
 missing=()
 for p in "${debs[@]}"; do

@@ -1,6 +1,6 @@
 // Command veil-image builds the guest kernel and initrd of a Veil VM.
 //
-//	veil-image build --out DIR [--agent PATH] [--init PATH] [--cache DIR] [--lock FILE]
+//	veil-image build --out DIR [--agent PATH] [--init PATH] [--cache DIR] [--lock FILE] [--kernel debian|veil]
 //	                 [--modules a,b,c] [--force] [--sim-authority FILE]
 //
 // It writes DIR/vmlinuz, DIR/initrd.img and DIR/manifest.json and prints
@@ -45,6 +45,7 @@ import (
 
 	"github.com/veil-runtime/veil/attestation/sim"
 	guestimage "github.com/veil-runtime/veil/guest-image"
+	"github.com/veil-runtime/veil/guest-image/kernel"
 )
 
 func main() {
@@ -84,7 +85,10 @@ func run(args []string) error {
 	fs.StringVar(&o.Init, "init", "", "static binary to install as /init (default: veil-init next to this program)")
 	fs.StringVar(&o.CacheDir, "cache", guestimage.DefaultCacheDir, "cache for apt state, kernel packages and unpacked kernels")
 	lockFile := fs.String("lock", "", "lock file pinning the kernel and mkfs packages (default: the "+guestimage.LockFile+" veil-image was built with)")
-	modules := fs.String("modules", strings.Join(guestimage.DefaultModules, ","), "comma-separated kernel modules to load at boot (dependencies are added)")
+	kernelKind := fs.String("kernel", string(kernel.Debian), "the kernel: debian (Debian's cloud kernel package) or veil (Veil's own, built from the\n"+
+		"locked source package with "+kernel.FragmentFile+"; the first build takes tens of minutes, then it is cached)")
+	modules := fs.String("modules", "", "comma-separated kernel modules to load at boot (dependencies are added)\n"+
+		"(default for --kernel debian: "+strings.Join(guestimage.DefaultModules, ",")+"; the veil kernel has none)")
 	fs.StringVar(&o.Cmdline, "cmdline", guestimage.DefaultCmdline, "kernel command line recorded in the manifest")
 	fs.StringVar(&o.ImageVersion, "image-version", "dev", "label written to /etc/veil/image.json")
 	fs.StringVar(&o.Mirror, "mirror", "", "Debian mirror URI (default: the one the host's apt sources use)")
@@ -97,7 +101,14 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	o.Modules = splitList(*modules)
+	k, err := kernel.ParseKind(*kernelKind)
+	if err != nil {
+		return err
+	}
+	o.Kernel = k
+	if *modules != "" {
+		o.Modules = splitList(*modules)
+	}
 	if *lockFile != "" {
 		l, err := guestimage.ReadLock(*lockFile)
 		if err != nil {
@@ -118,7 +129,7 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	_, err := guestimage.Build(ctx, o)
+	_, err = guestimage.Build(ctx, o)
 	return err
 }
 

@@ -18,6 +18,7 @@ import (
 
 	guestimage "github.com/veil-runtime/veil/guest-image"
 	"github.com/veil-runtime/veil/guest-image/gobuild"
+	"github.com/veil-runtime/veil/guest-image/kernel"
 	"github.com/veil-runtime/veil/guest-image/manifest"
 )
 
@@ -96,6 +97,16 @@ func verify(args []string) error {
 		ImageVersion: m.ImageVersion, SimAuthority: *simAuth, Force: true}
 	if m.AgentSHA256 == "" {
 		o.Agent = o.Init
+	}
+	if o.Kernel, err = kernel.ParseKind(m.KernelKind); err != nil {
+		return fmt.Errorf("manifest %s: %w", dir, err)
+	}
+	if o.Kernel == kernel.Veil {
+		// The commit's own fragment, not the one this veil-image was built with.
+		o.KernelFile = filepath.Join(clone, kernel.FragmentFile)
+		if o.KernelFragment, err = os.ReadFile(o.KernelFile); err != nil {
+			return fmt.Errorf("the image boots the veil kernel, but commit %s has no fragment: %w", m.Source.Commit, err)
+		}
 	}
 	if _, err := guestimage.Build(ctx, o); err != nil {
 		return fmt.Errorf("rebuilding: %w", err)

@@ -46,8 +46,15 @@ type Manifest struct {
 	// normalised names: with Cmdline, ImageVersion, the lock and the binaries, what a rebuild
 	// needs.
 	ModuleNames []string `json:"moduleNames,omitempty"`
-	// KernelPackage is the Debian package the kernel and modules come from.
+	// KernelPackage is the Debian package the kernel and modules come from: Debian's kernel
+	// package, or for the veil kernel the source package it was built from.
 	KernelPackage PackageRef `json:"kernelPackage"`
+	// KernelKind is which kernel the image boots: "debian" (Debian's cloud kernel) or "veil"
+	// (Veil's own, built from KernelPackage with KernelConfig's fragment). Empty in
+	// manifests from before there was a choice: debian.
+	KernelKind string `json:"kernelKind,omitempty"`
+	// KernelConfig describes the veil kernel's configuration and build; nil for Debian's.
+	KernelConfig *KernelConfig `json:"kernelConfig,omitempty"`
 	// MkfsPackage is the Debian package the guest's mke2fs comes from (the scratch disk's
 	// file system, api.MkfsPath).
 	MkfsPackage *PackageRef `json:"mkfsPackage,omitempty"`
@@ -68,6 +75,21 @@ type Manifest struct {
 	Source *Source `json:"source,omitempty"`
 	// LockSHA256 is the hex SHA-256 of the lock file the build read (guest-image/image.lock).
 	LockSHA256 string `json:"lockSHA256,omitempty"`
+}
+
+// KernelConfig describes how the veil kernel was configured and built.
+type KernelConfig struct {
+	// FragmentSHA256 is the hex SHA-256 of the config fragment (guest-image/kernel/veil.config).
+	FragmentSHA256 string `json:"fragmentSHA256"`
+	// ConfigSHA256 is the hex SHA-256 of the resulting .config.
+	ConfigSHA256 string `json:"configSHA256"`
+	// SourceSHA256 is the hex SHA-256 of the kernel source package file.
+	SourceSHA256 string `json:"sourceSHA256"`
+	// Compiler and Linker are the first lines of `gcc --version` and `ld --version`.
+	Compiler string `json:"compiler"`
+	Linker   string `json:"linker"`
+	// BuildKey is the digest of the build's inputs, the kernel cache's key.
+	BuildKey string `json:"buildKey"`
 }
 
 // Source describes the source and toolchain of an image's Go binaries (/init and the agent),

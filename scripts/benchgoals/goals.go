@@ -82,9 +82,10 @@ func lookup(r results, m metric) (float64, bool) {
 // in the same `make bench` run, except memory (not noisy) and the pod count.
 var goals = []goal{
 	{
-		name: "boot to agent-ready ÷ bare boot of Debian's kernel (TCG)",
-		num:  metric{"tests/bench BenchmarkBootToAgentReady", "ratio"}, atMost: true, target: 0.5, decimals: 2,
-		show: []metric{{"tests/bench BenchmarkBootToAgentReady", "veil-boot-s"}, {"tests/bench BenchmarkBootToAgentReady", "bare-boot-s"}},
+		name: "boot to agent-ready (veil kernel) ÷ bare boot of Debian's kernel",
+		num:  metric{"tests/bench BenchmarkVeilKernel", "ready-veil/bare-debian"}, atMost: true, target: 0.5, decimals: 2,
+		show: []metric{{"tests/bench BenchmarkVeilKernel", "bare-veil/bare-debian"}, {"tests/bench BenchmarkVeilKernel", "veil-ready-s"},
+			{"tests/bench BenchmarkVeilKernel", "bare-debian-s"}},
 	},
 	{
 		name: "ctr run to first output ÷ boot to agent-ready",

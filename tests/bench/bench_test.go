@@ -21,6 +21,7 @@ import (
 
 	"github.com/veil-runtime/veil/agent/api"
 	guestimage "github.com/veil-runtime/veil/guest-image"
+	"github.com/veil-runtime/veil/guest-image/kernel"
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/hypervisor/qemu"
 	"github.com/veil-runtime/veil/shim/sandbox"
@@ -36,9 +37,9 @@ func imageDir(b *testing.B) string {
 	return dir
 }
 
-// trivialImage builds the baseline image: the same kernel, an initrd whose /init only prints
-// a marker and powers off.
-func trivialImage(b *testing.B) string {
+// trivialImage builds the baseline image: Debian's kernel (kind) or the veil kernel, an
+// initrd whose /init only prints a marker and powers off.
+func trivialImage(b *testing.B, kind kernel.Kind) string {
 	dir := b.TempDir()
 	init := filepath.Join(dir, "trivialinit")
 	cmd := exec.Command("go", "build", "-o", init, "./trivialinit")
@@ -47,7 +48,7 @@ func trivialImage(b *testing.B) string {
 		b.Fatalf("build trivial init: %v\n%s", err, out)
 	}
 	out := filepath.Join(dir, "image")
-	if _, err := guestimage.Build(context.Background(), guestimage.Options{OutDir: out, Init: init, Agent: init}); err != nil {
+	if _, err := guestimage.Build(context.Background(), guestimage.Options{OutDir: out, Init: init, Agent: init, Kernel: kind}); err != nil {
 		b.Fatalf("build baseline image: %v", err)
 	}
 	return out
@@ -89,7 +90,7 @@ func veilBoot(b *testing.B, dir, id string) time.Duration {
 
 func BenchmarkBootToAgentReady(b *testing.B) {
 	dir := imageDir(b)
-	bare, err := sandbox.LoadImage(trivialImage(b))
+	bare, err := sandbox.LoadImage(trivialImage(b, kernel.Debian))
 	if err != nil {
 		b.Fatal(err)
 	}

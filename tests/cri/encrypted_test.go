@@ -28,6 +28,7 @@ import (
 	"github.com/veil-runtime/veil/attestation/kbswire/protocol"
 	"github.com/veil-runtime/veil/attestation/sim"
 	"github.com/veil-runtime/veil/attestation/sim/psp"
+	"github.com/veil-runtime/veil/guest-image/manifest"
 	"github.com/veil-runtime/veil/initdata"
 	"github.com/veil-runtime/veil/kbs-client/keyprovider/keyprovidertest"
 	"github.com/veil-runtime/veil/policy/genpolicy"
@@ -45,13 +46,23 @@ var simImage struct {
 	err  error
 }
 
+// kernelFlag is veil-image's --kernel for the sim image: the kernel of the image under test
+// (VEIL_IMAGE), so that a run against a veil-kernel image boots the veil kernel throughout.
+func kernelFlag() string {
+	m, err := manifest.Read(imageDir)
+	if err != nil || m.KernelKind == "" {
+		return "--kernel=debian"
+	}
+	return "--kernel=" + m.KernelKind
+}
+
 func simGuestImage(t testing.TB) (string, *sim.Authority) {
 	t.Helper()
 	simImage.once.Do(func() {
 		authDir, image := env.Path("sim-authority"), env.Path("sim-image")
 		for _, args := range [][]string{
 			{"sim-authority", "--out", authDir},
-			{"build", "--init", filepath.Join(binDir, "veil-init"), "--agent", filepath.Join(binDir, "veil-agent"),
+			{"build", kernelFlag(), "--init", filepath.Join(binDir, "veil-init"), "--agent", filepath.Join(binDir, "veil-agent"),
 				"--sim-authority", filepath.Join(authDir, sim.AuthorityFile), "--out", image},
 		} {
 			if out, err := exec.Command(filepath.Join(binDir, "veil-image"), args...).CombinedOutput(); err != nil {

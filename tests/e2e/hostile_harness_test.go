@@ -103,7 +103,7 @@ func hostileSimImage(t *testing.T) string {
 		auth, image := filepath.Join(dir, "sim"), filepath.Join(dir, "image")
 		for _, args := range [][]string{
 			{"sim-authority", "--out", auth},
-			{"build", "--init", filepath.Join(binDir, "veil-init"), "--agent", filepath.Join(binDir, "veil-agent"),
+			{"build", kernelFlag(), "--init", filepath.Join(binDir, "veil-init"), "--agent", filepath.Join(binDir, "veil-agent"),
 				"--sim-authority", filepath.Join(auth, sim.AuthorityFile), "--out", image},
 		} {
 			if out, err := exec.Command(filepath.Join(binDir, "veil-image"), args...).CombinedOutput(); err != nil {

@@ -16,7 +16,7 @@ func TestImageReproducible(t *testing.T) {
 	var digests [2]string
 	for i := range digests {
 		out := filepath.Join(t.TempDir(), "image")
-		cmd := exec.Command(filepath.Join(binDir, "veil-image"), "build", "--init", filepath.Join(binDir, "veil-init"),
+		cmd := exec.Command(filepath.Join(binDir, "veil-image"), "build", kernelFlag(), "--init", filepath.Join(binDir, "veil-init"),
 			"--agent", filepath.Join(binDir, "veil-agent"), "--out", out)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("veil-image build: %v\n%s", err, b)

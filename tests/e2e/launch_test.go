@@ -32,7 +32,7 @@ func buildSimImage(t *testing.T, dir string) string {
 	}
 	authDir, image := filepath.Join(dir, "sim"), filepath.Join(dir, "image")
 	run("sim-authority", "--out", authDir)
-	run("build", "--init", filepath.Join(binDir, "veil-init"), "--agent", filepath.Join(binDir, "veil-agent"),
+	run("build", kernelFlag(), "--init", filepath.Join(binDir, "veil-init"), "--agent", filepath.Join(binDir, "veil-agent"),
 		"--sim-authority", filepath.Join(authDir, sim.AuthorityFile), "--out", image)
 	m, err := guestimage.ReadManifest(image)
 	if err != nil || m.SimAuthority == nil || m.SimAuthority.Path != sim.GuestAuthorityPath {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/agent/api"
+	"github.com/veil-runtime/veil/guest-image/manifest"
 	"github.com/veil-runtime/veil/hypervisor"
 	"github.com/veil-runtime/veil/shim/ctl"
 	"github.com/veil-runtime/veil/shim/sandbox"
@@ -148,4 +149,15 @@ func ctx(t *testing.T, d time.Duration) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return c
+}
+
+// kernelFlag is veil-image's --kernel for the images the tests build themselves (sim and
+// hostile images): the kernel of the image under test (VEIL_IMAGE), so that a run against
+// a veil-kernel image (make image-veil) boots the veil kernel throughout.
+func kernelFlag() string {
+	m, err := manifest.Read(imageDir)
+	if err != nil || m.KernelKind == "" {
+		return "--kernel=debian"
+	}
+	return "--kernel=" + m.KernelKind
 }
