@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/veil-runtime/veil/guest-image/manifest"
 )
 
 // FormatVersion is the version of how this package builds. It is part of the cache key:
@@ -148,7 +150,7 @@ func Cached(cacheDir string, in Inputs) (*Result, bool) {
 		return nil, false
 	}
 	r.dir = dir
-	if sum, size, err := fileSHA256(r.Image()); err != nil || sum != r.ImageSHA256 || size != r.ImageSize {
+	if a, err := manifest.DescribeFile(dir, ImageFile); err != nil || a.SHA256 != r.ImageSHA256 || a.Size != r.ImageSize {
 		return nil, false
 	}
 	return &r, true
@@ -323,20 +325,6 @@ func store(cacheDir string, r *Result, image string, config []byte) error {
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-func fileSHA256(file string) (string, int64, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // tailBuffer keeps the last 4 KiB written to it, for an error message.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/veil-runtime/veil/shim/pod"
+	"github.com/veil-runtime/veil/tests/internal/procmem"
 )
 
 // densityPods is how many pods BenchmarkDensity runs at once (issue 14: ≥ 20);
@@ -260,22 +261,12 @@ func memAvailableMiB(b *testing.B) float64 {
 	return procFieldKiB(b, "/proc/meminfo", "MemAvailable:") / 1024
 }
 
-// procFieldKiB reads the "Key: N kB" line of a /proc file.
+// procFieldKiB is procmem.FieldKiB, failing the benchmark on an error.
 func procFieldKiB(b *testing.B, path, key string) float64 {
 	b.Helper()
-	data, err := os.ReadFile(path)
+	v, err := procmem.FieldKiB(path, key)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if fields := strings.Fields(line); len(fields) >= 2 && fields[0] == key {
-			v, err := strconv.ParseFloat(fields[1], 64)
-			if err != nil {
-				b.Fatalf("%s: %s %q: %v", path, key, fields[1], err)
-			}
-			return v
-		}
-	}
-	b.Fatalf("%s has no %s line", path, key)
-	return 0
+	return v
 }

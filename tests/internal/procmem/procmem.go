@@ -150,3 +150,22 @@ func SplitQEMUProcess(pid int) (QEMUSplit, error) {
 	}
 	return SplitQEMU(maps, ram, tcg)
 }
+
+// FieldKiB reads the "Key: N kB" line of a /proc file such as /proc/meminfo,
+// /proc/PID/status or /proc/PID/smaps_rollup (key with its colon, e.g. "Pss:").
+func FieldKiB(path, key string) (float64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if fields := strings.Fields(line); len(fields) >= 2 && fields[0] == key {
+			v, err := strconv.ParseFloat(fields[1], 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: %s %q: %v", path, key, fields[1], err)
+			}
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("%s has no %s line", path, key)
+}

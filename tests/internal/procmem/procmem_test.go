@@ -45,3 +45,12 @@ func TestSplitQEMU(t *testing.T) {
 		t.Fatal("no error for a guest size that has no mapping")
 	}
 }
+
+func TestFieldKiB(t *testing.T) {
+	if v, err := FieldKiB("/proc/meminfo", "MemTotal:"); err != nil || v <= 0 {
+		t.Fatalf("MemTotal: %v, %v", v, err)
+	}
+	if _, err := FieldKiB("/proc/meminfo", "NoSuchField:"); err == nil {
+		t.Fatal("no error for a missing field")
+	}
+}
